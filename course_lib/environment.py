@@ -1,0 +1,95 @@
+"""Where the course runs: the device to use, the versions installed, and whether this is Colab.   [notebook 00]"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+# The course's home; the README, the notebooks' Colab badges and their setup cells use this address.
+COURSE_REPO = "https://github.com/diffusion-course/diffusion-course"
+# The course's folders, found from this file so that notebooks work from any working directory.
+ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = ROOT / "data"
+PACKAGES = ("torch", "diffusers", "transformers", "numpy", "matplotlib", "ipywidgets", "scikit-learn",
+            "scikit-image")
+
+
+def on_colab() -> bool:
+    """Return True inside Google Colab."""
+    return "google.colab" in sys.modules
+
+
+def default_device() -> torch.device:
+    """Return the best device available: CUDA, then Apple's MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def versions() -> dict[str, str]:
+    """Return the Python version and the installed version of each package the course uses."""
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def describe() -> str:
+    """Return a few lines naming the device, its threads or GPU, and the versions installed."""
+    device = default_device()
+    lines = [f"device: {device}"]
+    if device.type == "cuda":
+        lines.append(f"gpu: {torch.cuda.get_device_name(0)}")
+    lines.append(f"cpu threads torch uses: {torch.get_num_threads()}")
+    lines += [f"{name}: {version}" for name, version in versions().items()]
+    return "\n".join(lines)
+
+
+def course_map(folder: Path | None = None) -> list[dict[str, str]]:
+    """Return, for each notebook NN_*.ipynb in reading order, its file, title, first goal, time and device.
+
+    Read from each notebook's opening cell, so the map can never disagree with the notebooks.
+    """
+    import json
+    import re
+
+    folder = Path(folder) if folder is not None else ROOT / "notebooks"
+    rows = []
+    for path in sorted(folder.glob("[0-9][0-9]_*.ipynb")):
+        first = json.loads(path.read_text())["cells"][0]
+        text = "".join(first["source"])
+        title = re.search(r"^#\s*(.+)$", text, re.M)
+        goal = re.search(r"able to:?\*?\*?\s*\n+\s*[-*]\s*(.+)", text)
+        minutes = re.search(r"\*\*Time:\*\*\s*(?:about\s*)?([^·\n*]+?)\s*(?:·|\n|$)", text)
+        runs_on = re.search(r"\*\*Runs on:\*\*\s*([^·\n]+)", text)
+        rows.append({
+            "file": path.name,
+            "title": title.group(1).strip() if title else path.stem,
+            "goal": goal.group(1).strip() if goal else "",
+            "time": minutes.group(1).strip() if minutes else "?",
+            "runs_on": runs_on.group(1).strip() if runs_on else "?",
+        })
+    return rows
+
+
+def course_map_markdown(folder: Path | None = None, link_prefix: str = "notebooks/") -> str:
+    """Return the course map as a markdown table (the README's notebook table is this, verbatim)."""
+    lines = ["| notebook | you learn to | time | runs on |", "|---|---|---|---|"]
+    for row in course_map(folder):
+        badge = (f"[![Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+                 f"(https://colab.research.google.com/github/{COURSE_REPO.split('github.com/')[1]}/blob/main/notebooks/{row['file']})")
+        lines.append(f"| [{row['title']}]({link_prefix}{row['file']}) {badge} | {row['goal']} | {row['time']} | {row['runs_on']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(course_map_markdown())

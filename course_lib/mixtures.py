@@ -1,0 +1,102 @@
+"""Gaussian mixtures: data whose noised score, and so the ideal noise prediction eps*, is known exactly.   [notebook 02]
+
+If x0 ~ sum_k w_k N(mu_k, s_k^2 I), then x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps is again a mixture,
+    x_t ~ sum_k w_k N(sqrt(ab_t) mu_k, (ab_t s_k^2 + 1 - ab_t) I),
+so its score grad log p_t(x_t) is exact, and so is the best possible noise prediction
+    eps*(x_t, t) = E[eps | x_t] = -sqrt(1 - ab_t) * grad log p_t(x_t)      (Tweedie's formula).
+Sampling with eps* shows what the reverse process does before any network is trained.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from course_lib.schedules import gather
+from course_lib.validation import CourseInputError, check_batch_timesteps, check_float_tensor, check_timestep
+
+
+@dataclass(frozen=True)
+class GaussianMixture:
+    """An isotropic Gaussian mixture: means (K, D), stds (K,), weights (K,) summing to 1."""
+
+    means: torch.Tensor
+    stds: torch.Tensor
+    weights: torch.Tensor
+
+    def __post_init__(self):
+        k = self.means.shape[0]
+        if self.means.ndim != 2 or self.stds.shape != (k,) or self.weights.shape != (k,):
+            raise CourseInputError(
+                f"need means (K, D), stds (K,), weights (K,); got {tuple(self.means.shape)}, "
+                f"{tuple(self.stds.shape)}, {tuple(self.weights.shape)}."
+            )
+        if (self.stds <= 0).any() or (self.weights < 0).any() or abs(self.weights.sum().item() - 1) > 1e-5:
+            raise CourseInputError("stds must be > 0 and weights >= 0 summing to 1.")
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    def sample(self, n: int, generator=None, return_labels: bool = False):
+        """Draw n points (n, D); with return_labels, also the component of each (n,)."""
+        labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        noise = torch.randn(n, self.dim, generator=generator, dtype=self.means.dtype)
+        x = self.means[labels] + self.stds[labels, None] * noise
+        return (x, labels) if return_labels else x
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Return log p(x) for x (n, D), shape (n,)."""
+        return torch.logsumexp(self._component_log_probs(x), dim=1)
+
+    def _component_log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        # log w_k + log N(x; mu_k, s_k^2 I), shape (n, K)
+        var = self.stds**2
+        sq = ((x[:, None, :] - self.means[None]) ** 2).sum(-1)
+        return torch.log(self.weights) - 0.5 * sq / var - 0.5 * self.dim * torch.log(2 * math.pi * var)
+
+    def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Return p(component k | x), shape (n, K)."""
+        return torch.softmax(self._component_log_probs(x), dim=1)
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """Return grad_x log p(x) = sum_k r_k(x) (mu_k - x) / s_k^2, shape (n, D)."""
+        r = self.responsibilities(x)
+        return (r[:, :, None] * (self.means[None] - x[:, None, :]) / (self.stds**2)[None, :, None]).sum(1)
+
+    def noised(self, alpha_bar: float) -> GaussianMixture:
+        """Return the law of x_t = sqrt(ab) x0 + sqrt(1 - ab) eps: a mixture again.   [nb 02]"""
+        return GaussianMixture(
+            means=math.sqrt(alpha_bar) * self.means,
+            stds=torch.sqrt(alpha_bar * self.stds**2 + (1 - alpha_bar)),
+            weights=self.weights,
+        )
+
+
+def optimal_eps(xt: torch.Tensor, t, alpha_bars: torch.Tensor, mixture: GaussianMixture) -> torch.Tensor:
+    """Return the exact eps*(x_t, t) = -sqrt(1 - ab_t) * grad log p_t(x_t) for mixture data.   [Tweedie, nb 02]
+
+    Shapes: xt (n, D); t an int or (n,); returns (n, D). The ideal denoiser that training approaches.
+    """
+    check_float_tensor(xt, "xt")
+    t = check_timestep(t, len(alpha_bars))
+    check_batch_timesteps(t, xt)
+    if xt.ndim != 2 or xt.shape[1] != mixture.dim:
+        raise CourseInputError(f"xt must have shape (n, {mixture.dim}), got {tuple(xt.shape)}.")
+    if t.ndim == 0:
+        ab = float(alpha_bars[t])
+        return -math.sqrt(1 - ab) * mixture.noised(ab).score(xt)
+    out = torch.empty_like(xt)
+    for value in t.unique():
+        rows = t == value
+        out[rows] = optimal_eps(xt[rows], int(value), alpha_bars, mixture)
+    return out
+
+
+def ring(num_modes: int = 8, radius: float = 2.0, std: float = 0.1) -> GaussianMixture:
+    """Return num_modes equal-weight Gaussians evenly spaced on a circle of the given radius."""
+    angles = torch.arange(num_modes) * 2 * math.pi / num_modes
+    means = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
+    return GaussianMixture(means, torch.full((num_modes,), std), torch.full((num_modes,), 1 / num_modes))

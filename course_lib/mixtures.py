@@ -15,7 +15,14 @@ from dataclasses import dataclass
 import torch
 
 from course_lib.schedules import gather
-from course_lib.validation import CourseInputError, check_batch_timesteps, check_float_tensor, check_timestep
+from course_lib.validation import (
+    CourseInputError,
+    check_batch_timesteps,
+    check_float_tensor,
+    check_positive_int,
+    check_schedule_table,
+    check_timestep,
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,8 @@ class GaussianMixture:
     weights: torch.Tensor
 
     def __post_init__(self):
+        for name in ("means", "stds", "weights"):
+            check_float_tensor(getattr(self, name), name)
         k = self.means.shape[0]
         if self.means.ndim != 2 or self.stds.shape != (k,) or self.weights.shape != (k,):
             raise CourseInputError(
@@ -34,7 +43,10 @@ class GaussianMixture:
                 f"{tuple(self.stds.shape)}, {tuple(self.weights.shape)}."
             )
         if (self.stds <= 0).any() or (self.weights < 0).any() or abs(self.weights.sum().item() - 1) > 1e-5:
-            raise CourseInputError("stds must be > 0 and weights >= 0 summing to 1.")
+            raise CourseInputError(
+                f"stds must be > 0 and weights >= 0 summing to 1, got stds {self.stds.tolist()} and weights "
+                f"summing to {self.weights.sum().item():.6g}. Normalise with weights / weights.sum()."
+            )
 
     @property
     def dim(self) -> int:
@@ -42,6 +54,7 @@ class GaussianMixture:
 
     def sample(self, n: int, generator=None, return_labels: bool = False):
         """Draw n points (n, D); with return_labels, also the component of each (n,)."""
+        n = check_positive_int(n, "n")
         labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         noise = torch.randn(n, self.dim, generator=generator, dtype=self.means.dtype)
         x = self.means[labels] + self.stds[labels, None] * noise
@@ -49,7 +62,16 @@ class GaussianMixture:
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Return log p(x) for x (n, D), shape (n,)."""
+        self._check_points(x)
         return torch.logsumexp(self._component_log_probs(x), dim=1)
+
+    def _check_points(self, x: torch.Tensor) -> None:
+        check_float_tensor(x, "x")
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise CourseInputError(
+                f"x must have shape (n, {self.dim}) for this {self.dim}-D mixture, got {tuple(x.shape)}. "
+                f"Reshape it, e.g. x.reshape(-1, {self.dim})."
+            )
 
     def _component_log_probs(self, x: torch.Tensor) -> torch.Tensor:
         # log w_k + log N(x; mu_k, s_k^2 I), shape (n, K)
@@ -59,15 +81,23 @@ class GaussianMixture:
 
     def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
         """Return p(component k | x), shape (n, K)."""
+        self._check_points(x)
         return torch.softmax(self._component_log_probs(x), dim=1)
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         """Return grad_x log p(x) = sum_k r_k(x) (mu_k - x) / s_k^2, shape (n, D)."""
+        self._check_points(x)
         r = self.responsibilities(x)
         return (r[:, :, None] * (self.means[None] - x[:, None, :]) / (self.stds**2)[None, :, None]).sum(1)
 
     def noised(self, alpha_bar: float) -> GaussianMixture:
         """Return the law of x_t = sqrt(ab) x0 + sqrt(1 - ab) eps: a mixture again.   [nb 02]"""
+        alpha_bar = float(alpha_bar)
+        if not 0 < alpha_bar <= 1:
+            raise CourseInputError(
+                f"alpha_bar must be in (0, 1], got {alpha_bar}. Pass one value of the table, e.g. "
+                f"float(alpha_bars[t])."
+            )
         return GaussianMixture(
             means=math.sqrt(alpha_bar) * self.means,
             stds=torch.sqrt(alpha_bar * self.stds**2 + (1 - alpha_bar)),
@@ -81,6 +111,7 @@ def optimal_eps(xt: torch.Tensor, t, alpha_bars: torch.Tensor, mixture: Gaussian
     Shapes: xt (n, D); t an int or (n,); returns (n, D). The ideal denoiser that training approaches.
     """
     check_float_tensor(xt, "xt")
+    check_schedule_table(alpha_bars, "alpha_bars")
     t = check_timestep(t, len(alpha_bars))
     check_batch_timesteps(t, xt)
     if xt.ndim != 2 or xt.shape[1] != mixture.dim:
@@ -97,6 +128,7 @@ def optimal_eps(xt: torch.Tensor, t, alpha_bars: torch.Tensor, mixture: Gaussian
 
 def ring(num_modes: int = 8, radius: float = 2.0, std: float = 0.1) -> GaussianMixture:
     """Return num_modes equal-weight Gaussians evenly spaced on a circle of the given radius."""
+    num_modes = check_positive_int(num_modes, "num_modes")
     angles = torch.arange(num_modes) * 2 * math.pi / num_modes
     means = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
-    return GaussianMixture(means, torch.full((num_modes,), std), torch.full((num_modes,), 1 / num_modes))
+    return GaussianMixture(means, torch.full((num_modes,), float(std)), torch.full((num_modes,), 1 / num_modes))

@@ -47,3 +47,99 @@ def scatter2d(ax, points: torch.Tensor, label: str | None = None, size: float = 
         ax.set_xlim(-lim, lim)
         ax.set_ylim(-lim, lim)
     return ax
+
+
+def trajectories2d(ax, trajectory, num: int = 20, lim: float | None = 3.5, color: str = "C3",
+                   linewidth: float = 0.6, alpha: float = 0.7):
+    """Draw the paths of the first `num` points through a list of (n, 2) tensors, x_T first; return ax.
+
+    The start of each path gets a small dot, its end a larger one.   [nb 02]
+    """
+    path = torch.stack([x[:num].detach().float().cpu() for x in trajectory]).numpy()  # (steps, num, 2)
+    ax.plot(path[:, :, 0], path[:, :, 1], color=color, linewidth=linewidth, alpha=alpha)
+    ax.scatter(path[0, :, 0], path[0, :, 1], s=4, color="k", zorder=3)
+    ax.scatter(path[-1, :, 0], path[-1, :, 1], s=12, color=color, zorder=3)
+    ax.set_aspect("equal")
+    if lim is not None:
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+    return ax
+
+
+def show_image_rows(rows: dict, col_titles=None, scale: int = 2, gap: int = 4, label_width: int = 90,
+                    fontsize: float = 9):
+    """Draw rows of tensors in [-1, 1] (row label -> list of (C, H, W)), each pixel as scale x scale screen pixels.
+
+    Nearest-neighbour drawing at a whole-number scale keeps pixels sharp and PNGs small (noisy images do
+    not compress, so resampled ones bloat a notebook). Sizes are in screen pixels at the figure dpi.
+    Returns the figure.   [nb 01]
+    """
+    rows = {label: list(images) for label, images in rows.items()}
+    ncols = max(len(images) for images in rows.values())
+    h, w = next(iter(rows.values()))[0].shape[-2:]
+    ph, pw = h * scale, w * scale
+    top = 2 * fontsize + 6 if col_titles is not None else 0
+    left = label_width if any(rows) else 0
+    width = left + ncols * pw + (ncols - 1) * gap + 2
+    height = top + len(rows) * ph + (len(rows) - 1) * gap + 2
+    dpi = plt.rcParams["figure.dpi"]
+    fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    for r, (label, images) in enumerate(rows.items()):
+        y0 = height - top - (r + 1) * ph - r * gap
+        for c, image in enumerate(images):
+            x0 = left + c * (pw + gap)
+            ax = fig.add_axes((x0 / width, y0 / height, pw / width, ph / height))
+            ax.imshow(to_image(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.set_axis_off()
+            if r == 0 and col_titles is not None:
+                ax.set_title(col_titles[c], fontsize=fontsize)
+        if label:
+            fig.text((left - 6) / width, (y0 + ph / 2) / height, label, ha="right", va="center", fontsize=fontsize)
+    return fig
+
+
+def loss_curve(ax, losses, window: int = 100, label: str | None = None, log: bool = True):
+    """Plot a loss history (light) and its running mean over `window` steps (dark) on `ax`; return ax.   [nb 03]"""
+    values = np.asarray(losses, dtype=float)
+    steps = np.arange(1, len(values) + 1)
+    kernel = np.ones(min(window, len(values))) / min(window, len(values))
+    smooth = np.convolve(values, kernel, mode="valid")
+    ax.plot(steps, values, alpha=0.25, lw=0.5)
+    ax.plot(steps[len(steps) - len(smooth):], smooth, lw=1.5, label=label or f"mean over {window} steps")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def arrow_field(ax, vector_fn, lim: float = 2.5, n: int = 21, color: str = "C3", scale: float | None = None):
+    """Draw arrows of vector_fn(points (n*n, 2)) -> (n*n, 2) on an n x n grid over [-lim, lim]^2; return ax.   [nb 03]
+
+    For a noise predictor, pass lambda x: -eps_hat(x, t): the arrows point from x_t towards the data.
+    """
+    u = torch.linspace(-lim, lim, n)
+    grid = torch.stack(torch.meshgrid(u, u, indexing="xy"), dim=-1).reshape(-1, 2)
+    with torch.no_grad():
+        v = vector_fn(grid).detach().cpu()
+    ax.quiver(grid[:, 0].numpy(), grid[:, 1].numpy(), v[:, 0].numpy(), v[:, 1].numpy(), color=color,
+              angles="xy", scale_units="xy", scale=scale, width=0.004)
+    ax.set_aspect("equal")
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    return ax
+
+
+def trajectories(ax, trajectory, num_paths: int = 40, color: str = "C1", lim: float | None = 3.5):
+    """Draw the paths of the first num_paths points through a list of (B, 2) states, start (o) to end (x); return ax.   [nb 03]"""
+    path = torch.stack([x[:num_paths].detach().cpu() for x in trajectory]).numpy()  # (steps, P, 2)
+    for i in range(path.shape[1]):
+        ax.plot(path[:, i, 0], path[:, i, 1], color=color, lw=0.6, alpha=0.6)
+    ax.scatter(path[0, :, 0], path[0, :, 1], s=8, c="grey", marker="o", label="x_T (noise)")
+    ax.scatter(path[-1, :, 0], path[-1, :, 1], s=12, c="k", marker="x", label="x_0 (sample)")
+    ax.set_aspect("equal")
+    if lim is not None:
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+    return ax

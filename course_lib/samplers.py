@@ -22,7 +22,13 @@ import numpy as np
 import torch
 
 from course_lib import posterior
-from course_lib.validation import CourseInputError, check_choice, check_float_tensor, check_same_shape
+from course_lib.validation import (
+    CourseInputError,
+    check_choice,
+    check_float_tensor,
+    check_positive_int,
+    check_same_shape,
+)
 
 SPACINGS = ("leading", "trailing", "linspace")
 VARIANCE_TYPES = ("fixed_small", "fixed_large")  # sigma_t^2 = beta_tilde_t or beta_t
@@ -47,6 +53,10 @@ def inference_timesteps(num_train_steps: int, num_steps: int, spacing: str = "le
     Schedules and Sample Steps are Flawed" (Lin et al. 2024).
     """
     check_choice(spacing, SPACINGS, "spacing")
+    num_train_steps = check_positive_int(num_train_steps, "num_train_steps")
+    num_steps = check_positive_int(num_steps, "num_steps")
+    if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)):
+        raise CourseInputError(f"offset must be an int (diffusers' steps_offset, usually 0 or 1), got {offset!r}.")
     if not 1 <= num_steps <= num_train_steps:
         raise CourseInputError(
             f"num_steps must be between 1 and num_train_steps={num_train_steps}, got {num_steps}."
@@ -79,6 +89,7 @@ def previous_timestep(timesteps: torch.Tensor, t: int) -> int:
 
 def _noise_like(x: torch.Tensor, noise, generator) -> torch.Tensor:
     if noise is not None:
+        check_float_tensor(noise, "noise")
         check_same_shape(noise=noise, xt=x)
         return noise
     return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)

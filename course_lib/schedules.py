@@ -22,7 +22,9 @@ from course_lib.validation import (
     check_batch_timesteps,
     check_choice,
     check_float_tensor,
+    check_positive_int,
     check_same_shape,
+    check_schedule_table,
     check_timestep,
 )
 
@@ -34,8 +36,17 @@ _ALIASES = {"squaredcos_cap_v2": "cosine"}
 DEFAULT_BETA_RANGE = {"linear": (1e-4, 0.02), "scaled_linear": (0.00085, 0.012)}
 
 
+def _check_beta_range(num_steps, beta_start, beta_end) -> None:
+    check_positive_int(num_steps, "num_steps")
+    if not 0 < beta_start <= beta_end < 1:
+        raise CourseInputError(
+            f"need 0 < beta_start <= beta_end < 1, got beta_start={beta_start} and beta_end={beta_end}."
+        )
+
+
 def linear_betas(num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
     """Return beta_t evenly spaced from beta_start to beta_end.   [DDPM sec. 4, nb 01]"""
+    _check_beta_range(num_steps, beta_start, beta_end)
     return torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64).float()
 
 
@@ -43,16 +54,19 @@ def scaled_linear_betas(
     num_steps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012
 ) -> torch.Tensor:
     """Return beta_t = (linspace(sqrt(beta_start), sqrt(beta_end)))^2, Stable Diffusion's schedule.   [LDM, nb 01]"""
+    _check_beta_range(num_steps, beta_start, beta_end)
     return (torch.linspace(beta_start**0.5, beta_end**0.5, num_steps, dtype=torch.float64) ** 2).float()
 
 
 def cosine_alpha_bar(u: torch.Tensor, s: float = 0.008) -> torch.Tensor:
     """Return f(u) = cos((u + s)/(1 + s) * pi/2)^2 for u = t/T in [0, 1].   [improved DDPM eq. 17, nb 01]"""
+    check_float_tensor(u, "u")
     return torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2
 
 
 def cosine_betas(num_steps: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
     """Return beta_t = min(1 - f((t+1)/T) / f(t/T), max_beta) for the cosine alpha_bar f.   [improved DDPM, nb 01]"""
+    check_positive_int(num_steps, "num_steps")
     u = torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
     f = cosine_alpha_bar(u, s)
     return (1 - f[1:] / f[:-1]).clamp(max=max_beta).float()
@@ -60,11 +74,13 @@ def cosine_betas(num_steps: int = 1000, s: float = 0.008, max_beta: float = 0.99
 
 def alpha_bars_from_betas(betas: torch.Tensor) -> torch.Tensor:
     """Return alpha_bar_t = prod_{s<=t} (1 - beta_s).   [DDPM eq. 4, nb 01]"""
+    check_schedule_table(betas, "betas")
     return torch.cumprod(1 - betas.double(), dim=0).float()
 
 
 def snr(alpha_bars: torch.Tensor) -> torch.Tensor:
     """Return the signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t).   [VDM eq. 3, nb 01]"""
+    check_float_tensor(alpha_bars, "alpha_bars")
     return alpha_bars / (1 - alpha_bars)
 
 
@@ -137,15 +153,22 @@ def gather(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.T
     """Return values[t] shaped to broadcast against `like`: (B,) or () -> (B, 1, 1, ...).
 
     A t of -1 means clean data and gives 1.0 (used for alpha_bar at the last sampling step).
+    t may be an int or an integer tensor of shape () or (B,).
     """
+    check_schedule_table(values, "values")
+    check_float_tensor(like, "like")
+    t = check_timestep(t, len(values), allow_data=True)
+    check_batch_timesteps(t, like)
     t = t.to(values.device)
     out = torch.where(t >= 0, values[t.clamp(min=0)], torch.ones((), dtype=values.dtype, device=values.device))
     out = out.to(device=like.device, dtype=like.dtype)
     return out.reshape(out.shape + (1,) * (like.ndim - out.ndim)) if out.ndim else out
 
 
-def _check_forward_inputs(x: torch.Tensor, t, schedule_values: torch.Tensor, noise, x_name: str):
+def _check_forward_inputs(x: torch.Tensor, t, schedule_values: torch.Tensor, noise, x_name: str,
+                          table_name: str = "alpha_bars"):
     check_float_tensor(x, x_name)
+    check_schedule_table(schedule_values, table_name)
     t = check_timestep(t, len(schedule_values))
     check_batch_timesteps(t, x)
     if noise is not None:
@@ -165,7 +188,7 @@ def q_step(x_prev: torch.Tensor, t, betas: torch.Tensor, noise=None, generator=N
 
     Shapes: x_prev (B, ...); t an int or (B,); returns (B, ...).
     """
-    t = _check_forward_inputs(x_prev, t, betas, noise, "x_prev")
+    t = _check_forward_inputs(x_prev, t, betas, noise, "x_prev", "betas")
     eps = _draw_noise(x_prev, noise, generator)
     beta_t = gather(betas, t, x_prev)
     return torch.sqrt(1 - beta_t) * x_prev + torch.sqrt(beta_t) * eps

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import torch
 
 
@@ -40,6 +41,49 @@ def check_float_tensor(x, name: str) -> torch.Tensor:
     return x
 
 
+def check_positive_int(value, name: str) -> int:
+    """Return `value` as an int if it is a positive integer, else raise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise CourseInputError(f"{name} must be a positive int (1, 2, 3, ...), got {value!r}.")
+    return int(value)
+
+
+def check_schedule_table(values, name: str = "alpha_bars") -> torch.Tensor:
+    """Return `values` if it is a schedule table: a non-empty 1-D floating-point tensor, one value per step."""
+    if not isinstance(values, torch.Tensor) or not values.is_floating_point() or values.ndim != 1 or not len(values):
+        got = (f"a {type(values).__name__}" if not isinstance(values, torch.Tensor)
+               else f"a tensor of shape {tuple(values.shape)} and dtype {values.dtype}")
+        raise CourseInputError(
+            f"{name} must be a non-empty 1-D floating-point tensor with one value per timestep, got {got}. "
+            f"Pass the table itself, e.g. schedules.NoiseSchedule('linear').{name}."
+        )
+    return values
+
+
+def check_alpha_bar_t(alpha_bar_t, like: torch.Tensor, name: str = "alpha_bar_t") -> torch.Tensor:
+    """Return alpha_bar_t as a tensor that broadcasts against `like` sample by sample.
+
+    Accepted: a number, a one-element tensor, or one value per sample shaped (B, 1, 1, ...) as
+    schedules.gather returns. A bare (B,) tensor is refused: against (B, C, H, W) it would
+    broadcast along the last axis instead of the batch.
+    """
+    if isinstance(alpha_bar_t, (int, float, np.floating)) and not isinstance(alpha_bar_t, bool):
+        return torch.tensor(float(alpha_bar_t), dtype=like.dtype, device=like.device)
+    check_float_tensor(alpha_bar_t, name)
+    shape = tuple(alpha_bar_t.shape)
+    fits = alpha_bar_t.ndim <= like.ndim and (
+        alpha_bar_t.numel() == 1
+        or (alpha_bar_t.ndim == like.ndim and all(a in (1, b) for a, b in zip(shape, like.shape)))
+    )
+    if not fits:
+        raise CourseInputError(
+            f"{name} of shape {shape} does not broadcast sample by sample against a batch of shape "
+            f"{tuple(like.shape)}. Give one number, or one per sample shaped (B, 1, ...): "
+            f"schedules.gather(alpha_bars, t, x)."
+        )
+    return alpha_bar_t
+
+
 def check_same_shape(**tensors: torch.Tensor) -> None:
     """Raise if the named tensors do not all have the same shape."""
     shapes = {name: tuple(t.shape) for name, t in tensors.items()}
@@ -60,19 +104,11 @@ def check_timestep(t, num_steps: int, name: str = "t", allow_data: bool = False)
                 f"{name} must hold integer timesteps, got dtype {t.dtype}. Use {name}.long()."
             )
         t_tensor = t.long()
-    elif isinstance(t, bool) or not isinstance(t, int):
-        try:
-            import numpy as np
-
-            if isinstance(t, np.integer):
-                t = int(t)
-            else:
-                raise TypeError
-        except TypeError:
-            raise CourseInputError(
-                f"{name} must be an int or an integer tensor, got {type(t).__name__}."
-            ) from None
-        t_tensor = torch.tensor(t)
+    elif isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+        raise CourseInputError(
+            f"{name} must be an int or an integer tensor, got {type(t).__name__}. "
+            f"Pass an int, or torch.tensor([...]) with one timestep per sample."
+        )
     else:
         t_tensor = torch.tensor(t)
     low = -1 if allow_data else 0

@@ -1,0 +1,214 @@
+"""The denoisers the course trains: a small MLP for 2D points and a diffusers UNet2DModel for digits.   [notebook 03]
+
+Both follow diffusers' calling convention, model(sample, timestep, **condition), and both save and
+load with save_pretrained / from_pretrained (the MLP is a diffusers ModelMixin too), so the same
+checkpoint code serves every model of the course. `model_output` reads the prediction out of
+whatever a model returns; `as_denoiser` turns a trained model into the model(xt, t) callable that
+samplers.sample runs; `generate` is that one sampling loop with the usual settings filled in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+
+import torch
+from diffusers import ConfigMixin, ModelMixin, UNet2DModel
+from diffusers.configuration_utils import register_to_config
+from torch import nn
+
+from course_lib import samplers
+from course_lib.validation import CourseInputError, check_choice, check_float_tensor
+
+SAMPLERS = ("ddpm", "ddim")
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Run a block (e.g. a model's construction) with torch's global RNG seeded, then restore it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+# ----------------------------------------------------------------------------------------------
+# 2D: an MLP with a sinusoidal time embedding
+# ----------------------------------------------------------------------------------------------
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Embed integer timesteps as [cos(t w_k), sin(t w_k)], w_k = max_period^(-k / (dim/2)), k < dim/2.   [Transformer sec. 3.5, DDPM app. B, nb 03]
+
+    The same numbers as diffusers' get_timestep_embedding(t, dim, flip_sin_to_cos=True,
+    downscale_freq_shift=0). Shapes: t (B,) -> (B, dim).
+    """
+    if dim % 2:
+        raise CourseInputError(f"the embedding dimension must be even, got {dim}.")
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    angles = t.float()[:, None] * freqs[None]  # (B, half)
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
+
+
+class TimeMLP(ModelMixin, ConfigMixin):
+    """eps_theta(x_t, t) for points in R^D: an MLP with residual layers and a sinusoidal time embedding.   [nb 03]
+
+    h = W_in x_t + MLP(emb(t));  h <- h + W_l SiLU(h) for each layer;  eps_hat = W_out SiLU(h).
+    Called like a diffusers model: model(xt, t) with t an int or (B,) tensor; returns (B, D).
+    """
+
+    @register_to_config
+    def __init__(self, data_dim: int = 2, hidden_dim: int = 128, num_layers: int = 4, time_embed_dim: int = 64,
+                 num_train_timesteps: int = 1000):
+        super().__init__()
+        self.time_mlp = nn.Sequential(nn.Linear(time_embed_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim))
+        self.x_in = nn.Linear(data_dim, hidden_dim)
+        self.layers = nn.ModuleList(nn.Linear(hidden_dim, hidden_dim) for _ in range(num_layers))
+        self.x_out = nn.Linear(hidden_dim, data_dim)
+
+    def forward(self, sample: torch.Tensor, timestep) -> torch.Tensor:
+        t = torch.as_tensor(timestep, device=sample.device)
+        if t.ndim == 0:
+            t = t.expand(sample.shape[0])
+        h = self.x_in(sample) + self.time_mlp(timestep_embedding(t, self.config.time_embed_dim))  # (B, H)
+        for layer in self.layers:
+            h = h + layer(nn.functional.silu(h))
+        return self.x_out(nn.functional.silu(h))  # (B, D)
+
+
+def time_mlp(seed: int = 0, **config) -> TimeMLP:
+    """Return a TimeMLP initialised from `seed` (the global RNG is left untouched)."""
+    with seeded(seed):
+        return TimeMLP(**config)
+
+
+# ----------------------------------------------------------------------------------------------
+# Digits: a small diffusers UNet2DModel, class-conditional with a null class for guidance
+# ----------------------------------------------------------------------------------------------
+
+NUM_DIGIT_CLASSES = 10
+NULL_CLASS = NUM_DIGIT_CLASSES  # class id 10 means "no label": unconditional samples, and CFG (nb 06)
+
+DIGITS_UNET_CONFIG = dict(
+    sample_size=16,
+    in_channels=1,
+    out_channels=1,                       # eps_hat has the image's shape
+    block_out_channels=(32, 64, 64),      # 16x16 -> 8x8 -> 4x4
+    down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+    up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+    layers_per_block=1,
+    attention_head_dim=32,
+    norm_num_groups=8,
+    num_class_embeds=NUM_DIGIT_CLASSES + 1,  # 10 digits + the null class
+    num_train_timesteps=1000,
+)
+
+
+def digits_unet(seed: int = 0, **overrides) -> UNet2DModel:
+    """Return the course's digits UNet2DModel (DIGITS_UNET_CONFIG, updated by `overrides`), initialised from `seed`."""
+    config = {**DIGITS_UNET_CONFIG, **overrides}
+    with seeded(seed):
+        return UNet2DModel(**config)
+
+
+def num_parameters(model: nn.Module) -> int:
+    """Return the number of parameters of a model."""
+    return sum(p.numel() for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------------------------
+# From a trained model to samples: one adapter, then samplers.sample
+# ----------------------------------------------------------------------------------------------
+
+def model_output(model: nn.Module, xt: torch.Tensor, t: torch.Tensor, **condition) -> torch.Tensor:
+    """Return the model's prediction for (xt, t): a tensor like xt, whatever the model returns.
+
+    diffusers models return an output object with .sample (or a tuple with return_dict=False);
+    the course's own models return the tensor. `condition` goes to the model as keyword arguments
+    (class_labels for the digits UNet, encoder_hidden_states for a text-conditioned UNet).
+    """
+    out = model(xt, t, **condition)
+    if hasattr(out, "sample"):
+        out = out.sample
+    elif isinstance(out, (tuple, list)):
+        out = out[0]
+    return out
+
+
+def _expand_condition(value, batch: int, device) -> torch.Tensor:
+    value = torch.as_tensor(value, device=device)
+    if value.ndim == 0:
+        return value.expand(batch)
+    if value.shape[0] == 1 and batch > 1:
+        return value.expand(batch, *value.shape[1:])
+    return value
+
+
+def as_denoiser(model: nn.Module, **condition):
+    """Return model(xt, t: int) -> output, the callable samplers.sample runs, for a trained model.   [nb 03]
+
+    The model is put in eval mode and run without gradients; t becomes a (B,) tensor; each
+    condition (e.g. class_labels=3, or a (B,) tensor of labels) is broadcast to the batch.
+    """
+    model.eval()
+
+    @torch.no_grad()
+    def denoiser(xt: torch.Tensor, t: int) -> torch.Tensor:
+        b = xt.shape[0]
+        t_batch = torch.full((b,), int(t), dtype=torch.long, device=xt.device)
+        cond = {k: _expand_condition(v, b, xt.device) for k, v in condition.items()}
+        return model_output(model, xt, t_batch, **cond)
+
+    return denoiser
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Return the device a model's parameters live on (the CPU for a model without parameters)."""
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def _with_generator_noise(step, adds_noise):
+    """Wrap a step so that its noise is drawn on the generator's device (the CPU) and moved to x_t's."""
+
+    def wrapped(model_output, xt, t, t_prev, generator=None):
+        noise = None
+        if adds_noise(int(t_prev)):
+            gen_device = generator.device if generator is not None else torch.device("cpu")
+            noise = torch.randn(xt.shape, generator=generator, device=gen_device).to(xt.device, xt.dtype)
+        return step(model_output, xt, t, t_prev, noise=noise, generator=generator)
+
+    return wrapped
+
+
+def generate(model: nn.Module, shape: tuple[int, ...], alpha_bars: torch.Tensor, *, sampler: str = "ddim",
+             num_steps: int = 50, eta: float = 0.0, spacing: str = "trailing", prediction_type: str = "epsilon",
+             clip_sample: bool = False, generator: torch.Generator | None = None, device=None,
+             keep_trajectory: bool = False, progress: bool = False, **condition) -> samplers.SampleOutput:
+    """Sample `shape` from a trained model with DDPM or DDIM through samplers.sample (the one sampling loop).   [nb 03]
+
+    x_T ~ N(0, I) is drawn from `generator` on the CPU and moved to the model's device, so a seed
+    gives the same start on any device. DDPM uses variance "fixed_small"; DDIM uses `eta`.
+    spacing="trailing" starts at t = T-1 for any number of steps (samplers.inference_timesteps).
+    Images: clip_sample=True clamps x0_hat to [-1, 1] (never for 2D toys).
+    """
+    check_choice(sampler, SAMPLERS, "sampler")
+    device = torch.device(device) if device is not None else model_device(model)
+    x_T = torch.randn(shape, generator=generator).to(device)
+    ab = alpha_bars.to(device)
+    timesteps = samplers.inference_timesteps(len(alpha_bars), num_steps, spacing)
+    if sampler == "ddpm":
+        step = functools.partial(samplers.ddpm_step, alpha_bars=ab, prediction_type=prediction_type,
+                                 clip_sample=clip_sample)
+        adds_noise = lambda t_prev: t_prev >= 0  # noqa: E731  (ddpm_step adds none on the last step)
+    else:
+        step = functools.partial(samplers.ddim_step, alpha_bars=ab, eta=eta, prediction_type=prediction_type,
+                                 clip_sample=clip_sample)
+        adds_noise = lambda t_prev: eta > 0  # noqa: E731
+    if device.type != "cpu":
+        step = _with_generator_noise(step, adds_noise)
+    return samplers.sample(as_denoiser(model, **condition), x_T, timesteps, step, generator=generator,
+                           keep_trajectory=keep_trajectory, progress=progress)
+

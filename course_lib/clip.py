@@ -84,23 +84,81 @@ def make_clip(tokenizer=None, seed: int = 0, **config_kwargs):
 # Data: fresh image-caption pairs every step
 # ----------------------------------------------------------------------------------------------
 
+TWIN_EDITS = ("colour", "shape", "background", "add", "remove")
+
+
+def _phrasing_for(scenes, u: float, phrasings) -> str:
+    names = [p for p in phrasings if p != "relation" or all(len(s.objects) == 2 for s in scenes)] or ["full"]
+    return names[min(int(u * len(names)), len(names) - 1)]
+
+
+def twin_scenes(scenes, generator: torch.Generator | None = None, phrasings=shapes.PHRASINGS,
+                kinds=TWIN_EDITS) -> tuple[list[shapes.Scene], list[str]]:
+    """Return [scene, edited twin, ...] and their captions: each twin differs from its scene by one edit.   [nb 05]
+
+    The edit (shapes.random_edit) changes one colour, one shape, the background, or adds or removes
+    an object; scene and twin are captioned in the same phrasing, so their captions differ in a
+    word or a phrase. In a contrastive batch each is the other's hardest negative.
+    """
+    out, captions = [], []
+    u = torch.rand(len(scenes), generator=generator).tolist()
+    for scene, ui in zip(scenes, u):
+        twin = shapes.apply_edit(scene, shapes.random_edit(scene, generator, kinds))
+        phrasing = _phrasing_for((scene, twin), ui, phrasings)
+        out += [scene, twin]
+        captions += [shapes.caption(scene, phrasing), shapes.caption(twin, phrasing)]
+    return out, captions
+
+
 def caption_batches(tokenizer, batch_size: int, split: str = "train", *, num_objects=(1, shapes.MAX_OBJECTS),
-                    phrasings=shapes.PHRASINGS, size: int = shapes.DEFAULT_SIZE):
+                    phrasings=shapes.PHRASINGS, twins: bool = True, size: int = shapes.DEFAULT_SIZE):
     """Return data(generator) -> {"input_ids": (B, L), "pixel_values": (B, 3, S, S)}: new scenes, random phrasings.   [nb 05]
 
-    pixel_values are the rendered images in [-1, 1] as they are (no CLIPImageProcessor
-    normalisation); input_ids are padded to tokenizer.model_max_length as the SD pipeline pads.
+    twins=True: the batch is B/2 scenes and their edited twins (twin_scenes), so that telling a
+    circle from a square, or which object is red, is needed inside every batch (hard negatives, as
+    in NegCLIP, Yuksekgonul et al. 2023); twins=False: B independent scenes. pixel_values are the
+    rendered images in [-1, 1] as they are (no CLIPImageProcessor normalisation); input_ids are
+    padded to tokenizer.model_max_length as the SD pipeline pads.
     """
     check_choice(split, ("train", "test"), "split")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
-        raise CourseInputError(f"batch_size must be an int >= 2 (a contrastive batch needs negatives), got {batch_size!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2 or (twins and batch_size % 2):
+        raise CourseInputError(f"batch_size must be an int >= 2 (a contrastive batch needs negatives), and even "
+                               f"with twins=True; got {batch_size!r}.")
 
     def data(generator: torch.Generator) -> dict:
-        scenes = shapes.sample_scenes(batch_size, split=split, num_objects=num_objects, generator=generator)
-        captions = shapes.random_captions(scenes, generator, phrasings)
-        return {"input_ids": text.tokenize(captions, tokenizer), "pixel_values": shapes.render(scenes, size)}
+        if twins:
+            base = shapes.sample_scenes(batch_size // 2, split=split, num_objects=num_objects, generator=generator)
+            scenes, captions = twin_scenes(base, generator, phrasings)
+        else:
+            scenes = shapes.sample_scenes(batch_size, split=split, num_objects=num_objects, generator=generator)
+            captions = shapes.random_captions(scenes, generator, phrasings)
+        return {"input_ids": text.tokenize(captions, tokenizer), "pixel_values": shapes.render(scenes, size),
+                "positives": true_captions(scenes, captions)}
 
     return data
+
+
+def true_captions(scenes, captions) -> torch.Tensor:
+    """Return P (B, B) bool: P_ij = True when caption j is a true description of scene i.   [eq. 5.3, nb 05]
+
+    Caption j is true of scene i when some phrasing of scene i gives exactly caption j: a caption
+    without a background ("objects" phrasing) is true of the same objects on any background, and
+    "a red circle to the left of a blue square" of every scene with that pair in that order.
+    """
+    scenes, captions = list(scenes), list(captions)
+    if len(scenes) != len(captions):
+        raise CourseInputError(f"need one caption per scene, got {len(scenes)} scenes and {len(captions)} captions.")
+    index = {c: j for j, c in enumerate(dict.fromkeys(captions))}
+    caption_ids = torch.tensor([index[c] for c in captions])
+    holds = torch.zeros(len(scenes), len(index), dtype=torch.bool)  # scene i -> distinct caption k
+    for i, scene in enumerate(scenes):
+        for c in shapes.captions(scene).values():
+            if c in index:
+                holds[i, index[c]] = True
+    positives = holds[:, caption_ids]
+    if not positives.diagonal().all():
+        raise CourseInputError("some caption does not describe its own scene; pass captions made by shapes.caption().")
+    return positives
 
 
 # ----------------------------------------------------------------------------------------------
@@ -164,20 +222,19 @@ def multi_positive_contrastive_loss(logits_per_text: torch.Tensor, positives: to
     return (text_to_image + image_to_text) / 2
 
 
-DUPLICATES = ("positives", "negatives")
+def clip_loss(model, batch: dict, generator: torch.Generator | None = None, *, multi_positive: bool = True) -> torch.Tensor:
+    """Return the contrastive loss of a batch {"input_ids", "pixel_values"[, "positives"]}: a loss_fn for training.train.   [nb 05]
 
-
-def clip_loss(model, batch: dict, generator: torch.Generator | None = None, *, duplicates: str = "positives") -> torch.Tensor:
-    """Return the contrastive loss of a batch {"input_ids", "pixel_values"}: a loss_fn for training.train.   [nb 05]
-
-    duplicates="positives" (default): identical captions in the batch are all right answers
-    (multi_positive_contrastive_loss); "negatives": CLIP's plain loss, which counts them wrong.
+    multi_positive=True (default): every true caption of an image is a right answer
+    (multi_positive_contrastive_loss with batch["positives"], from true_captions(); without it,
+    identical captions, same_caption()); False: CLIP's plain loss, the diagonal only.
     """
-    check_choice(duplicates, DUPLICATES, "duplicates")
     logits = similarity_logits(model, batch["input_ids"], batch["pixel_values"])
-    if duplicates == "negatives":
+    if not multi_positive:
         return contrastive_loss(logits)
-    return multi_positive_contrastive_loss(logits, same_caption(batch["input_ids"]))
+    positives = batch.get("positives")
+    positives = same_caption(batch["input_ids"]) if positives is None else positives.T  # (texts, images)
+    return multi_positive_contrastive_loss(logits, positives)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -505,11 +562,11 @@ CLIP_CONFIG = training.TrainConfig(steps=2500, batch_size=256, lr=1e-3, lr_sched
                                    weight_decay=0.1, ema_decay=0.0, grad_clip=1.0, seed=0)
 
 
-def train_clip(model, tokenizer, config: training.TrainConfig = CLIP_CONFIG, *, duplicates: str = "positives",
-               device=None, progress: bool | None = True, callback=None) -> training.TrainState:
+def train_clip(model, tokenizer, config: training.TrainConfig = CLIP_CONFIG, *, multi_positive: bool = True,
+               twins: bool = True, device=None, progress: bool | None = True, callback=None) -> training.TrainState:
     """Train a CLIPModel (both towers, or LiT's text side) on fresh shapes-world pairs with training.train.   [nb 05]"""
-    loss_fn = functools.partial(clip_loss, duplicates=duplicates)
-    return training.train(model, caption_batches(tokenizer, config.batch_size), loss_fn, config, device=device,
+    loss_fn = functools.partial(clip_loss, multi_positive=multi_positive)
+    return training.train(model, caption_batches(tokenizer, config.batch_size, twins=twins), loss_fn, config, device=device,
                           progress=progress, callback=callback)
 
 

@@ -84,6 +84,7 @@ def digits_classifier(size: int = 16):
     import numpy as np
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
+    from threadpoolctl import threadpool_limits
 
     from course_lib import data
 
@@ -92,10 +93,11 @@ def digits_classifier(size: int = 16):
     train, test = order[: int(0.8 * len(x))], order[int(0.8 * len(x)):]
     features, labels = x.reshape(len(x), -1).numpy(), y.numpy()
     clf = MLPClassifier(hidden_layer_sizes=(128,), alpha=0.3, max_iter=400, random_state=0)
-    with warnings.catch_warnings():
+    # One BLAS thread: the same numbers on any machine, and no threads spinning against other work.
+    with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(features[train], labels[train])
-    proba = clf.predict_proba(features[test])
+        proba = clf.predict_proba(features[test])
     clf.heldout_accuracy = float((proba.argmax(1) == labels[test]).mean())
     clf.heldout_confident_share = float((proba.max(1) >= 0.9).mean())
     _DIGITS_CLASSIFIER[size] = clf

@@ -19,7 +19,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from course_lib import samplers
-from course_lib.validation import CourseInputError, check_choice, check_float_tensor
+from course_lib.validation import CourseInputError, check_choice
 
 SAMPLERS = ("ddpm", "ddim")
 

@@ -123,10 +123,14 @@ def ddpm_step(model_output: torch.Tensor, xt: torch.Tensor, t: int, t_prev: int,
     # 2. posterior mean mu_t(x_t, x0_hat) and variance (eq. 7)
     coef_x0, coef_xt, beta_tilde = posterior.posterior_coefficients(ab_t, ab_prev)
     mean = coef_x0 * x0_hat + coef_xt * xt
-    # 3. add sigma_t * z, except on the last step to clean data
-    if int(t_prev) < 0:
+    # 3. add sigma_t * z, except on the last step to clean data (t_prev = -1; per sample if t_prev is (B,))
+    lands_on_data = torch.as_tensor(t_prev) < 0
+    if lands_on_data.all():
         return Step(mean, x0_hat)
     variance = beta_tilde if variance_type == "fixed_small" else 1 - ab_t / ab_prev
+    if lands_on_data.any():
+        keep = ~lands_on_data.reshape(lands_on_data.shape + (1,) * (xt.ndim - 1)).to(xt.device)
+        variance = variance * keep
     return Step(mean + torch.sqrt(variance) * _noise_like(xt, noise, generator), x0_hat)
 
 

@@ -457,6 +457,14 @@ def random_captions(scenes: list[Scene], generator: torch.Generator | None = Non
     return out
 
 
+def vocabulary() -> list[str]:
+    """Return every word the captions use (sorted; "," counts as a word), e.g. for a tokenizer's vocabulary.   [nb 05]"""
+    words = {","} | set(COLOURS) | set(SHAPES) | set(BACKGROUNDS)
+    words |= {w for phrase in POSITION_PHRASES.values() for w in phrase.split()}
+    words |= set("a an empty background with on and to the left of above".split())
+    return sorted(words)
+
+
 def _parse_objects(text: str) -> list[tuple[str, str, int, int]]:
     phrase_to_cell = {v: k for k, v in POSITION_PHRASES.items()}
     found = []
@@ -728,6 +736,10 @@ def edit_cases(n: int, seed: int = 0, *, kinds=EDIT_KINDS, size: int = DEFAULT_S
     if not kinds:
         raise CourseInputError("kinds must name at least one edit kind.")
     size = check_size(size)
+    lo, hi = _num_objects_range(num_objects)
+    if "remove" in kinds and hi < 2 or "add" in kinds and lo >= MAX_OBJECTS:
+        raise CourseInputError(f"num_objects={num_objects!r} leaves no scene that can take every kind in {tuple(kinds)}: "
+                               f"'remove' needs scenes of 2+ objects, 'add' scenes of at most {MAX_OBJECTS - 1}.")
     g = split_generator(seed, split)
     g.manual_seed(g.initial_seed() + 1_000_003)  # a stream apart from sample_scenes(seed=seed, split=split)
     cases = []

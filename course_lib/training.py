@@ -13,7 +13,7 @@ Example (2D two moons, about 7 s per 1,000 steps on 2 CPU cores):
     >>> import functools, torch
     >>> from course_lib import data, models, schedules, training
     >>> x0 = data.two_moons(20_000, generator=torch.Generator().manual_seed(0))    # (N, 2)
-    >>> model = models.TimeMLP(seed=0)
+    >>> model = models.time_mlp(seed=0)
     >>> loss_fn = functools.partial(training.diffusion_loss,
     ...                             alpha_bars=schedules.NoiseSchedule("linear").alpha_bars)
     >>> state = training.train(model, x0, loss_fn, training.TrainConfig(steps=2000, batch_size=512))

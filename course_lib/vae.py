@@ -249,9 +249,16 @@ def measure(vae, num_images: int = 512, seed: int = 0) -> dict:
 
 
 def load_vae(name_or_path: str | Path = "vae", device: torch.device | str | None = None):
-    """Load the shipped shapes VAE (hashes verified by checkpoints.load) in float32, eval mode.   [nb 04]"""
+    """Load the shipped shapes VAE in float32, eval mode, after checking its files' SHA-256.   [nb 04]
+
+    The weights ship in float16 (half the bytes); they are loaded back as float32.
+    """
+    from diffusers import AutoencoderKL
+
     from course_lib import checkpoints
 
-    vae = checkpoints.load(name_or_path, device="cpu").float()
+    checkpoints.verify(name_or_path)
+    vae = AutoencoderKL.from_pretrained(checkpoints.checkpoint_dir(name_or_path), torch_dtype=torch.float32,
+                                        low_cpu_mem_usage=False)
     device = torch.device(device) if device is not None else environment.default_device()
     return vae.to(device).eval()

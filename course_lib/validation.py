@@ -110,10 +110,14 @@ def check_timestep(t, num_steps: int, name: str = "t", allow_data: bool = False)
             f"Pass an int, or torch.tensor([...]) with one timestep per sample."
         )
     else:
-        t_tensor = torch.tensor(t)
+        t_tensor = torch.tensor(int(t))
     low = -1 if allow_data else 0
-    if t_tensor.numel() and (t_tensor.min() < low or t_tensor.max() >= num_steps):
-        bad = t_tensor[(t_tensor < low) | (t_tensor >= num_steps)].flatten()[0].item()
+    if t_tensor.ndim == 0:  # the common case, checked in Python: sampling loops call this several times a step
+        bad = None if low <= int(t_tensor) < num_steps else int(t_tensor)
+    else:
+        outside = (t_tensor < low) | (t_tensor >= num_steps)
+        bad = t_tensor[outside].flatten()[0].item() if outside.any() else None
+    if bad is not None:
         raise CourseInputError(
             f"{name}={bad} is out of range: timesteps are 0-based, so valid values are "
             f"{low}..{num_steps - 1} for a schedule of {num_steps} steps."

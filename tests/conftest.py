@@ -9,7 +9,8 @@ from collections import defaultdict
 import pytest
 import torch
 
-# Worst absolute difference seen per oracle, filled by the tests, printed by pytest_terminal_summary.
+# Worst difference (or ratio, as the name says) per oracle: filled by the tests, printed at the end of the
+# run by pytest_terminal_summary. Per process: under pytest-xdist each worker keeps its own.
 WORST = defaultdict(float)
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from diffusers import DDPMScheduler
+from diffusers import DDIMScheduler, DDPMScheduler
 
 from course_lib import schedules
 
@@ -94,17 +94,18 @@ def test_alias_and_config_roundtrip():
 @pytest.mark.parametrize("shape", [(6, 3, 4, 4), (6, 2)])
 def test_q_sample_matches_diffusers_add_noise(name, shape, worst):
     s = schedules.NoiseSchedule(name)
-    theirs = DDPMScheduler(**s.diffusers_config())
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(shape, generator=g)
     noise = torch.randn(shape, generator=g)
     t = torch.tensor([0, 1, 250, 500, 998, 999])  # one timestep per sample
     ours = schedules.q_sample(x0, t, s.alpha_bars, noise=noise)
-    # Same table in both: equal to float32 rounding.
-    theirs.alphas_cumprod = s.alpha_bars.clone()
-    same_table = (ours - theirs.add_noise(x0, noise, t)).abs().max().item()
-    worst("schedules: q_sample vs add_noise (same table)", same_table)
-    assert same_table <= 1e-6
+    # Same table in both: equal to float32 rounding (DDIMScheduler.add_noise is a copy of DDPM's).
+    for cls in (DDPMScheduler, DDIMScheduler):
+        theirs = cls(**s.diffusers_config())
+        theirs.alphas_cumprod = s.alpha_bars.clone()
+        same_table = (ours - theirs.add_noise(x0, noise, t)).abs().max().item()
+        worst("schedules: q_sample vs add_noise (same table)", same_table)
+        assert same_table <= 1e-6, f"{cls.__name__}: {same_table:.2e}"
     # diffusers' own table: the tables differ by <= 5e-7, which sqrt(ab) amplifies by 1/(2 sqrt(ab_999))
     # ~ 80 at t = 999 (conditioning, not an error), so the samples differ by up to ~1e-5.
     own_table = (ours - DDPMScheduler(**s.diffusers_config()).add_noise(x0, noise, t)).abs().max().item()

@@ -251,3 +251,12 @@ def test_bad_input_gets_clear_errors():
         shapes.parse_caption("a red circle somewhere")
     with pytest.raises(CourseInputError, match="shape"):
         shapes.judge(torch.zeros(3, 32, 16), scene)
+    with pytest.raises(CourseInputError, match="'remove' needs scenes of 2"):
+        shapes.edit_cases(5, kinds=("remove",), num_objects=1)
+
+
+def test_vocabulary_covers_every_caption(scenes):
+    vocab = set(shapes.vocabulary())
+    for scene in scenes[:200] + [shapes.Scene((), "grey")]:
+        for text in shapes.captions(scene).values():
+            assert set(text.replace(",", " , ").split()) <= vocab, text

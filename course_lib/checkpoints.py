@@ -153,7 +153,10 @@ def load(name_or_path: str | Path, device: torch.device | str | None = None):
     folder = checkpoint_dir(name_or_path)
     manifest = verify(folder)
     cls = _resolve_class(manifest["class"])
-    model = cls.from_pretrained(folder)
+    kwargs = {}
+    if manifest["class"].startswith(("diffusers.", "course_lib.")):
+        kwargs["low_cpu_mem_usage"] = False  # the default needs `accelerate`, and says so on every load
+    model = cls.from_pretrained(folder, **kwargs)
     device = torch.device(device) if device is not None else environment.default_device()
     if hasattr(model, "to"):
         model = model.to(device)

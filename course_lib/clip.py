@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import CLIPConfig
 
 from course_lib import checkpoints, models, shapes, text, training
 from course_lib.validation import CourseInputError, check_choice
@@ -59,16 +60,27 @@ MAX_LOGIT_SCALE = 100.0  # CLIP clips 1 / tau at 100 (its paper, sec. 2.5)
 ATTRIBUTES = ("colour", "shape", "position", "background")
 
 
-def clip_config(tokenizer=None, *, text_overrides: dict | None = None, vision_overrides: dict | None = None,
-                projection_dim: int = PROJECTION_DIM):
-    """Return the CLIPConfig of the course's CLIP: TEXT_CONFIG, VISION_CONFIG, and the tokenizer's ids and sizes.   [nb 05]"""
-    from transformers import CLIPConfig
+class CourseCLIPConfig(CLIPConfig):
+    """A CLIPConfig that also reads as a dict, dict(config), the way recipes.run records a model's config.
 
+    It saves as a plain CLIPConfig (model_type "clip"); CLIPModel.from_pretrained loads it as one.
+    """
+
+    def keys(self):
+        return self.to_dict().keys()
+
+    def __getitem__(self, key):
+        return self.to_dict()[key]
+
+
+def clip_config(tokenizer=None, *, text_overrides: dict | None = None, vision_overrides: dict | None = None,
+                projection_dim: int = PROJECTION_DIM) -> CourseCLIPConfig:
+    """Return the CLIPConfig of the course's CLIP: TEXT_CONFIG, VISION_CONFIG, and the tokenizer's ids and sizes.   [nb 05]"""
     tokenizer = tokenizer if tokenizer is not None else text.build_tokenizer()
     text_config = {**TEXT_CONFIG, **text.text_config_kwargs(tokenizer), **(text_overrides or {})}
     vision_config = {**VISION_CONFIG, **(vision_overrides or {})}
-    return CLIPConfig(text_config=text_config, vision_config=vision_config, projection_dim=projection_dim,
-                      logit_scale_init_value=LOGIT_SCALE_INIT)
+    return CourseCLIPConfig(text_config=text_config, vision_config=vision_config, projection_dim=projection_dim,
+                            logit_scale_init_value=LOGIT_SCALE_INIT)
 
 
 def make_clip(tokenizer=None, seed: int = 0, **config_kwargs):
@@ -84,7 +96,9 @@ def make_clip(tokenizer=None, seed: int = 0, **config_kwargs):
 # Data: fresh image-caption pairs every step
 # ----------------------------------------------------------------------------------------------
 
-TWIN_EDITS = ("colour", "shape", "background", "add", "remove")
+# How often each kind of edit makes a twin (among the kinds the scene allows): shapes are the
+# hardest attribute to see at 32 x 32, so shape twins come twice as often.
+TWIN_EDITS = {"colour": 1.0, "shape": 2.0, "background": 0.5, "add": 1.0, "remove": 1.0}
 
 
 def _phrasing_for(scenes, u: float, phrasings) -> str:
@@ -96,14 +110,23 @@ def twin_scenes(scenes, generator: torch.Generator | None = None, phrasings=shap
                 kinds=TWIN_EDITS) -> tuple[list[shapes.Scene], list[str]]:
     """Return [scene, edited twin, ...] and their captions: each twin differs from its scene by one edit.   [nb 05]
 
-    The edit (shapes.random_edit) changes one colour, one shape, the background, or adds or removes
-    an object; scene and twin are captioned in the same phrasing, so their captions differ in a
+    The edit (shapes.random_edit, kind drawn with the weights of `kinds`, a dict kind -> weight or a
+    list of kinds) changes one colour, one shape, the background, or adds or removes an object
+    (never making a held-out colour-shape pair); scene and twin are captioned in the same phrasing, so their captions differ in a
     word or a phrase. In a contrastive batch each is the other's hardest negative.
     """
     out, captions = [], []
-    u = torch.rand(len(scenes), generator=generator).tolist()
-    for scene, ui in zip(scenes, u):
-        twin = shapes.apply_edit(scene, shapes.random_edit(scene, generator, kinds))
+    weights = dict(kinds) if isinstance(kinds, dict) else dict.fromkeys(kinds, 1.0)
+    u = torch.rand(len(scenes), 2, generator=generator).tolist()
+    for scene, (ui, uk) in zip(scenes, u):
+        allowed = [k for k in weights if k in shapes.possible_edit_kinds(scene)]
+        r, kind = uk * sum(weights[k] for k in allowed), allowed[-1]
+        for k in allowed:  # draw a kind with probability proportional to its weight
+            if r < weights[k]:
+                kind = k
+                break
+            r -= weights[k]
+        twin = shapes.apply_edit(scene, shapes.random_edit(scene, generator, (kind,)))
         phrasing = _phrasing_for((scene, twin), ui, phrasings)
         out += [scene, twin]
         captions += [shapes.caption(scene, phrasing), shapes.caption(twin, phrasing)]

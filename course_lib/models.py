@@ -83,7 +83,7 @@ def time_mlp(seed: int = 0, **config) -> TimeMLP:
 
 
 # ----------------------------------------------------------------------------------------------
-# Digits: a small diffusers UNet2DModel, class-conditional with a null class for guidance
+# Digits: a small diffusers UNet2DModel; unconditional, or class-conditional with a null class for guidance
 # ----------------------------------------------------------------------------------------------
 
 NUM_DIGIT_CLASSES = 10
@@ -99,14 +99,17 @@ DIGITS_UNET_CONFIG = dict(
     layers_per_block=1,
     attention_head_dim=32,
     norm_num_groups=8,
-    num_class_embeds=NUM_DIGIT_CLASSES + 1,  # 10 digits + the null class
     num_train_timesteps=1000,
 )
 
 
-def digits_unet(seed: int = 0, **overrides) -> UNet2DModel:
-    """Return the course's digits UNet2DModel (DIGITS_UNET_CONFIG, updated by `overrides`), initialised from `seed`."""
-    config = {**DIGITS_UNET_CONFIG, **overrides}
+def digits_unet(seed: int = 0, conditional: bool = False, **overrides) -> UNet2DModel:
+    """Return the course's digits UNet2DModel (DIGITS_UNET_CONFIG, updated by `overrides`), initialised from `seed`.
+
+    conditional=True adds a class embedding for 11 classes: the digits 0-9 and NULL_CLASS (10), the
+    "no label" class that label dropout trains, for classifier-free guidance (nb 06).
+    """
+    config = {**DIGITS_UNET_CONFIG, **({"num_class_embeds": NUM_DIGIT_CLASSES + 1} if conditional else {}), **overrides}
     with seeded(seed):
         return UNet2DModel(**config)
 

@@ -49,23 +49,6 @@ def scatter2d(ax, points: torch.Tensor, label: str | None = None, size: float = 
     return ax
 
 
-def trajectories2d(ax, trajectory, num: int = 20, lim: float | None = 3.5, color: str = "C3",
-                   linewidth: float = 0.6, alpha: float = 0.7):
-    """Draw the paths of the first `num` points through a list of (n, 2) tensors, x_T first; return ax.
-
-    The start of each path gets a small dot, its end a larger one.   [nb 02]
-    """
-    path = torch.stack([x[:num].detach().float().cpu() for x in trajectory]).numpy()  # (steps, num, 2)
-    ax.plot(path[:, :, 0], path[:, :, 1], color=color, linewidth=linewidth, alpha=alpha)
-    ax.scatter(path[0, :, 0], path[0, :, 1], s=4, color="k", zorder=3)
-    ax.scatter(path[-1, :, 0], path[-1, :, 1], s=12, color=color, zorder=3)
-    ax.set_aspect("equal")
-    if lim is not None:
-        ax.set_xlim(-lim, lim)
-        ax.set_ylim(-lim, lim)
-    return ax
-
-
 def show_image_rows(rows: dict, col_titles=None, scale: int = 2, gap: int = 4, label_width: int = 90,
                     fontsize: float = 9):
     """Draw rows of tensors in [-1, 1] (row label -> list of (C, H, W)), each pixel as scale x scale screen pixels.

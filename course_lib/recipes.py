@@ -84,36 +84,42 @@ MOONS_CONFIG = training.TrainConfig(steps=4000, batch_size=512, lr=2e-3, lr_sche
                                     ema_decay=0.995, grad_clip=1.0, seed=0)
 
 # ----------------------------------------------------------------------------------------------
-# Digits: a class-conditional UNet2DModel with label dropout (unconditional = the null class)
+# Digits: an unconditional UNet2DModel (nb 03), and a class-conditional one with label dropout (nb 06)
 # ----------------------------------------------------------------------------------------------
 
 DIGITS_LABEL_DROPOUT = 0.2
 
 
-def digits_data() -> dict:
-    """Return the digits training set: all 1,797 images at 16x16 in [-1, 1] with their labels."""
-    x0, labels = data.load_digits(16)
-    return {"x0": x0, "class_labels": labels}
+def digits_data(labels: bool = False):
+    """Return the digits training set: all 1,797 images at 16x16 in [-1, 1], with their labels if asked."""
+    x0, y = data.load_digits(16)
+    return {"x0": x0, "class_labels": y} if labels else x0
 
 
 def evaluate_digits(model: torch.nn.Module, num_samples: int = 500, seed: int = 1) -> dict:
-    """Return the classifier figures of DDIM-50 samples: unconditional (null class) and class-conditional."""
+    """Return the classifier figures of DDIM-50 samples: unconditional and, for a conditional model, null-label and per-class."""
+    conditional = getattr(model.config, "num_class_embeds", None) is not None
+    runs = [("uncond", {"class_labels": models.NULL_CLASS} if conditional else {})]
+    if conditional:
+        runs.append(("cond", {"class_labels": torch.arange(num_samples) % models.NUM_DIGIT_CLASSES}))
     out = {}
-    for tag, labels in (("uncond", models.NULL_CLASS),
-                        ("cond", torch.arange(num_samples) % models.NUM_DIGIT_CLASSES)):
+    for tag, condition in runs:
         x = models.generate(model, (num_samples, 1, 16, 16), SCHEDULE.alpha_bars, sampler="ddim", num_steps=50,
-                            clip_sample=True, generator=torch.Generator().manual_seed(seed), class_labels=labels).x0
+                            clip_sample=True, generator=torch.Generator().manual_seed(seed), **condition).x0
         figs = metrics.digit_figures(x)
         out[f"{tag}_confident_share"] = round(figs["confident_share"], 4)
         out[f"{tag}_tv_from_uniform"] = round(figs["tv_from_uniform"], 4)
         if tag == "cond":
             predicted, _ = metrics.classify_digits(x)
-            out["cond_accuracy"] = round(float((predicted == labels).double().mean()), 4)
+            out["cond_accuracy"] = round(float((predicted == condition["class_labels"]).double().mean()), 4)
     return out
 
 
-DIGITS_CONFIG = training.TrainConfig(steps=2000, batch_size=128, lr=1e-3, lr_schedule="cosine", lr_warmup_steps=100,
+DIGITS_CONFIG = training.TrainConfig(steps=2500, batch_size=128, lr=1e-3, lr_schedule="cosine", lr_warmup_steps=100,
                                      ema_decay=0.998, grad_clip=1.0, seed=0, checkpoint_every=250)
+DIGITS_COND_CONFIG = training.TrainConfig(steps=2000, batch_size=128, lr=1e-3, lr_schedule="cosine",
+                                          lr_warmup_steps=100, ema_decay=0.998, grad_clip=1.0, seed=0,
+                                          checkpoint_every=250)
 
 RECIPES: dict[str, Recipe] = {
     "ddpm_moons": Recipe(
@@ -128,14 +134,24 @@ RECIPES: dict[str, Recipe] = {
     ),
     "ddpm_digits": Recipe(
         name="ddpm_digits",
-        description=("Class-conditional UNet2DModel (11 class embeddings: digits 0-9 and the null class 10) on "
-                     "sklearn digits at 16x16, labels dropped to the null class with probability 0.2, so it "
-                     "samples unconditionally (nb 03) and with classifier-free guidance (nb 06)."),
+        description="Unconditional UNet2DModel eps-predictor on sklearn digits at 16x16 (nb 03).",
         build_model=lambda: models.digits_unet(seed=0),
         build_data=digits_data,
+        loss_kwargs={"prediction_type": "epsilon"},
+        config=DIGITS_CONFIG,
+        data_seed=0,
+        evaluate=evaluate_digits,
+    ),
+    "ddpm_digits_cond": Recipe(
+        name="ddpm_digits_cond",
+        description=("Class-conditional UNet2DModel (11 class embeddings: digits 0-9 and the null class 10) on "
+                     "sklearn digits at 16x16, labels dropped to the null class with probability 0.2, for "
+                     "classifier-free guidance (nb 06)."),
+        build_model=lambda: models.digits_unet(seed=0, conditional=True),
+        build_data=lambda: digits_data(labels=True),
         loss_kwargs={"prediction_type": "epsilon", "cond_dropout": DIGITS_LABEL_DROPOUT,
                      "null_cond": {"class_labels": models.NULL_CLASS}},
-        config=DIGITS_CONFIG,
+        config=DIGITS_COND_CONFIG,
         data_seed=0,
         evaluate=evaluate_digits,
     ),
@@ -326,6 +342,97 @@ RECIPES["vae"] = VAERecipe(
     config=VAE_TRAIN_CONFIG,
     data_seed=VAE_TRAIN_CONFIG.seed,
     evaluate=finish_vae,
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# CLIP on the shapes world (nb 05): both towers trained ("clip"), and LiT, a locked image tower
+# pretrained as a supervised classifier of the scene's contents ("clip_lit")
+# ----------------------------------------------------------------------------------------------
+
+from dataclasses import field  # noqa: E402  (ContrastiveRecipe.info)
+
+CLIP_TRAIN_CONFIG = training.TrainConfig(steps=5000, batch_size=128, lr=3e-3, lr_schedule="cosine",
+                                         lr_warmup_steps=200, weight_decay=0.1, ema_decay=0.0, grad_clip=1.0, seed=0,
+                                         checkpoint_every=500)
+CLIP_TOWER_CONFIG = training.TrainConfig(steps=2500, batch_size=128, lr=3e-3, lr_schedule="cosine",
+                                         lr_warmup_steps=100, weight_decay=0.01, ema_decay=0.0, grad_clip=1.0, seed=1)
+
+
+@dataclass
+class ContrastiveRecipe(Recipe):
+    """A CLIP recipe: the contrastive loss (course_lib.clip.clip_loss) on fresh image-caption pairs with twins.
+
+    lit=True first pretrains an image tower (clip.pretrain_image_tower with tower_config), locks it
+    (clip.lit_model), and trains only the text side. The manifest also records the tokenizer's words
+    (clip.load rebuilds the tokenizer from them), the trainable parameters and, for LiT, the tower's
+    pretraining steps, time and accuracy.
+    """
+
+    lit: bool = False
+    tower_config: training.TrainConfig | None = None
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.build_model = self._build_model
+        self.build_data = self._build_data
+        self.evaluate = self._evaluate
+
+    def _tokenizer(self):
+        from course_lib import text
+
+        return text.build_tokenizer()
+
+    def _build_model(self):
+        from course_lib import clip
+
+        tokenizer = self._tokenizer()
+        if self.lit:
+            tower, self.info["image_tower_pretraining"] = clip.pretrain_image_tower(self.tower_config, progress=False)
+            model = clip.lit_model(tower, tokenizer, seed=self.config.seed)
+        else:
+            model = clip.make_clip(tokenizer, seed=self.config.seed)
+        self.info["trainable_parameters"] = clip.num_trainable(model)
+        return model
+
+    def _build_data(self):
+        from course_lib import clip
+
+        return clip.caption_batches(self._tokenizer(), self.config.batch_size, twins=True)
+
+    def _evaluate(self, model):
+        from course_lib import clip
+
+        return clip.evaluate(model.eval(), self._tokenizer())
+
+    def loss_fn(self) -> Callable:
+        from course_lib import clip
+
+        return functools.partial(clip.clip_loss, **self.loss_kwargs)
+
+    def to_dict(self) -> dict:
+        from course_lib import clip
+
+        return {"description": self.description, "loss": {"fn": "course_lib.clip.clip_loss", **self.loss_kwargs},
+                "data": "course_lib.clip.caption_batches(twins=True): fresh 'train' scenes and edited twins",
+                **clip.recipe_info(self._tokenizer()), **self.info}
+
+
+RECIPES["clip"] = ContrastiveRecipe(
+    name="clip",
+    description=("Tiny CLIPModel (course_lib.clip TEXT_CONFIG / VISION_CONFIG, both towers trained from scratch) on "
+                 "shapes-world scenes and captions, multi-positive contrastive loss, batches of scenes and edited "
+                 "twins; its text tower is the text encoder of nb 06."),
+    build_model=None, build_data=None, loss_kwargs={"multi_positive": True}, config=CLIP_TRAIN_CONFIG,
+    data_seed=CLIP_TRAIN_CONFIG.seed, evaluate=None,
+)
+RECIPES["clip_lit"] = ContrastiveRecipe(
+    name="clip_lit",
+    description=("LiT: the image tower of a CLIPModel pretrained as a supervised classifier of each cell's colour and "
+                 "shape and the background, then locked (identity image projection); only the text tower, text "
+                 "projection and temperature are trained, with the same loss, data and steps as 'clip'."),
+    build_model=None, build_data=None, loss_kwargs={"multi_positive": True}, config=CLIP_TRAIN_CONFIG,
+    data_seed=CLIP_TRAIN_CONFIG.seed, evaluate=None, lit=True, tower_config=CLIP_TOWER_CONFIG,
 )
 
 

@@ -119,9 +119,10 @@ class ShapeObject:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < GRID:
                 raise CourseInputError(f"{name} must be an int in 0..{GRID - 1} (a cell of the 3 x 3 grid), got {value!r}.")
             object.__setattr__(self, name, int(value))
-        if not HALF_SIZE_RANGE[0] - 1e-9 <= self.half_size <= HALF_SIZE_RANGE[1] + 1e-9:
+        tol = 1e-6  # describe() rounds to 6 decimals; from_dict must accept what it wrote
+        if not HALF_SIZE_RANGE[0] - tol <= self.half_size <= HALF_SIZE_RANGE[1] + tol:
             raise CourseInputError(f"half_size must be in {HALF_SIZE_RANGE} (fraction of the image side), got {self.half_size}.")
-        if abs(self.dx) > JITTER + 1e-9 or abs(self.dy) > JITTER + 1e-9:
+        if abs(self.dx) > JITTER + tol or abs(self.dy) > JITTER + tol:
             raise CourseInputError(f"dx and dy must be within +-{JITTER} (fraction of the side), got {self.dx}, {self.dy}.")
 
     @property
@@ -141,7 +142,7 @@ class ShapeObject:
 
     @property
     def noun(self) -> str:
-        """"red circle"."""
+        """Return "<colour> <shape>", e.g. "red circle"."""
         return f"{self.colour} {self.shape}"
 
     def describe(self) -> dict:

@@ -14,7 +14,7 @@ from course_lib.validation import CourseInputError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SHIPPED = ("ddpm_moons", "ddpm_digits")
+SHIPPED = ("ddpm_moons", "ddpm_digits", "ddpm_digits_cond")
 
 
 @pytest.fixture

@@ -45,10 +45,12 @@ def test_seeded_construction_is_repeatable_and_leaves_the_global_rng_alone():
     assert torch.equal(pa, pb) and not torch.equal(pa, pc)
 
 
-def test_digits_unet_is_a_class_conditional_diffusers_unet():
-    unet = models.digits_unet(seed=0)
-    assert isinstance(unet, UNet2DModel)
-    assert 1_000_000 <= models.num_parameters(unet) <= 1_300_000
+def test_digits_unets_are_diffusers_unets_unconditional_or_with_a_null_class():
+    plain = models.digits_unet(seed=0)
+    assert isinstance(plain, UNet2DModel) and plain.config.num_class_embeds is None
+    assert 1_000_000 <= models.num_parameters(plain) <= 1_300_000
+    assert models.model_output(plain, torch.randn(2, 1, 16, 16), torch.tensor([3, 4])).shape == (2, 1, 16, 16)
+    unet = models.digits_unet(seed=0, conditional=True)
     assert unet.config.num_class_embeds == models.NUM_DIGIT_CLASSES + 1 == models.NULL_CLASS + 1
     x = torch.randn(3, 1, 16, 16)
     out = models.model_output(unet, x, torch.tensor([1, 500, 999]), class_labels=torch.tensor([0, 9, models.NULL_CLASS]))
@@ -59,14 +61,14 @@ def test_digits_unet_is_a_class_conditional_diffusers_unet():
 
 
 def test_model_output_reads_tuples_and_plain_tensors():
-    unet = models.digits_unet(seed=0)
+    unet = models.digits_unet(seed=0, conditional=True)
     x, t = torch.randn(2, 1, 16, 16), torch.tensor([5, 6])
     plain = unet(x, t, class_labels=torch.tensor([1, 2]), return_dict=False)[0]
     torch.testing.assert_close(models.model_output(unet, x, t, class_labels=torch.tensor([1, 2])), plain)
 
 
 def test_as_denoiser_broadcasts_the_condition():
-    unet = models.digits_unet(seed=0)
+    unet = models.digits_unet(seed=0, conditional=True)
     denoise = models.as_denoiser(unet, class_labels=3)
     x = torch.randn(4, 1, 16, 16)
     expected = unet(x, torch.full((4,), 10), class_labels=torch.full((4,), 3)).sample

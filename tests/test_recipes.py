@@ -3,6 +3,7 @@ command runs end to end (a shortened run, written to a temporary folder, never t
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -23,12 +24,13 @@ def test_list_names_every_recipe():
 
 
 @pytest.mark.parametrize("name", list(recipes.RECIPES))
-def test_shipped_manifest_records_its_recipe(name):
+def test_every_recipe_has_a_shipped_checkpoint_that_records_it(name):
     manifest = checkpoints.read_manifest(name)
     recipe = recipes.get(name)
     assert manifest["train_config"] == recipe.config.to_dict()
     assert manifest["data_seed"] == recipe.data_seed
-    assert manifest["recipe"]["schedule"] == recipe.schedule.to_config()
+    for key, value in json.loads(json.dumps(recipe.to_dict())).items():  # schedule, loss, ... as JSON
+        assert manifest["recipe"][key] == value, key
     assert manifest["command"].split(" --threads")[0] == f"python -m course_lib.recipes {name}"
     assert manifest["wall_time_s"] > 0 and manifest["metrics"]
 
@@ -37,7 +39,9 @@ def test_shipped_metrics_meet_the_issue_targets():
     moons = checkpoints.read_manifest("ddpm_moons")["metrics"]
     assert moons["ratio_ddim50_to_floor"] < 5
     digits = checkpoints.read_manifest("ddpm_digits")["metrics"]
-    assert digits["uncond_confident_share"] >= 0.8 and digits["uncond_tv_from_uniform"] < 0.15
+    assert digits["uncond_confident_share"] >= 0.8 and digits["uncond_tv_from_uniform"] < 0.1
+    cond = checkpoints.read_manifest("ddpm_digits_cond")["metrics"]
+    assert cond["cond_accuracy"] >= 0.9 and cond["cond_tv_from_uniform"] < 0.1
 
 
 def test_a_shortened_run_trains_saves_and_loads(tmp_path):
@@ -54,9 +58,9 @@ def test_a_shortened_run_trains_saves_and_loads(tmp_path):
 
 def test_shortened_digits_run_resumes_from_its_state(tmp_path):
     state = tmp_path / "state"
-    recipes.run("ddpm_digits", steps=2, out=tmp_path / "d2", device="cpu", state_dir=state, progress=False,
+    recipes.run("ddpm_digits_cond", steps=2, out=tmp_path / "d2", device="cpu", state_dir=state, progress=False,
                 evaluate=False)
-    manifest = recipes.run("ddpm_digits", steps=3, out=tmp_path / "d3", device="cpu", state_dir=state,
+    manifest = recipes.run("ddpm_digits_cond", steps=3, out=tmp_path / "d3", device="cpu", state_dir=state,
                            progress=False, evaluate=False)
     assert manifest["steps"] == 3
 

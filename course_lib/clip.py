@@ -527,7 +527,8 @@ def classifier_accuracy(model: SceneClassifier, scenes, size: int = shapes.DEFAU
     return {"cell_accuracy": float(cells.double().mean()), "scene_accuracy": float(scene_ok.double().mean())}
 
 
-TOWER_CONFIG = training.TrainConfig(steps=1500, batch_size=128, lr=1e-3, lr_schedule="cosine", lr_warmup_steps=100,
+# The LiT tower's pretraining (recipes "clip_lit"): fresh labelled scenes, 2,500 steps.
+TOWER_CONFIG = training.TrainConfig(steps=2500, batch_size=128, lr=3e-3, lr_schedule="cosine", lr_warmup_steps=100,
                                     weight_decay=0.01, ema_decay=0.0, grad_clip=1.0, seed=1)
 
 
@@ -581,8 +582,10 @@ def num_trainable(model) -> int:
 # Training settings, saving and loading the shipped models
 # ----------------------------------------------------------------------------------------------
 
-CLIP_CONFIG = training.TrainConfig(steps=2500, batch_size=256, lr=1e-3, lr_schedule="cosine", lr_warmup_steps=100,
-                                   weight_decay=0.1, ema_decay=0.0, grad_clip=1.0, seed=0)
+# Contrastive training, both towers ("clip") or LiT's text side ("clip_lit"): 5,000 steps of 64
+# scenes and their 64 edited twins.
+CLIP_CONFIG = training.TrainConfig(steps=5000, batch_size=128, lr=3e-3, lr_schedule="cosine", lr_warmup_steps=200,
+                                   weight_decay=0.1, ema_decay=0.0, grad_clip=1.0, seed=0, checkpoint_every=500)
 
 
 def train_clip(model, tokenizer, config: training.TrainConfig = CLIP_CONFIG, *, multi_positive: bool = True,

@@ -59,7 +59,8 @@ BACKGROUNDS = {
 }
 # Colour-shape pairs that training draws ("train", "test") never contain: generalisation tests.
 HELDOUT_PAIRS = (("blue", "triangle"), ("yellow", "circle"))
-TRAIN_PAIRS = tuple((c, s) for c in COLOURS for s in SHAPES if (c, s) not in HELDOUT_PAIRS)
+ALL_PAIRS = tuple((c, s) for c in COLOURS for s in SHAPES)
+TRAIN_PAIRS = tuple(p for p in ALL_PAIRS if p not in HELDOUT_PAIRS)
 SPLITS = ("train", "test", "heldout")
 
 ROWS = ("top", "middle", "bottom")
@@ -224,14 +225,17 @@ def split_generator(seed: int, split: str) -> torch.Generator:
 
 
 def sample_scenes(n: int, seed: int | None = 0, split: str = "train", *, num_objects=(1, MAX_OBJECTS),
-                  backgrounds=None, generator: torch.Generator | None = None) -> list[Scene]:
+                  backgrounds=None, generator: torch.Generator | None = None,
+                  include_heldout: bool = False) -> list[Scene]:
     """Draw n random scenes, deterministic by (seed, split) or by a generator.   [nb 04]
 
     split "train" and "test" draw the same law (colour-shape pairs from TRAIN_PAIRS only) from
     different seed streams; "heldout" puts one pair of HELDOUT_PAIRS in every scene (the others from
     TRAIN_PAIRS). num_objects: an int or a (min, max) range, drawn uniformly. backgrounds: names to
     draw from (all of BACKGROUNDS by default). A generator, when given, replaces seed (the split
-    still decides the pairs).
+    still decides the pairs). include_heldout=True draws "train"/"test" objects from all pairs
+    (ALL_PAIRS) with the same random numbers otherwise: images without captions, for the VAE,
+    which like Stable Diffusion's is trained on a broader image set than the text-image pairs.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise CourseInputError(f"n must be an int >= 0, got {n!r}.")
@@ -244,7 +248,8 @@ def sample_scenes(n: int, seed: int | None = 0, split: str = "train", *, num_obj
     # 1. every random number at once: counts, cells, pairs, sizes, offsets, backgrounds
     counts = torch.randint(lo, hi + 1, (n,), generator=g)
     cells = torch.rand(n, GRID * GRID, generator=g).argsort(dim=1)[:, :MAX_OBJECTS]
-    pair_idx = torch.randint(0, len(TRAIN_PAIRS), (n, MAX_OBJECTS), generator=g)
+    pairs = ALL_PAIRS if include_heldout else TRAIN_PAIRS
+    pair_idx = torch.randint(0, len(pairs), (n, MAX_OBJECTS), generator=g)
     heldout_idx = torch.randint(0, len(HELDOUT_PAIRS), (n,), generator=g)
     u_size = torch.rand(n, MAX_OBJECTS, generator=g, dtype=torch.float64)
     u_off = torch.rand(n, MAX_OBJECTS, 2, generator=g, dtype=torch.float64)
@@ -258,7 +263,7 @@ def sample_scenes(n: int, seed: int | None = 0, split: str = "train", *, num_obj
         objects = []
         for k in range(counts[i]):
             colour, shape = (HELDOUT_PAIRS[heldout_idx[i]] if split == "heldout" and k == 0
-                             else TRAIN_PAIRS[pair_idx[i][k]])
+                             else pairs[pair_idx[i][k]])
             row, col = divmod(cells[i][k], GRID)
             objects.append(ShapeObject(shape, colour, row, col, half[i][k], off[i][k][0], off[i][k][1]))
         scenes.append(Scene(tuple(objects), backgrounds[bg_idx[i]]))
@@ -529,15 +534,19 @@ def make_dataset(n: int, seed: int = 0, split: str = "train", *, size: int = DEF
 
 
 def image_batches(batch_size: int, split: str = "train", *, size: int = DEFAULT_SIZE,
-                  num_objects=(1, MAX_OBJECTS)):
-    """Return data(generator) -> {"x0": (B, 3, S, S)}: fresh scenes every call, for training.train.   [nb 04]"""
+                  num_objects=(1, MAX_OBJECTS), include_heldout: bool = False):
+    """Return data(generator) -> {"x0": (B, 3, S, S)}: fresh scenes every call, for training.train.   [nb 04]
+
+    include_heldout: draw objects from ALL_PAIRS (see sample_scenes), as the VAE's training does.
+    """
     check_size(size)
     _num_objects_range(num_objects)
     if split == "heldout":
         raise CourseInputError("train on split 'train'; 'heldout' scenes are kept for evaluation.")
 
     def data(generator: torch.Generator) -> dict:
-        scenes = sample_scenes(batch_size, split=split, num_objects=num_objects, generator=generator)
+        scenes = sample_scenes(batch_size, split=split, num_objects=num_objects, generator=generator,
+                               include_heldout=include_heldout)
         return {"x0": render(scenes, size)}
 
     return data
@@ -769,6 +778,7 @@ def _check_image(image) -> np.ndarray:
 
 
 _COLOUR_NP = np.array(list(COLOURS.values()))
+TEMPLATE_BLURS = (0.5, 0.8, 1.1)  # Gaussian blurs (pixels) of the shape templates read_scene also tries
 _BG_NP = np.array(list(BACKGROUNDS.values()))
 
 
@@ -782,8 +792,9 @@ def read_scene(image: torch.Tensor, *, min_area: float = 4.0) -> Scene | None:
     3. connected regions of one colour (grown by one pixel to take in their soft edges) with total
        alpha >= min_area pixels are objects;
     4. each object's shape is the template (circle, square, triangle) of the same area and centroid,
-       drawn with the renderer's own distance functions, that differs least from the region's alpha
-       map; its cell is the one holding the fitted centre.
+       drawn with the renderer's own distance functions, sharp or blurred (TEMPLATE_BLURS, as a
+       decoder's output is), that differs least from the region's alpha map; its cell is the one
+       holding the fitted centre.
     Returns a Scene (sizes and offsets clipped to their valid ranges; if two regions fall in one cell
     the larger is kept) or None when more than MAX_OBJECTS regions are found. Works in numpy (about
     1 ms per 32 x 32 image); never raises on a strange image.
@@ -819,11 +830,15 @@ def read_scene(image: torch.Tensor, *, min_area: float = 4.0) -> Scene | None:
     my = (amap.sum(2) * coords).sum(1) / area
     half = np.stack([np.sqrt(area / math.pi), np.sqrt(area) / 2, np.sqrt(area / 2)], 1)  # (n, 3), pixels
     centre_y = np.stack([my, my, my - half[:, 2] / 3], 1)  # a triangle's centroid lies r/3 below its centre
-    error = np.stack([
-        np.abs(np.clip(0.5 - _sdf_formula(k, coords[None, None, :] - mx[:, None, None],
-                                         coords[None, :, None] - centre_y[:, k, None, None],
-                                         half[:, k, None, None], np), 0, 1) - amap).sum((1, 2))
-        for k in range(len(SHAPES))], 1)  # (n, 3)
+    templates = np.stack([
+        np.clip(0.5 - _sdf_formula(k, coords[None, None, :] - mx[:, None, None],
+                                   coords[None, :, None] - centre_y[:, k, None, None], half[:, k, None, None], np), 0, 1)
+        for k in range(len(SHAPES))], 1)  # (n, 3, S, S)
+    # a decoder blurs edges: compare with each template sharp and blurred, and keep the best fit per shape
+    error = np.abs(templates - amap[:, None]).sum((2, 3))  # (n, 3)
+    for sigma in TEMPLATE_BLURS:
+        blurred = ndimage.gaussian_filter(templates, sigma=(0, 0, sigma, sigma), mode="constant")
+        error = np.minimum(error, np.abs(blurred - amap[:, None]).sum((2, 3)))
     found = {}
     for i in np.argsort(-area, kind="stable"):
         k = int(error[i].argmin())

@@ -9,7 +9,8 @@ latent z back to an image, and training maximises the evidence lower bound (ELBO
 
 With a Gaussian decoder, -log p(x0 | z) is a scaled squared error, so the loss this module trains
 with is   MSE(x0, decoder(z)) + kl_weight * KL / (number of pixel values),   z = mean + std * eps
-(the reparameterisation trick), i.e. a beta-weighted ELBO.
+(the reparameterisation trick), i.e. a beta-weighted ELBO (reconstruction="l1" takes a Laplace decoder
+instead: a mean absolute error).
 
 The encoder outputs a log-variance (`logvar`, diffusers' name), the one place in the course where a
 log-variance is stored: it is unconstrained, so a network can output it. diffusers clamps it to
@@ -23,15 +24,13 @@ diffusion model sees latents of unit variance; `encode` and `decode` apply it.
 
 from __future__ import annotations
 
-import functools
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from course_lib import environment, metrics, models, shapes
-from course_lib.validation import CourseInputError, check_float_tensor
+from course_lib.validation import CourseInputError, check_choice, check_float_tensor
 
 # 32x32 RGB -> 4 x 8 x 8: three blocks (two downsamplings, f = 4), about 2.7 M parameters.
 VAE_CONFIG = dict(
@@ -47,7 +46,6 @@ VAE_CONFIG = dict(
     mid_block_add_attention=True,
     scaling_factor=1.0,  # replaced by compute_scaling_factor() after training
 )
-VAE_DIR = environment.DATA_DIR / "vae"
 LOGVAR_RANGE = (-30.0, 20.0)  # diffusers' DiagonalGaussianDistribution clamps logvar to this
 
 
@@ -127,29 +125,38 @@ def posterior(vae, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return dist.mean, dist.logvar
 
 
+RECONSTRUCTION_LOSSES = ("mse", "l1")
+
+
 def vae_loss_terms(vae, x0: torch.Tensor, generator: torch.Generator | None = None, *,
-                   kl_weight: float = 1e-4, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                   kl_weight: float = 1e-4, reconstruction: str = "mse",
+                   noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Return {"loss", "recon", "kl"}: recon = MSE(x0, decode(z)), kl = KL / pixel values, loss = recon + kl_weight * kl.   [nb 04]
 
     z = reparameterise(mean, logvar, eps) with eps from `noise` or drawn from `generator`. kl is
     gaussian_kl averaged over the batch and divided by the number of values per image (3 * H * W),
     so that kl_weight compares nats per value with squared error per value.
     """
+    check_choice(reconstruction, RECONSTRUCTION_LOSSES, "reconstruction")
     mean, logvar = posterior(vae, x0)
     if noise is None:
         gen_device = generator.device if generator is not None else torch.device("cpu")
         noise = torch.randn(mean.shape, generator=generator, device=gen_device).to(mean.device, mean.dtype)
     z = reparameterise(mean, logvar, noise)
     x0_hat = vae.decode(z).sample
-    recon = F.mse_loss(x0_hat.float(), x0.float())
+    if reconstruction == "mse":  # a Gaussian decoder, eq. (4.2)
+        recon = F.mse_loss(x0_hat.float(), x0.float())
+    else:  # a Laplace decoder: -log p(x0 | z) = |x0 - D(z)| / b + const
+        recon = F.l1_loss(x0_hat.float(), x0.float())
     kl = gaussian_kl(mean.float(), logvar.float()).mean() / x0[0].numel()
     return {"loss": recon + kl_weight * kl, "recon": recon, "kl": kl}
 
 
-def vae_loss(vae, batch, generator: torch.Generator | None = None, *, kl_weight: float = 1e-4) -> torch.Tensor:
+def vae_loss(vae, batch, generator: torch.Generator | None = None, *, kl_weight: float = 1e-4,
+             reconstruction: str = "mse") -> torch.Tensor:
     """Return the training loss of vae_loss_terms for a batch {"x0": images} or a tensor; a loss_fn for training.train.   [nb 04]"""
     x0 = batch["x0"] if isinstance(batch, dict) else batch
-    return vae_loss_terms(vae, x0, generator, kl_weight=kl_weight)["loss"]
+    return vae_loss_terms(vae, x0, generator, kl_weight=kl_weight, reconstruction=reconstruction)["loss"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -221,8 +228,15 @@ def heldout_images(n: int = 256, seed: int = 0, size: int = shapes.DEFAULT_SIZE)
 
 
 def vae_batches(batch_size: int = 64, size: int = shapes.DEFAULT_SIZE):
-    """Return data(generator) -> {"x0": images}: fresh 'train' scenes every step (never a held-out pair)."""
-    return shapes.image_batches(batch_size, "train", size=size)
+    """Return data(generator) -> {"x0": images}: fresh scenes every step, from all colour-shape pairs.
+
+    The VAE sees images only, never captions, so it may see the pairs held out from the captioned
+    training of CLIP and the denoiser (as Stable Diffusion's VAE was trained on a broader image set
+    than its text-image pairs). A VAE trained without them reconstructs them badly: it turns a yellow
+    circle, never seen, into the yellow square it knows, which would hide any generalisation of the
+    text-to-image model behind the decoder.
+    """
+    return shapes.image_batches(batch_size, "train", size=size, include_heldout=True)
 
 
 @torch.no_grad()

@@ -245,3 +245,11 @@ def test_shipped_checkpoint_loads_and_classifies_zero_shot(name, tokenizer):
     if name == "clip_lit":
         assert manifest["recipe"]["image_tower_pretraining"]["wall_time_s"] > 0
         assert manifest["recipe"]["trainable_parameters"] < manifest["num_parameters"]
+
+
+def test_recipes_train_with_the_module_settings():
+    from course_lib import recipes
+
+    assert recipes.RECIPES["clip"].config == clip.CLIP_CONFIG == recipes.RECIPES["clip_lit"].config
+    assert recipes.RECIPES["clip_lit"].tower_config == clip.TOWER_CONFIG
+    assert recipes.RECIPES["clip_lit"].lit and not recipes.RECIPES["clip"].lit

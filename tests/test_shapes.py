@@ -11,13 +11,8 @@ from course_lib import shapes
 from course_lib.validation import CourseInputError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small tensors: on a shared 2-core machine a second torch thread mostly waits (measured 10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Small tensors: on a shared 2-core machine a second torch thread mostly waits (conftest.one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

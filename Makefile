@@ -19,8 +19,11 @@ $(STAMP): requirements.txt requirements-colab.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet $(PIP_FLAGS) -r requirements.txt -e .
 	touch $(STAMP)
 
+# As root (containers, some cloud machines) Jupyter refuses to start without --allow-root.
+LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: install
-	$(BIN)/jupyter lab notebooks/00_welcome.ipynb
+	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/00_welcome.ipynb
 
 test: install
 	$(BIN)/python -m pytest

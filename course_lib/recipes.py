@@ -231,5 +231,212 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {rel}: {info['bytes']} bytes, sha256 {info['sha256']}")
 
 
+# ----------------------------------------------------------------------------------------------
+# The shapes VAE (nb 04): AutoencoderKL to 4x8x8 latents, reconstruction + KL, scaling factor in its config
+# ----------------------------------------------------------------------------------------------
+
+VAE_KL_WEIGHT = 1e-5
+VAE_TRAIN_CONFIG = training.TrainConfig(steps=4000, batch_size=64, lr=1e-3, lr_schedule="cosine", lr_warmup_steps=100,
+                                        ema_decay=0.999, grad_clip=1.0, seed=0, autocast="bfloat16",
+                                        checkpoint_every=250)
+# The reconstruction-KL trade-off nb 04 shows: three short runs that differ only in the KL weight.
+# Only their measured numbers ship (in the manifest's metrics, key "kl_sweep"), not their weights.
+VAE_KL_SWEEP = (1e-5, 1e-3, 1e-1)
+VAE_SWEEP_CONFIG = training.TrainConfig(steps=200, batch_size=32, lr=1e-3, lr_schedule="cosine", lr_warmup_steps=50,
+                                        ema_decay=0.0, grad_clip=1.0, seed=0, autocast="bfloat16")
+VAE_SCALING_IMAGES = 4096  # 'train' scenes whose latents' std gives the scaling factor
+
+
+@dataclass
+class VAERecipe(Recipe):
+    """A recipe whose loss is the VAE's reconstruction + KL (course_lib.vae.vae_loss) instead of the diffusion loss."""
+
+    def loss_fn(self) -> Callable:
+        from course_lib import vae as vae_lib
+
+        return functools.partial(vae_lib.vae_loss, **self.loss_kwargs)
+
+    def to_dict(self) -> dict:
+        return {"description": self.description, "loss": {"fn": "course_lib.vae.vae_loss", **self.loss_kwargs}}
+
+
+def _prior_samples_readable(model: torch.nn.Module, num: int = 256, seed: int = 0) -> float:
+    """Return the share of z ~ N(0, I) (unscaled, the VAE's prior) that decode to a scene the shapes judge can read."""
+    from course_lib import shapes
+    from course_lib import vae as vae_lib
+
+    z = torch.randn((num, *vae_lib.latent_shape(model)), generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        images = model.decode(z.to(models.model_device(model))).sample.float().cpu().clamp(-1, 1)
+    found = [shapes.read_scene(image) for image in images]
+    return sum(s is not None and 1 <= len(s.objects) <= shapes.MAX_OBJECTS for s in found) / num
+
+
+def vae_kl_sweep(device=None) -> list[dict]:
+    """Train one short VAE per weight in VAE_KL_SWEEP (VAE_SWEEP_CONFIG) and return their figures (nb 04's table)."""
+    from course_lib import vae as vae_lib
+
+    rows = []
+    for kl_weight in VAE_KL_SWEEP:
+        state = training.train(vae_lib.make_vae(seed=0), vae_lib.vae_batches(VAE_SWEEP_CONFIG.batch_size),
+                               functools.partial(vae_lib.vae_loss, kl_weight=kl_weight), VAE_SWEEP_CONFIG,
+                               device=device, progress=False)
+        model = state.sampling_model.eval()
+        figures = vae_lib.measure(model, num_images=256)
+        rows.append({"kl_weight": kl_weight, "steps": state.step, "psnr_test": figures["psnr_test"],
+                     "kl_per_latent": figures["kl_per_latent"], "latent_std": figures["latent_std"],
+                     "posterior_std_mean": figures["posterior_std_mean"],
+                     "prior_samples_readable": round(_prior_samples_readable(model), 4),
+                     "wall_time_s": round(state.wall_time_s, 1)})
+    return rows
+
+
+def finish_vae(model: torch.nn.Module) -> dict:
+    """Store the scaling factor in the config, halve the weights to float16 (what ships), measure; run the KL sweep.
+
+    The figures are measured on the shipped weights (float16, loaded back as float32), so the
+    manifest's PSNR is the one a learner gets; psnr_test_float32 is before halving.
+    """
+    import copy
+
+    from course_lib import shapes
+    from course_lib import vae as vae_lib
+
+    model.eval()
+    device = models.model_device(model)
+    figures = {"psnr_test_float32": vae_lib.measure(model)["psnr_test"]}
+    model.half()
+    shipped = copy.deepcopy(model).float()
+    images = shapes.render(shapes.sample_scenes(VAE_SCALING_IMAGES, seed=1, split="train"))
+    scaling_factor = vae_lib.compute_scaling_factor(shipped, images.to(device), generator=torch.Generator(device).manual_seed(0))
+    for m in (model, shipped):
+        vae_lib.set_scaling_factor(m, round(scaling_factor, 5))
+    figures.update(vae_lib.measure(shipped))
+    figures["scaling_factor"] = round(scaling_factor, 5)
+    figures["prior_samples_readable"] = round(_prior_samples_readable(shipped), 4)
+    figures["kl_sweep"] = vae_kl_sweep(device)
+    return figures
+
+
+def _vae_model():
+    from course_lib import vae as vae_lib
+
+    return vae_lib.make_vae(seed=0)
+
+
+def _vae_data():
+    from course_lib import vae as vae_lib
+
+    return vae_lib.vae_batches(VAE_TRAIN_CONFIG.batch_size)
+
+
+RECIPES["vae"] = VAERecipe(
+    name="vae",
+    description=("Shapes-world AutoencoderKL (course_lib.vae.VAE_CONFIG, 2.7 M parameters): 32x32x3 scenes -> 4x8x8 "
+                 "latents, loss MSE + 1e-5 * KL per pixel value, fresh scenes every step from all colour-shape "
+                 "pairs (images only, no captions; see vae.vae_batches); scaling factor = 1/std of latents of "
+                 "4096 scenes, stored in config.json; EMA weights shipped in float16; metrics include a 3-run "
+                 "KL-weight sweep (numbers only)."),
+    build_model=_vae_model,
+    build_data=_vae_data,
+    loss_kwargs={"kl_weight": VAE_KL_WEIGHT},
+    config=VAE_TRAIN_CONFIG,
+    data_seed=VAE_TRAIN_CONFIG.seed,
+    evaluate=finish_vae,
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# CLIP on the shapes world (nb 05): both towers trained ("clip"), and LiT, a locked image tower
+# pretrained as a supervised classifier of the scene's contents ("clip_lit")
+# ----------------------------------------------------------------------------------------------
+
+from dataclasses import field  # noqa: E402  (ContrastiveRecipe.info)
+
+# Equal to course_lib.clip.CLIP_CONFIG and TOWER_CONFIG (tests/test_clip.py checks it).
+CLIP_TRAIN_CONFIG = training.TrainConfig(steps=5000, batch_size=128, lr=3e-3, lr_schedule="cosine",
+                                         lr_warmup_steps=200, weight_decay=0.1, ema_decay=0.0, grad_clip=1.0, seed=0,
+                                         checkpoint_every=500)
+CLIP_TOWER_CONFIG = training.TrainConfig(steps=2500, batch_size=128, lr=3e-3, lr_schedule="cosine",
+                                         lr_warmup_steps=100, weight_decay=0.01, ema_decay=0.0, grad_clip=1.0, seed=1)
+
+
+@dataclass
+class ContrastiveRecipe(Recipe):
+    """A CLIP recipe: the contrastive loss (course_lib.clip.clip_loss) on fresh image-caption pairs with twins.
+
+    lit=True first pretrains an image tower (clip.pretrain_image_tower with tower_config), locks it
+    (clip.lit_model), and trains only the text side. The manifest also records the tokenizer's words
+    (clip.load rebuilds the tokenizer from them), the trainable parameters and, for LiT, the tower's
+    pretraining steps, time and accuracy.
+    """
+
+    lit: bool = False
+    tower_config: training.TrainConfig | None = None
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.build_model = self._build_model
+        self.build_data = self._build_data
+        self.evaluate = self._evaluate
+
+    def _tokenizer(self):
+        from course_lib import text
+
+        return text.build_tokenizer()
+
+    def _build_model(self):
+        from course_lib import clip
+
+        tokenizer = self._tokenizer()
+        if self.lit:
+            tower, self.info["image_tower_pretraining"] = clip.pretrain_image_tower(self.tower_config, progress=False)
+            model = clip.lit_model(tower, tokenizer, seed=self.config.seed)
+        else:
+            model = clip.make_clip(tokenizer, seed=self.config.seed)
+        self.info["trainable_parameters"] = clip.num_trainable(model)
+        return model
+
+    def _build_data(self):
+        from course_lib import clip
+
+        return clip.caption_batches(self._tokenizer(), self.config.batch_size, twins=True)
+
+    def _evaluate(self, model):
+        from course_lib import clip
+
+        return clip.evaluate(model.eval(), self._tokenizer())
+
+    def loss_fn(self) -> Callable:
+        from course_lib import clip
+
+        return functools.partial(clip.clip_loss, **self.loss_kwargs)
+
+    def to_dict(self) -> dict:
+        from course_lib import clip
+
+        return {"description": self.description, "loss": {"fn": "course_lib.clip.clip_loss", **self.loss_kwargs},
+                "data": "course_lib.clip.caption_batches(twins=True): fresh 'train' scenes and edited twins",
+                **clip.recipe_info(self._tokenizer()), **self.info}
+
+
+RECIPES["clip"] = ContrastiveRecipe(
+    name="clip",
+    description=("Tiny CLIPModel (course_lib.clip TEXT_CONFIG / VISION_CONFIG, both towers trained from scratch) on "
+                 "shapes-world scenes and captions, multi-positive contrastive loss, batches of scenes and edited "
+                 "twins; its text tower is the text encoder of nb 06."),
+    build_model=None, build_data=None, loss_kwargs={"multi_positive": True}, config=CLIP_TRAIN_CONFIG,
+    data_seed=CLIP_TRAIN_CONFIG.seed, evaluate=None,
+)
+RECIPES["clip_lit"] = ContrastiveRecipe(
+    name="clip_lit",
+    description=("LiT: the image tower of a CLIPModel pretrained as a supervised classifier of each cell's colour and "
+                 "shape and the background, then locked (identity image projection); only the text tower, text "
+                 "projection and temperature are trained, with the same loss, data and steps as 'clip'."),
+    build_model=None, build_data=None, loss_kwargs={"multi_positive": True}, config=CLIP_TRAIN_CONFIG,
+    data_seed=CLIP_TRAIN_CONFIG.seed, evaluate=None, lit=True, tower_config=CLIP_TOWER_CONFIG,
+)
+
+
 if __name__ == "__main__":
     main(sys.argv[1:])

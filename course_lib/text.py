@@ -1,0 +1,222 @@
+"""The course's tokenizer and the prompt encoding the Stable Diffusion pipeline does.   [notebook 05]
+
+A text encoder reads integer token ids. The course's tokenizer is a word-level one, built offline
+from the shapes world's vocabulary (colours, shapes, positions, backgrounds, the caption words) and a
+few extra words, as a `tokenizers` WordLevel model wrapped in transformers' PreTrainedTokenizerFast:
+it saves and loads with save_pretrained / from_pretrained like any transformers tokenizer, and
+diffusers' StableDiffusionPipeline loads it from a pipeline folder's tokenizer/ (notebook 06).
+
+    "A red circle on the left"  ->  lower-case, split into words and punctuation
+                                ->  <|startoftext|> a red circle on the left <|endoftext|> <|pad|> ... (MAX_LENGTH ids)
+
+Special tokens and their ids (SPECIAL_TOKENS):  <|pad|> 0, <|unk|> 1, <|startoftext|> 2, <|endoftext|> 3.
+The end token is NOT id 2 on purpose: transformers' CLIPTextModel pools the sentence at
+argmax(input_ids) when config.eos_token_id == 2 (a compatibility path for old checkpoints), which is
+right only when the end token has the largest id. With eos_token_id = 3 it pools at the first
+<|endoftext|>, which is what CLIP means (text_config_kwargs() sets the ids in the model's config).
+
+Stable Diffusion's pipeline pads every prompt to tokenizer.model_max_length (77 for CLIP; MAX_LENGTH
+here), truncates longer ones, passes no attention mask, and encodes "" for the unconditional branch
+of classifier-free guidance. `tokenize` and `encode_prompt` do exactly that, so that what a model is
+trained with is what the pipeline feeds it.
+
+A word outside the vocabulary becomes <|unk|>, and `tokenize` / `encode_prompt` warn naming it
+(UnknownWordWarning): the pipeline itself would drop its meaning in silence. Call `unknown_words`
+before handing a prompt to a diffusers pipeline.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Sequence
+
+import torch
+
+from course_lib import shapes
+from course_lib.validation import CourseInputError
+
+PAD, UNK, BOS, EOS = "<|pad|>", "<|unk|>", "<|startoftext|>", "<|endoftext|>"
+SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)  # ids 0, 1, 2, 3: the end token is not 2 (see the module docstring)
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(len(SPECIAL_TOKENS))
+
+# Every caption of the shapes world has at most 28 words and commas (three objects in the
+# "full" phrasing) + 2 special tokens = 30; tests/test_text.py checks that none is truncated.
+MAX_LENGTH = 32
+
+# Words the captions and edit instructions of shapes.py use, besides the colour, shape, background
+# and position words, which come from shapes.py's tables.
+CAPTION_WORDS = (",", "a", "above", "an", "and", "at", "background", "empty", "in", "of", "on", "the", "to", "with",
+                 "make", "turn", "into", "remove", "add")
+# A few words that no caption uses: in the vocabulary (so not unknown) but never trained.
+EXTRA_WORDS = (".", "photo", "picture", "scene", "shape")
+
+
+def course_words() -> list[str]:
+    """Return the course vocabulary's words (no special tokens), sorted: the shapes world's words and a few extra."""
+    position_words = {w for phrase in shapes.POSITION_PHRASES.values() for w in phrase.split()}
+    words = (set(CAPTION_WORDS) | set(EXTRA_WORDS) | set(shapes.COLOURS) | set(shapes.SHAPES)
+             | set(shapes.BACKGROUNDS) | position_words)
+    return sorted(words)
+
+
+def vocabulary(words: Sequence[str] | None = None) -> dict[str, int]:
+    """Return {token: id}: the special tokens at 0..3, then the words (course_words() by default) in order."""
+    words = course_words() if words is None else list(words)
+    clash = [w for w in words if w in SPECIAL_TOKENS]
+    if clash or len(set(words)) != len(words):
+        raise CourseInputError(f"words must be distinct and not special tokens; got duplicates or {clash}.")
+    return {token: i for i, token in enumerate(list(SPECIAL_TOKENS) + words)}
+
+
+def build_tokenizer(words: Sequence[str] | None = None, max_length: int = MAX_LENGTH):
+    """Return the course tokenizer: a word-level PreTrainedTokenizerFast that pads/truncates to max_length.   [nb 05]
+
+    Normalisation: Unicode NFKC and lower case; words are runs of letters/digits, and each
+    punctuation run is a token of its own (tokenizers' Whitespace pre-tokenizer, regex \\w+|[^\\w\\s]+).
+    Every sequence is <|startoftext|> words <|endoftext|>; truncation keeps the end token.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 3:
+        raise CourseInputError(f"max_length must be an int >= 3 (start, one word, end), got {max_length!r}.")
+    vocab = vocabulary(words)
+    backend = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+    backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A {EOS}", pair=f"{BOS} $A {EOS} $B {EOS}", special_tokens=[(BOS, BOS_ID), (EOS, EOS_ID)])
+    backend.decoder = decoders.WordPiece(prefix="##", cleanup=True)  # joins words with spaces, "circle ," -> "circle,"
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token=PAD, unk_token=UNK, bos_token=BOS,
+                                   eos_token=EOS, model_max_length=max_length, padding_side="right",
+                                   truncation_side="right")
+
+
+def load_tokenizer(folder):
+    """Load a tokenizer saved with save_pretrained (e.g. a pipeline folder's tokenizer/) and check its special ids."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    check_tokenizer(tokenizer)
+    return tokenizer
+
+
+def check_tokenizer(tokenizer) -> None:
+    """Raise unless the tokenizer has the course's special tokens at the course's ids (end token not id 2)."""
+    got = {name: getattr(tokenizer, f"{name}_token_id", None) for name in ("pad", "unk", "bos", "eos")}
+    want = {"pad": PAD_ID, "unk": UNK_ID, "bos": BOS_ID, "eos": EOS_ID}
+    if got != want:
+        raise CourseInputError(f"the tokenizer's special token ids are {got}, the course's are {want}; "
+                               f"build it with text.build_tokenizer().")
+
+
+def text_config_kwargs(tokenizer) -> dict:
+    """Return the CLIPTextConfig fields that must agree with the tokenizer: vocab size, length and special ids.   [nb 05]
+
+    pad/bos/eos ids are set explicitly; eos_token_id is 3, so CLIPTextModel pools at the first end
+    token, not at argmax(input_ids) (its path for eos_token_id == 2).
+    """
+    check_tokenizer(tokenizer)
+    return {"vocab_size": len(tokenizer), "max_position_embeddings": tokenizer.model_max_length,
+            "pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id}
+
+
+# ----------------------------------------------------------------------------------------------
+# Unknown words: visible, never silent
+# ----------------------------------------------------------------------------------------------
+
+class UnknownWordWarning(UserWarning):
+    """A prompt word the tokenizer does not know; it was encoded as <|unk|>."""
+
+
+def _warn_every_time(message: str, stacklevel: int) -> None:
+    # warnings.warn shows a message once per call site under the "default" filter; warn_explicit
+    # without a registry shows it every time (filters that say "ignore" or "error" still apply).
+    frame = sys._getframe(stacklevel)
+    warnings.warn_explicit(message, UnknownWordWarning, frame.f_code.co_filename, frame.f_lineno,
+                           module=frame.f_globals.get("__name__"), registry=None)
+
+
+def _as_prompts(prompts) -> list[str]:
+    if isinstance(prompts, str):
+        return [prompts]
+    prompts = list(prompts)
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise CourseInputError("prompts must be a str or a non-empty list of str.")
+    return prompts
+
+
+def unknown_words(prompts, tokenizer) -> list[list[str]]:
+    """Return, for each prompt, the words (as typed) that the tokenizer maps to its unknown token."""
+    prompts = _as_prompts(prompts)
+    enc = tokenizer(prompts, add_special_tokens=False, return_offsets_mapping=True)
+    return [[prompt[a:b] for i, (a, b) in zip(ids, offsets) if i == tokenizer.unk_token_id]
+            for prompt, ids, offsets in zip(prompts, enc["input_ids"], enc["offset_mapping"])]
+
+
+def warn_unknown_words(prompts, tokenizer, stacklevel: int = 2) -> list[list[str]]:
+    """Warn (UnknownWordWarning) naming every unknown word of every prompt; return unknown_words()."""
+    found = unknown_words(prompts, tokenizer)
+    for prompt, words in zip(_as_prompts(prompts), found):
+        if words:
+            names = ", ".join(repr(w) for w in dict.fromkeys(words))
+            _warn_every_time(f"unknown word(s) {names} in the prompt {prompt!r}: encoded as {tokenizer.unk_token}, "
+                             f"so the model cannot read them. The vocabulary has {len(tokenizer)} tokens "
+                             f"(see text.course_words()).", stacklevel + 1)
+    return found
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenize and encode, the way StableDiffusionPipeline.encode_prompt does
+# ----------------------------------------------------------------------------------------------
+
+def tokenize(prompts, tokenizer, *, max_length: int | None = None) -> torch.Tensor:
+    """Return input_ids (B, L), padded and truncated to L = tokenizer.model_max_length, as the SD pipeline calls it.   [nb 05]
+
+    tokenizer(prompts, padding="max_length", max_length=L, truncation=True); warns naming unknown words.
+    """
+    prompts = _as_prompts(prompts)
+    warn_unknown_words(prompts, tokenizer, stacklevel=2)
+    max_length = tokenizer.model_max_length if max_length is None else max_length
+    return tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True,
+                     return_tensors="pt").input_ids
+
+
+def tokens(input_ids: torch.Tensor, tokenizer) -> list[str]:
+    """Return the token strings of one row of ids, e.g. ['<|startoftext|>', 'a', 'red', ...]."""
+    ids = torch.as_tensor(input_ids)
+    if ids.ndim != 1:
+        raise CourseInputError(f"tokens() takes one sequence of ids (L,), got shape {tuple(ids.shape)}.")
+    return tokenizer.convert_ids_to_tokens(ids.tolist())
+
+
+def text_encoder_of(model):
+    """Return the CLIPTextModel inside a CLIPModel (transformers 5: model.text_model), or the model itself."""
+    from transformers import CLIPModel, CLIPTextModel
+
+    if isinstance(model, CLIPModel):
+        return model.text_model
+    if isinstance(model, CLIPTextModel):
+        return model
+    raise CourseInputError(f"expected a CLIPModel or CLIPTextModel, got {type(model).__name__}.")
+
+
+def encode_prompt(prompts, tokenizer, text_encoder, *, device=None) -> torch.Tensor:
+    """Return the prompt embeddings the UNet cross-attends to: last_hidden_state (B, L, D).   [LDM sec. 3.3, nb 05-06]
+
+    As StableDiffusionPipeline.encode_prompt: pad/truncate to model_max_length, no attention mask
+    (unless text_encoder.config.use_attention_mask), output [0] of the text encoder (after its
+    final layer norm). "" gives the unconditional embedding of classifier-free guidance.
+    text_encoder may be a CLIPTextModel or a CLIPModel (its text tower is used).
+    """
+    encoder = text_encoder_of(text_encoder)
+    device = torch.device(device) if device is not None else encoder.device
+    prompts = _as_prompts(prompts)
+    warn_unknown_words(prompts, tokenizer, stacklevel=2)
+    enc = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt")
+    mask = enc.attention_mask.to(device) if getattr(encoder.config, "use_attention_mask", False) else None
+    with torch.no_grad():
+        return encoder(enc.input_ids.to(device), attention_mask=mask)[0]

@@ -23,18 +23,9 @@ import time
 
 import torch
 
-from course_lib import checkpoints, metrics, models, recipes, training
+from course_lib import checkpoints, environment, metrics, models, recipes, training
 
 SETTINGS = [("ddpm", 1000), ("ddim", 100), ("ddim", 50), ("ddim", 20), ("ddim", 10)]
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def train_speed(recipe_name: str, steps: int, repeats: int, device) -> float:
@@ -56,7 +47,7 @@ def sampling_speed(model, shape, repeats: int, settings, **condition) -> dict:
     ab = recipes.SCHEDULE.alpha_bars
     out = {}
     for sampler, steps in settings:
-        seconds = median_time(lambda: models.generate(model, shape, ab, sampler=sampler, num_steps=steps,
+        seconds = environment.median_seconds(lambda: models.generate(model, shape, ab, sampler=sampler, num_steps=steps,
                                                       generator=torch.Generator().manual_seed(0), **condition),
                               repeats)
         out[(sampler, steps)] = seconds / shape[0]

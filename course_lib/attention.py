@@ -137,8 +137,16 @@ class AttentionStore:
 
 
 class _RecordingProcessor:
+    """diffusers' AttnProcessor computation, with a hook on the probabilities between softmax and V."""
+
     def __init__(self, store: AttentionStore, name: str):
         self.store, self.name = store, name
+
+    def handle(self, probs: torch.Tensor, is_cross: bool) -> torch.Tensor:
+        """Keep probs (B, heads, N, L) in the store and return them unchanged (editing overrides this)."""
+        if is_cross or self.store.self_attention:
+            self.store.probs.setdefault(self.name, []).append(probs.detach().float().cpu())
+        return probs
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
         # AttnProcessor's computation, step by step, with the probabilities kept.
@@ -161,10 +169,8 @@ class _RecordingProcessor:
             encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
         key, value = attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
         query, key, value = (attn.head_to_batch_dim(t) for t in (query, key, value))
-        probs = attn.get_attention_scores(query, key, attention_mask)  # (B h, N, L)
-        if is_cross or self.store.self_attention:
-            self.store.probs.setdefault(self.name, []).append(
-                probs.detach().reshape(-1, attn.heads, *probs.shape[1:]).float().cpu())
+        probs = attn.get_attention_scores(query, key, attention_mask)  # (B h, N, L), rows batch-major
+        probs = self.handle(probs.view(-1, attn.heads, *probs.shape[1:]), is_cross).reshape(probs.shape)
         hidden_states = attn.batch_to_head_dim(torch.bmm(probs, value))
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
         if input_ndim == 4:

@@ -84,12 +84,29 @@ def save_pretrained(obj, name_or_path: str | Path, *, name: str | None = None, c
     if not hasattr(obj, "save_pretrained"):
         raise CourseInputError(f"{type(obj).__name__} has no save_pretrained; save diffusers/transformers models.")
     obj.save_pretrained(folder, safe_serialization=True)
+    num_parameters = int(sum(p.numel() for p in obj.parameters())) if hasattr(obj, "parameters") else None
+    return write_manifest(folder, class_path=_class_path(obj), name=name, command=command, train_config=train_config,
+                          recipe=recipe, data_seed=data_seed, steps=steps, wall_time_s=wall_time_s, metrics=metrics,
+                          num_parameters=num_parameters, notes=notes)
+
+
+def write_manifest(folder: str | Path, *, class_path: str, name: str | None = None, command: str | None = None,
+                   train_config: dict | None = None, recipe: dict | None = None, data_seed: int | None = None,
+                   steps: int | None = None, wall_time_s: float | None = None, metrics: dict | None = None,
+                   num_parameters: int | None = None, notes: str = "") -> dict:
+    """Hash every file of a folder already written (e.g. by a pipeline's save_pretrained) into its manifest.json; return it.
+
+    The manifest has save_pretrained's fields; class_path names the class `load` would call
+    from_pretrained on (e.g. "diffusers.StableDiffusionPipeline"). Refuses pickle files.
+    """
+    folder = checkpoint_dir(folder)
+    name = name or folder.name
     files = _weight_files(folder)
     if any(f.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt")) for f in files):
         raise CourseInputError(f"pickle files were written to {folder}: {files}; only safetensors are allowed.")
     manifest = {
         "name": name,
-        "class": _class_path(obj),
+        "class": class_path,
         "command": command or f"python -m course_lib.recipes {name}",
         "data_seed": data_seed,
         "steps": steps,
@@ -97,7 +114,7 @@ def save_pretrained(obj, name_or_path: str | Path, *, name: str | None = None, c
         "metrics": metrics or {},
         "train_config": train_config or {},
         "recipe": recipe or {},
-        "num_parameters": int(sum(p.numel() for p in obj.parameters())) if hasattr(obj, "parameters") else None,
+        "num_parameters": num_parameters,
         "versions": environment.versions(),
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "notes": notes,

@@ -93,3 +93,16 @@ def course_map_markdown(folder: Path | None = None, link_prefix: str = "notebook
 
 if __name__ == "__main__":
     print(course_map_markdown())
+
+
+def median_seconds(fn, repeats: int = 3) -> float:
+    """Return the median wall-clock seconds of `repeats` calls of fn() (benchmarks/)."""
+    import statistics
+    import time
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

@@ -438,5 +438,76 @@ RECIPES["clip_lit"] = ContrastiveRecipe(
 )
 
 
+
+# ----------------------------------------------------------------------------------------------
+# Text to image (nb 06): a UNet2DConditionModel on the shapes VAE's latents, reading data/clip's text tower
+# ----------------------------------------------------------------------------------------------
+
+T2I_DATASET_SIZE = 60_000  # captioned 'train' scenes, encoded once at the start (latents drawn from the posterior)
+T2I_TRAIN_CONFIG = training.TrainConfig(steps=6000, batch_size=64, lr=5e-4, lr_schedule="cosine", lr_warmup_steps=200,
+                                        weight_decay=0.0, ema_decay=0.999, grad_clip=1.0, seed=0,
+                                        checkpoint_every=500)
+
+
+@dataclass
+class TextToImageRecipe(Recipe):
+    """The text-to-image recipe: diffusion loss on (latent, prompt embedding) pairs with caption dropout to ""."""
+
+    def __post_init__(self):
+        self._null = None
+
+    def _encoder(self):
+        from course_lib import text2image
+
+        return text2image.load_text_encoder(device="cpu")
+
+    def _build_data(self):
+        from course_lib import text2image
+        from course_lib import vae as vae_lib
+
+        tokenizer, encoder = self._encoder()
+        return text2image.latent_dataset(T2I_DATASET_SIZE, vae_lib.load_vae(device="cpu"), tokenizer, encoder,
+                                         seed=self.data_seed)
+
+    def loss_fn(self) -> Callable:
+        from course_lib import text2image
+
+        return functools.partial(training.diffusion_loss, alpha_bars=self.schedule.alpha_bars,
+                                 cond_dropout=text2image.CAPTION_DROPOUT,
+                                 null_cond=text2image.null_condition(*self._encoder()), **self.loss_kwargs)
+
+    def to_dict(self) -> dict:
+        from course_lib import text2image
+
+        return {"description": self.description, "schedule": self.schedule.to_config(),
+                "loss": {"fn": "course_lib.training.diffusion_loss", **self.loss_kwargs,
+                         "cond_dropout": text2image.CAPTION_DROPOUT, "null_cond": 'encoder_hidden_states of ""'},
+                "data": f"course_lib.text2image.latent_dataset({T2I_DATASET_SIZE}, seed={self.data_seed})",
+                "text_encoder": f"data/{text2image.TEXT_ENCODER} (text tower, frozen)", "vae": "data/vae"}
+
+
+def _t2i_model():
+    from course_lib import text2image
+
+    return text2image.make_unet(seed=0)
+
+
+def _t2i_evaluate(model):
+    from course_lib import text2image
+
+    return text2image.evaluate(model)
+
+
+RECIPES["text2image"] = TextToImageRecipe(
+    name="text2image",
+    description=("UNet2DConditionModel (course_lib.text2image.UNET_CONFIG) eps-predictor on the shapes VAE's 4x8x8 "
+                 "latents, cross-attending to data/clip's frozen text tower; SD's scaled_linear schedule; captions "
+                 "dropped to the empty prompt with probability 0.1 for classifier-free guidance (nb 06)."),
+    build_model=_t2i_model, build_data=None, loss_kwargs={"prediction_type": "epsilon"},
+    config=T2I_TRAIN_CONFIG, data_seed=0, evaluate=_t2i_evaluate,
+    schedule=schedules.NoiseSchedule("scaled_linear", 1000),
+)
+RECIPES["text2image"].build_data = RECIPES["text2image"]._build_data
+
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -42,6 +42,9 @@ def test_shipped_metrics_meet_the_issue_targets():
     assert digits["uncond_confident_share"] >= 0.8 and digits["uncond_tv_from_uniform"] < 0.1
     cond = checkpoints.read_manifest("ddpm_digits_cond")["metrics"]
     assert cond["cond_accuracy"] >= 0.9 and cond["cond_tv_from_uniform"] < 0.1
+    t2i = checkpoints.read_manifest("text2image")["metrics"]  # prompts of unseen scenes, at the best of g = 4, 7.5
+    assert max(min(t2i[f"adherence_test_single_g{g}_{key}"] for key in ("colour", "shape", "position"))
+               for g in ("4", "7.5")) >= 0.9
 
 
 def test_a_shortened_run_trains_saves_and_loads(tmp_path):

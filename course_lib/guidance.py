@@ -1,0 +1,282 @@
+"""Guidance: steering a diffusion model toward a condition, told apart and written out.   [notebook 06]
+
+Three methods that seed 000 §4.2 runs together:
+
+- classifier guidance (Dhariwal & Nichol 2021): a classifier p(c | x_t) trained on noised data adds
+  its gradient to the unconditional score (classifier_guided_eps);
+- CLIP guidance (GLIDE): the same with the gradient of a CLIP similarity instead of a classifier;
+- classifier-free guidance (CFG, Ho & Salimans 2021): no classifier at all; one network trained
+  with its condition sometimes dropped gives eps(x_t, c) and eps(x_t), and their difference plays
+  the classifier's gradient (cfg_combine, cfg_combine_ho).
+
+All three rest on two facts. The noise prediction is a scaled score (Tweedie):
+
+    grad log p_t(x_t) = -eps*(x_t, t) / sqrt(1 - ab_t)                       (6.1)
+
+and Bayes' rule splits the conditional score:
+
+    grad log p_t(x_t | c) = grad log p_t(x_t) + grad log p_t(c | x_t)        (6.2)
+
+so in eps units the conditional eps is eps_u - sqrt(1 - ab_t) * grad log p_t(c | x_t): the factor
+-sqrt(1 - ab_t) that seed 000 §4.2 leaves out. Guidance scales the second term.
+
+On digits (nb 06): generate_digits_cfg samples the class-conditional UNet (data/ddpm_digits_cond,
+label 10 = models.NULL_CLASS is "no label") with CFG, and digits_guidance_sweep measures accuracy
+and within-class diversity across guidance scales.
+
+    >>> from course_lib import checkpoints, guidance
+    >>> model = checkpoints.load("ddpm_digits_cond", device="cpu")
+    >>> x0 = guidance.generate_digits_cfg(model, [3, 3, 7], guidance_scale=2.0,
+    ...                                   generator=torch.Generator().manual_seed(0))   # (3, 1, 16, 16)
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import torch
+
+from course_lib import metrics, models, recipes, samplers
+from course_lib.validation import (
+    CourseInputError,
+    check_alpha_bar_t,
+    check_float_tensor,
+    check_positive_int,
+    check_same_shape,
+)
+
+DIGITS_SWEEP_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 7.5)  # diffusers' g: 0 unconditional, 1 conditional, 7.5 SD's default
+
+
+def check_guidance_scale(guidance_scale, name: str = "guidance_scale") -> float:
+    """Return the guidance scale as a float if it is a finite real number, else raise saying what is expected."""
+    if (isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float, np.integer, np.floating))
+            or not math.isfinite(guidance_scale)):
+        raise CourseInputError(f"{name} must be a finite number (1 = no guidance, 7.5 is SD's default), "
+                               f"got {guidance_scale!r}.")
+    return float(guidance_scale)
+
+
+# ----------------------------------------------------------------------------------------------
+# Score and eps: one quantity in two units
+# ----------------------------------------------------------------------------------------------
+
+def score_from_eps(eps: torch.Tensor, alpha_bar_t) -> torch.Tensor:
+    """Return the score grad log p_t(x_t) = -eps / sqrt(1 - ab_t) of a noise prediction.   [eq. 6.1, nb 06]
+
+    Exact for the ideal eps* = E[eps | x_t] (Tweedie); for a trained eps_hat, its score estimate.
+    alpha_bar_t: a number or one value per sample shaped (B, 1, ...) (schedules.gather).
+    """
+    check_float_tensor(eps, "eps")
+    alpha_bar_t = check_alpha_bar_t(alpha_bar_t, eps)
+    return -eps / torch.sqrt(1 - alpha_bar_t)
+
+
+def eps_from_score(score: torch.Tensor, alpha_bar_t) -> torch.Tensor:
+    """Return eps = -sqrt(1 - ab_t) * score: a score in noise-prediction units (the factor seed 000 §4.2 misses).   [eq. 6.1, nb 06]"""
+    check_float_tensor(score, "score")
+    alpha_bar_t = check_alpha_bar_t(alpha_bar_t, score)
+    return -torch.sqrt(1 - alpha_bar_t) * score
+
+
+def classifier_guided_eps(eps: torch.Tensor, grad_log_p_c: torch.Tensor, alpha_bar_t, scale: float = 1.0) -> torch.Tensor:
+    """Return eps - scale * sqrt(1 - ab_t) * grad log p(c | x_t): classifier guidance.   [eq. 6.2, nb 06]
+
+    Bayes' rule (6.2) in eps units (Dhariwal & Nichol 2021, Algorithm 2). scale = 1 turns the
+    unconditional eps into the conditional one exactly; scale > 1 samples p(x) p(c | x)^scale. A
+    classifier's gradient gives classifier guidance; a CLIP similarity's gradient, CLIP guidance (GLIDE).
+    Shapes: eps and grad_log_p_c alike, (B, ...).
+    """
+    check_float_tensor(eps, "eps")
+    check_float_tensor(grad_log_p_c, "grad_log_p_c")
+    check_same_shape(eps=eps, grad_log_p_c=grad_log_p_c)
+    scale = check_guidance_scale(scale, "scale")
+    alpha_bar_t = check_alpha_bar_t(alpha_bar_t, eps)
+    return eps - scale * torch.sqrt(1 - alpha_bar_t) * grad_log_p_c
+
+
+# ----------------------------------------------------------------------------------------------
+# Classifier-free guidance: two conventions, one formula
+# ----------------------------------------------------------------------------------------------
+
+def cfg_combine(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
+    """Return eps_u + g (eps_c - eps_u): classifier-free guidance in diffusers' convention.   [eq. 6.4, nb 06]
+
+    g = 1 is the conditional model alone, g = 0 the unconditional one. Ho & Salimans (and seed 000)
+    write eps_c + s (eps_c - eps_u), the same thing with g = s + 1 (cfg_combine_ho).
+    With ideal eps's, eps_c - eps_u = -sqrt(1 - ab_t) grad log p(c | x_t) (6.2), so CFG at g is
+    classifier guidance at scale g with the model's own implicit classifier.
+    """
+    return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+
+
+def cfg_combine_ho(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, s: float) -> torch.Tensor:
+    """Return (1 + s) eps_c - s eps_u = eps_c + s (eps_c - eps_u): Ho & Salimans' convention, w = s.   [eq. 6.3, nb 06]"""
+    return eps_cond + s * (eps_cond - eps_uncond)
+
+
+# ----------------------------------------------------------------------------------------------
+# Digits: CFG with the class-conditional UNet (label 10 = no label), and a sweep over the scale
+# ----------------------------------------------------------------------------------------------
+
+def _check_digits_model(model) -> None:
+    n = getattr(getattr(model, "config", None), "num_class_embeds", None)
+    if n is None or n < models.NUM_DIGIT_CLASSES + 1:
+        raise CourseInputError(
+            "model must be the class-conditional digits UNet (num_class_embeds = 11: digits 0-9 and the null "
+            "class 10), e.g. checkpoints.load('ddpm_digits_cond'); got a model without that class embedding.")
+
+
+def check_digit_labels(labels) -> torch.Tensor:
+    """Return labels as a (B,) int64 tensor after checking each is a digit 0..9, else raise."""
+    if isinstance(labels, bool):
+        labels = None
+    elif isinstance(labels, (int, np.integer)):
+        labels = [int(labels)]
+    try:
+        tensor = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError):
+        tensor = None
+    if tensor is None or tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool \
+            or tensor.ndim != 1 or len(tensor) == 0:
+        raise CourseInputError(f"labels must be digits 0..9: an int, a list of ints or a (B,) integer tensor, "
+                               f"got {labels!r}.")
+    tensor = tensor.long().cpu()
+    outside = (tensor < 0) | (tensor >= models.NUM_DIGIT_CLASSES)
+    if outside.any():
+        raise CourseInputError(
+            f"labels must be digits 0..9, got {int(tensor[outside][0])}. For unconditional samples use "
+            f"guidance_scale=0 (or models.generate(..., class_labels=models.NULL_CLASS)).")
+    return tensor
+
+
+def cfg_digits_denoiser(model, labels, guidance_scale: float = 2.0):
+    """Return model(xt, t) -> eps_u + g (eps_c - eps_u) for the digits UNet: ONE model call per step.   [eq. 6.4, nb 06]
+
+    The batch sent to the UNet is [x_t; x_t] with class labels [10, ..., 10; labels] (null rows
+    first, as StableDiffusionPipeline lays out [uncond; cond]). At g = 1 only the conditional rows
+    are run, at g = 0 only the null rows: the combination needs just one of them there.
+    """
+    _check_digits_model(model)
+    labels = check_digit_labels(labels)
+    g = check_guidance_scale(guidance_scale)
+    model.eval()
+
+    @torch.no_grad()
+    def denoiser(xt: torch.Tensor, t: int) -> torch.Tensor:
+        b = xt.shape[0]
+        if b != len(labels):
+            raise CourseInputError(f"x_t holds {b} samples but {len(labels)} labels were given; give one per sample.")
+        device = xt.device
+        cond = labels.to(device)
+        null = torch.full_like(cond, models.NULL_CLASS)
+        if g in (0.0, 1.0):  # eps_u alone, or eps_c alone
+            rows = null if g == 0.0 else cond
+            return models.model_output(model, xt, torch.full((b,), int(t), dtype=torch.long, device=device),
+                                       class_labels=rows)
+        t_batch = torch.full((2 * b,), int(t), dtype=torch.long, device=device)
+        eps = models.model_output(model, torch.cat([xt, xt]), t_batch,
+                                  class_labels=torch.cat([null, cond]))  # (2B, 1, H, W)
+        eps_u, eps_c = eps.chunk(2)
+        return cfg_combine(eps_u, eps_c, g)
+
+    return denoiser
+
+
+@torch.no_grad()
+def generate_digits_cfg(model, labels, guidance_scale: float = 2.0, *, num_steps: int = 50,
+                        generator: torch.Generator | None = None, alpha_bars: torch.Tensor | None = None,
+                        spacing: str = "trailing", clip_sample: bool = False, use_clipped_model_output: bool = False,
+                        x_T: torch.Tensor | None = None, callback=None) -> torch.Tensor:
+    """Return digits (B, 1, 16, 16) in [-1, 1] of the given classes, sampled with DDIM (eta 0) and CFG at scale g.   [eq. 6.4, nb 06]
+
+    The training schedule (recipes.SCHEDULE, linear, 1,000 steps) and trailing spacing, as in
+    models.generate. x_T ~ N(0, I) is drawn from `generator` on the CPU (exactly as models.generate
+    draws it) unless given, so g = 1 equals models.generate(..., class_labels=labels) and g = 0 the
+    null-class samples for one seed. The result is clamped to [-1, 1].
+
+    Clipping: CFG extrapolates, so at high noise x0_hat lands far outside [-1, 1]. clip_sample=True
+    with DDIM's default use_clipped_model_output=False clips x0_hat but keeps the unclipped eps in
+    the step's direction term; the two disagree and guided digits wash out into grey blurs (measured
+    on data/ddpm_digits_cond, 500 samples: 94 % right at g = 2, 42 % at g = 3). Hence the default
+    clip_sample=False; clip_sample=True with use_clipped_model_output=True (eps recomputed from the
+    clipped x0_hat) is consistent too. callback(i, t, Step) is passed to samplers.sample.
+    """
+    labels = check_digit_labels(labels)
+    denoiser = cfg_digits_denoiser(model, labels, guidance_scale)
+    num_steps = check_positive_int(num_steps, "num_steps")
+    device = models.model_device(model)
+    size = model.config.sample_size
+    shape = (len(labels), model.config.in_channels, size, size)
+    if x_T is None:
+        x_T = torch.randn(shape, generator=generator)
+    else:
+        check_float_tensor(x_T, "x_T")
+        if tuple(x_T.shape) != shape:
+            raise CourseInputError(f"x_T must have shape {shape} (one per label), got {tuple(x_T.shape)}.")
+    ab = (recipes.SCHEDULE.alpha_bars if alpha_bars is None else alpha_bars).to(device)
+    timesteps = samplers.inference_timesteps(len(ab), num_steps, spacing)
+    step = functools.partial(samplers.ddim_step, alpha_bars=ab, eta=0.0, clip_sample=clip_sample,
+                             use_clipped_model_output=use_clipped_model_output)
+    return samplers.sample(denoiser, x_T.to(device), timesteps, step, callback=callback).x0.clamp(-1, 1)
+
+
+def within_class_diversity(images: torch.Tensor, labels) -> float:
+    """Return the mean pairwise L2 distance between images of one class, averaged over the classes.   [nb 06]
+
+    For each class k with n_k >= 2 images: the mean of ||x_i - x_j|| over the n_k (n_k - 1) / 2
+    pairs i < j (pixels in [-1, 1], flattened); then the plain mean over those classes. 0 means
+    every class collapsed to one image; the 1,797 real digits at 16x16 give 6.72.
+    Shapes: images (N, ...), labels (N,).
+    """
+    check_float_tensor(images, "images")
+    labels = torch.as_tensor(labels).cpu()
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise CourseInputError(f"need one label per image: {len(images)} images, labels of shape {tuple(labels.shape)}.")
+    flat = images.detach().cpu().double().reshape(len(images), -1)
+    per_class = []
+    for k in labels.unique():
+        x = flat[labels == k]
+        if len(x) >= 2:
+            d = torch.cdist(x, x)
+            per_class.append(float(d.sum() / (len(x) * (len(x) - 1))))
+    if not per_class:
+        raise CourseInputError("need at least two images of some class to measure within-class diversity.")
+    return sum(per_class) / len(per_class)
+
+
+def digits_guidance_sweep(model, scales=DIGITS_SWEEP_SCALES, per_class: int = 50, *, seed: int = 0,
+                          num_steps: int = 50, batch_size: int = 500, threshold: float = 0.9,
+                          **sampler_kwargs) -> list[dict]:
+    """Return one row per guidance scale g: classifier accuracy, confident share and within-class diversity.   [nb 06]
+
+    per_class samples of each digit 0-9 (labels 0, 1, ..., 9, 0, 1, ...), drawn with
+    generate_digits_cfg from the SAME x_T for every scale (seeded by `seed`), so only g changes.
+    Each row: {"guidance_scale", "accuracy" (metrics.classify_digits agrees with the label asked for),
+    "confident_share" (its confidence >= threshold), "diversity" (within_class_diversity over the
+    labels asked for)}; at g = 0 the label is ignored, so "diversity" is the spread of all samples.
+    sampler_kwargs (clip_sample, use_clipped_model_output, spacing) go to generate_digits_cfg.
+    Cost per scale: num_steps UNet calls on 2 x 10 x per_class rows (half that at g = 0 and g = 1).
+    """
+    _check_digits_model(model)
+    per_class = check_positive_int(per_class, "per_class")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if isinstance(scales, (int, float)):
+        scales = [scales]
+    scales = [check_guidance_scale(g) for g in scales]
+    labels = torch.arange(per_class * models.NUM_DIGIT_CLASSES) % models.NUM_DIGIT_CLASSES
+    size = model.config.sample_size
+    x_T = torch.randn((len(labels), model.config.in_channels, size, size), generator=torch.Generator().manual_seed(seed))
+    rows = []
+    for g in scales:
+        x0 = torch.cat([generate_digits_cfg(model, labels[i: i + batch_size], g, num_steps=num_steps,
+                                            x_T=x_T[i: i + batch_size], **sampler_kwargs).cpu()
+                        for i in range(0, len(labels), batch_size)])
+        predicted, confidence = metrics.classify_digits(x0)
+        rows.append({"guidance_scale": g,
+                     "accuracy": float((predicted == labels).double().mean()),
+                     "confident_share": float((confidence >= threshold).double().mean()),
+                     "diversity": within_class_diversity(x0, labels)})
+    return rows

@@ -9,7 +9,9 @@ Rows: two oracles that bound the table (ground truth: every figure at its best; 
 returned, 0 % success with a perfect lock), the VAE round trip (decode(encode(x)): the best lock a
 latent method can reach without pasting pixels), then every method of course_lib.editing.METHODS with
 its default options on the shipped pipeline parts (text2image.load_parts(), or --unet PATH for the
-UNet), and mask locking given the ground-truth mask (a "user mask"). A method missing from
+UNet), and mask locking given the ground-truth mask (a "user mask"): as it is, starting the masked
+latents from the source's inverted noise with negative-prompt inversion (the older default, for the
+comparison), and with the source pixels pasted back outside the mask (composite=True). A method missing from
 course_lib.editing is reported as missing and skipped. Prints the overall table with each method's
 gain over SDEdit, the success and locked-PSNR tables by edit kind, and the wall time; writes every
 record to --out (JSON, read back by shapesedit.load_results). This is a benchmark, not a test.
@@ -33,7 +35,10 @@ from course_lib import shapesedit  # noqa: E402
 # The methods the benchmark expects course_lib.editing.METHODS to hold (the table's order).
 EXPECTED_METHODS = ("sdedit", "ddim_inversion", "prompt_to_prompt", "mask_locking")
 # Extra rows: (row name, METHODS name, options, pass the ground-truth mask).
-VARIANTS = (("mask_locking (given mask)", "mask_locking", {}, True),)
+VARIANTS = (("mask_locking (given mask)", "mask_locking", {}, True),
+            ("mask_locking (given mask, inverted start)", "mask_locking",
+             {"start": "inverted", "negative_prompt_inversion": True}, True),
+            ("mask_locking (given mask, pixels pasted)", "mask_locking", {"composite": True}, True))
 # Methods that need every prompt pair of a batch to align alike (one attention controller per batch):
 # always one case per call.
 ONE_AT_A_TIME = ("prompt_to_prompt",)

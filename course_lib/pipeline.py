@@ -9,7 +9,7 @@ StableDiffusionPipeline, so the course's model ships as a pipeline folder that a
         model_index.json     which class each component is
         unet/                UNet2DConditionModel (text2image.UNET_CONFIG), config + safetensors
         vae/                 AutoencoderKL (data/vae)
-        text_encoder/        CLIPTextModel (the text tower of data/clip)
+        text_encoder/        CLIPTextModel (data/clip's text tower cut to text2image.TEXT_LAYERS layers)
         tokenizer/           the course's word-level tokenizer (text.build_tokenizer)
         scheduler/           DDIMScheduler (SCHEDULER_CONFIG)
         manifest.json        SHA-256 of every file, checked before loading (checkpoints.verify)

@@ -25,7 +25,6 @@ import torch
 
 from course_lib import checkpoints, data, environment, metrics, models, schedules, training
 
-_DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice, before any --threads
 # The schedule every nb-03 model is trained and sampled with: DDPM's linear betas, 1,000 steps.
 SCHEDULE = schedules.NoiseSchedule("linear", 1000)
 
@@ -190,7 +189,7 @@ def run(name: str, *, steps: int | None = None, out: str | Path | None = None, d
     figures = recipe.evaluate(final) if evaluate else {}
     figures["final_loss_mean_last_100"] = round(sum(state.losses[-100:]) / max(1, len(state.losses[-100:])), 5)
     command = (f"python -m course_lib.recipes {name}" + (f" --steps {steps}" if steps is not None else "")
-               + (f" --threads {torch.get_num_threads()}" if torch.get_num_threads() != _DEFAULT_THREADS else ""))
+               + f" --threads {torch.get_num_threads()}")  # bit-exact only with the same count: always say it
     extra = {**recipe.to_dict(), "device": str(device), "torch_threads": torch.get_num_threads(),
              "weights": "EMA" if state.ema_model is not None else "raw",
              "model_config": dict(final.config) if hasattr(final, "config") else {}}
@@ -483,7 +482,7 @@ class TextToImageRecipe(Recipe):
                 "loss": {"fn": "course_lib.training.diffusion_loss", **self.loss_kwargs,
                          "cond_dropout": text2image.CAPTION_DROPOUT, "null_cond": 'encoder_hidden_states of ""'},
                 "data": f"course_lib.text2image.latent_dataset({T2I_DATASET_SIZE}, seed={self.data_seed})",
-                "text_encoder": f"data/{text2image.TEXT_ENCODER} (text tower, frozen)", "vae": "data/vae"}
+                "text_encoder": f"data/{text2image.TEXT_ENCODER} (text tower cut to {text2image.TEXT_LAYERS} layers, frozen)", "vae": "data/vae"}
 
 
 def _t2i_model():
@@ -501,7 +500,7 @@ def _t2i_evaluate(model):
 RECIPES["text2image"] = TextToImageRecipe(
     name="text2image",
     description=("UNet2DConditionModel (course_lib.text2image.UNET_CONFIG) eps-predictor on the shapes VAE's 4x8x8 "
-                 "latents, cross-attending to data/clip's frozen text tower; SD's scaled_linear schedule; captions "
+                 "latents, cross-attending to data/clip's frozen text tower read at its embedding layer; SD's scaled_linear schedule; captions "
                  "dropped to the empty prompt with probability 0.1 for classifier-free guidance (nb 06)."),
     build_model=_t2i_model, build_data=None, loss_kwargs={"prediction_type": "epsilon"},
     config=T2I_TRAIN_CONFIG, data_seed=0, evaluate=_t2i_evaluate,

@@ -203,6 +203,30 @@ def text_encoder_of(model):
     raise CourseInputError(f"expected a CLIPModel or CLIPTextModel, got {type(model).__name__}.")
 
 
+def truncate_text_encoder(text_encoder, num_layers: int):
+    """Return a new CLIPTextModel: the first num_layers transformer layers of text_encoder, then its final layer norm.   [nb 06]
+
+    Which layer of the text encoder the UNet reads is a design choice: Stable Diffusion 2 ships its
+    OpenCLIP text tower cut to 23 of its 24 layers (the "penultimate layer"), and SD 1.x users
+    choose it per call as `clip_skip`. Cutting the model, rather than skipping at call time, keeps
+    the choice inside the saved text_encoder/ folder, so StableDiffusionPipeline reads the same
+    layer without being told. num_layers = 0 leaves token + position embeddings only (with the final
+    layer norm); num_layers = the full depth is an exact copy. Weights are copied, the input is untouched.
+    """
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    encoder = text_encoder_of(text_encoder)
+    depth = encoder.config.num_hidden_layers
+    if not isinstance(num_layers, int) or isinstance(num_layers, bool) or not 0 <= num_layers <= depth:
+        raise CourseInputError(f"num_layers must be an int from 0 to the encoder's {depth} layers, got {num_layers!r}.")
+    config = CLIPTextConfig(**{**encoder.config.to_dict(), "num_hidden_layers": num_layers})
+    out = CLIPTextModel(config).to(device=encoder.device, dtype=encoder.dtype)
+    missing, _ = out.load_state_dict(encoder.state_dict(), strict=False)  # the dropped layers are 'unexpected'
+    if missing:  # cannot happen for a CLIPTextModel; a guard against a changed class
+        raise CourseInputError(f"the truncated encoder lacks weights for {missing[:3]}; is this a CLIPTextModel?")
+    return out.eval()
+
+
 def encode_prompt(prompts, tokenizer, text_encoder, *, device=None) -> torch.Tensor:
     """Return the prompt embeddings the UNet cross-attends to: last_hidden_state (B, L, D).   [LDM sec. 3.3, nb 05-06]
 

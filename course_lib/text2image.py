@@ -2,7 +2,7 @@
 
 The three parts of Stable Diffusion, each trained earlier in the course or here:
 
-    prompt --tokenizer--> ids --text encoder (data/clip's text tower, frozen)--> c (B, 32, 64)
+    prompt --tokenizer--> ids --text encoder (data/clip's text tower cut to TEXT_LAYERS, frozen)--> c (B, 32, 64)
     z_T ~ N(0, I) (B, 4, 8, 8) --UNet2DConditionModel(z_t, t, c), CFG, DDIM--> z_0 --VAE decoder--> image (B, 3, 32, 32)
 
 The UNet is trained with the course's one loop (training.train) and the diffusion loss of nb 03 on
@@ -45,6 +45,11 @@ UNET_CONFIG = dict(
 SCHEDULE = schedules.NoiseSchedule("scaled_linear", 1000)  # Stable Diffusion's betas
 CAPTION_DROPOUT = 0.1  # share of training captions replaced by "" (the unconditional branch of CFG)
 TEXT_ENCODER = "clip"  # data/clip: its text tower is the frozen text encoder
+# ... read at its embedding layer: the tiny CLIP's 3 transformer layers learnt colour-shape *pairs*,
+# so after layer 1 a linear probe reads the shape of an unseen pair ("a blue triangle") no better
+# than from its colour alone (text_layer_probe); the embeddings keep every word apart. nb 06 measures
+# both: a UNet trained on the last layer drew held-out pairs with the right shape 70 % of the time.
+TEXT_LAYERS = 0
 
 
 def make_unet(seed: int = 0, **overrides):
@@ -69,12 +74,56 @@ class Parts:
         return models.model_device(self.unet)
 
 
-def load_text_encoder(name: str = TEXT_ENCODER, device=None):
-    """Return (tokenizer, CLIPTextModel): the frozen text tower of the shipped CLIP (nb 05), eval mode."""
+def load_text_encoder(name: str = TEXT_ENCODER, device=None, *, num_layers: int | None = TEXT_LAYERS):
+    """Return (tokenizer, CLIPTextModel): the frozen text tower of the shipped CLIP (nb 05), eval mode.
+
+    Cut to its first num_layers transformer layers (text.truncate_text_encoder; TEXT_LAYERS by
+    default, the encoder the shipped UNet was trained with); num_layers=None keeps all of them.
+    """
     model, tokenizer = clip.load(name, device=device)
     encoder = text.text_encoder_of(model).eval()
+    if num_layers is not None:
+        encoder = text.truncate_text_encoder(encoder, num_layers)
     encoder.requires_grad_(False)
     return tokenizer, encoder
+
+
+@torch.no_grad()
+def text_layer_probe(tokenizer, text_encoder, *, num_train: int = 3000, num_test: int = 600, seed: int = 0) -> list[dict]:
+    """Return, per layer of the text encoder, how well a linear probe reads the shape word's shape.   [nb 06]
+
+    The probe (logistic regression) sees the hidden state at the shape word's position of one-object
+    captions: it is fitted on 'train' captions and scored on them and on 'heldout' captions, whose
+    colour-shape pairs ("a blue triangle", "a yellow circle") no training caption holds. Layer 0 is
+    the embedding layer (token + position); layer k the output of transformer layer k; the last row
+    ("final") is last_hidden_state, after the final layer norm (what encode_prompt returns). Pass the
+    full encoder (load_text_encoder(num_layers=None)) to see every layer. Rows: {"layer", "train", "heldout"}.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    encoder = text.text_encoder_of(text_encoder)
+    shape_ids = {tokenizer.convert_tokens_to_ids(s): i for i, s in enumerate(shapes.SHAPES)}
+
+    def states(split: str, n: int, split_seed: int):
+        scenes = shapes.sample_scenes(n, seed=split_seed, split=split, num_objects=(1, 1))
+        captions = shapes.random_captions(scenes, torch.Generator().manual_seed(split_seed))
+        ids = text.tokenize(captions, tokenizer)
+        where = torch.tensor([next(j for j, t in enumerate(row) if t in shape_ids) for row in ids.tolist()])
+        out = encoder(ids.to(encoder.device), output_hidden_states=True)
+        rows = torch.arange(n)
+        layers = [h[rows, where].float().cpu().numpy() for h in (*out.hidden_states, out.last_hidden_state)]
+        labels = [shapes.SHAPES.index(s.objects[0].shape) for s in scenes]
+        return layers, labels
+
+    train_states, train_labels = states("train", num_train, seed)
+    test_states, test_labels = states("heldout", num_test, seed + 1)
+    names = [*range(len(train_states) - 1), "final"]
+    rows = []
+    for name, a, b in zip(names, train_states, test_states):
+        probe = LogisticRegression(max_iter=2000).fit(a, train_labels)
+        rows.append({"layer": name, "train": float(probe.score(a, train_labels)),
+                     "heldout": float(probe.score(b, test_labels))})
+    return rows
 
 
 def load_parts(unet: str = "text2image", device=None) -> Parts:

@@ -231,6 +231,24 @@ def test_latent_blending_keeps_the_source_latent_outside_the_mask(parts, cases):
     assert torch.equal(out[:, ~case.mask], case.source_image[:, ~case.mask])
 
 
+def test_mask_locking_starts_the_masked_latents_from_fresh_noise_or_the_inverted_source(parts, cases):
+    case = cases[0]
+    args = (parts, case.source_image, case.source_caption, case.target_caption)
+    runs = {(start, seed): editing.mask_locking(*args, mask=case.mask, num_steps=4, start=start,
+                                               generator=torch.Generator().manual_seed(seed))
+            for start in ("noise", "inverted") for seed in (0, 1)}
+    assert torch.equal(runs["inverted", 0], runs["inverted", 1])  # no draw: the generator plays no part
+    assert not torch.equal(runs["noise", 0], runs["noise", 1])  # fresh noise in the mask
+    inside = case.mask.expand_as(case.source_image)
+    assert (runs["noise", 0][inside] - runs["inverted", 0][inside]).abs().max() > 0.1
+    pasted = editing.mask_locking(*args, mask=case.mask, num_steps=4, composite=True,
+                                  generator=torch.Generator().manual_seed(0))
+    assert torch.equal(pasted[~inside], case.source_image[~inside])  # whatever the start, the paste locks exactly
+    assert torch.equal(pasted[inside], runs["noise", 0][inside])
+    with pytest.raises(CourseInputError, match="start must be 'noise'"):
+        editing.mask_locking(*args, mask=case.mask, start="source")
+
+
 def test_automatic_mask_is_where_the_predictions_differ(parts, cases):
     images = _images(cases)
     diff = editing.difference_map(parts, editing.encode_image(parts, images), [c.source_caption for c in cases],

@@ -187,3 +187,19 @@ def test_cross_attention_maps_sum_to_one_and_leave_the_image_unchanged(built, wo
     assert [n.split(".")[0] for n in coarse.layers] == ["mid_block"] and coarse.probs.shape[1] == 16
     with pytest.raises(CourseInputError, match=r"no cross-attention layer works at 3x3; this UNet's feature maps are \[4, 8\]"):
         pipeline.cross_attention_maps(parts, prompt, num_steps=2, resolution=3)
+
+
+def test_shipped_folder_holds_the_shipped_parts():
+    """data/sd_shapes is built from data/text2image and the cut text encoder: a stale folder fails here."""
+    manifest = checkpoints.verify(pipeline.PIPELINE_NAME)
+    unet = checkpoints.read_manifest("text2image")["files"]["diffusion_pytorch_model.safetensors"]["sha256"]
+    assert manifest["files"]["unet/diffusion_pytorch_model.safetensors"]["sha256"] == unet
+    folder = checkpoints.checkpoint_dir(pipeline.PIPELINE_NAME)
+    config = json.loads((folder / "text_encoder" / "config.json").read_text())
+    assert config["num_hidden_layers"] == text2image.TEXT_LAYERS
+    _, shipped = text2image.load_text_encoder(device="cpu")
+    from safetensors.torch import load_file
+
+    saved = load_file(folder / "text_encoder" / "model.safetensors")
+    assert saved.keys() == shipped.state_dict().keys()
+    assert all(torch.equal(saved[k], v) for k, v in shipped.state_dict().items())

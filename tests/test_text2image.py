@@ -132,3 +132,35 @@ def test_recipe_uses_caption_dropout_to_the_empty_prompt():
     assert loss_fn.keywords["cond_dropout"] == text2image.CAPTION_DROPOUT == 0.1
     assert torch.equal(loss_fn.keywords["alpha_bars"], text2image.SCHEDULE.alpha_bars)
     assert recipe.schedule.name == "scaled_linear"
+
+
+# ----------------------------------------------------------------------------------------------
+# Which layer of the text encoder the UNet reads
+# ----------------------------------------------------------------------------------------------
+
+def test_truncated_text_encoder_is_the_full_one_read_at_layer_k():
+    tokenizer, full = text2image.load_text_encoder(device="cpu", num_layers=None)
+    ids = text.tokenize(["a blue triangle in the top left", "a red circle", ""], tokenizer)
+    with torch.no_grad():
+        hidden = full(ids, output_hidden_states=True).hidden_states  # oracle: the full model's own layers
+        for k in range(full.config.num_hidden_layers + 1):
+            cut = text.truncate_text_encoder(full, k)
+            assert cut.config.num_hidden_layers == k
+            want = full.final_layer_norm(hidden[k])  # layer k, then the final layer norm
+            assert torch.allclose(cut(ids)[0], want, atol=1e-6)
+        assert torch.equal(text.truncate_text_encoder(full, 3)(ids)[0], full(ids)[0])
+    shipped_tokenizer, shipped = text2image.load_text_encoder(device="cpu")
+    assert shipped.config.num_hidden_layers == text2image.TEXT_LAYERS and not shipped.training
+    assert not any(p.requires_grad for p in shipped.parameters())
+    for bad in (-1, 4, 1.5, True):
+        with pytest.raises(CourseInputError, match="num_layers must be an int from 0 to the encoder's 3 layers"):
+            text.truncate_text_encoder(full, bad)
+
+
+def test_layer_probe_reads_unseen_pairs_only_at_the_embedding_layer():
+    tokenizer, full = text2image.load_text_encoder(device="cpu", num_layers=None)
+    rows = text2image.text_layer_probe(tokenizer, full, num_train=600, num_test=150)
+    assert [r["layer"] for r in rows] == [0, 1, 2, 3, "final"]
+    assert all(r["train"] >= 0.99 for r in rows)  # every layer knows the shapes of the pairs it saw
+    assert rows[0]["heldout"] == 1.0  # token embeddings: the shape word is the shape word
+    assert rows[-1]["heldout"] < 0.8  # the last layer mixes the unseen pair's colour into its shape

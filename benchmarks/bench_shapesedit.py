@@ -1,20 +1,28 @@
-"""Recompute the ShapesEdit table (notebooks 07-08) for every edit method course_lib.editing registers.
+"""Recompute the ShapesEdit table (notebooks 07-08): every editing method of course_lib.editing with every inversion.
 
-    python benchmarks/bench_shapesedit.py --out data/shapesedit_results.json     # the full table (lead only)
-    python benchmarks/bench_shapesedit.py --n 25 --out /tmp/se.json              # a quick look
-    python benchmarks/bench_shapesedit.py --unet /tmp/t6/short/m --out /tmp/se.json   # another UNet folder
-    python benchmarks/bench_shapesedit.py --oracles-only --out /tmp/se.json      # no model: the oracle rows
+    python benchmarks/bench_shapesedit.py --masks --threads 1 --out data/shapesedit_results.json   # the full table (hours)
+    python benchmarks/bench_shapesedit.py --n 25 --out /tmp/se.json                  # a quick look
+    python benchmarks/bench_shapesedit.py --cases-seed 1 --out /tmp/dev.json          # the development cases
+    python benchmarks/bench_shapesedit.py --unet text2image --out /tmp/before.json    # another shipped UNet
+    python benchmarks/bench_shapesedit.py --rows "sdedit;inversion (ddim)" --out /tmp/a.json   # some rows only
+    python benchmarks/bench_shapesedit.py --merge /tmp/a.json /tmp/b.json --out data/shapesedit_results.json
 
-Rows: two oracles that bound the table (ground truth: every figure at its best; no edit: the source
-returned, 0 % success with a perfect lock), the VAE round trip (decode(encode(x)): the best lock a
-latent method can reach without pasting pixels), then every method of course_lib.editing.METHODS with
-its default options on the shipped pipeline parts (text2image.load_parts(), or --unet PATH for the
-UNet), and mask locking given the ground-truth mask (a "user mask"): as it is, starting the masked
-latents from the source's inverted noise with negative-prompt inversion (the older default, for the
-comparison), and with the source pixels pasted back outside the mask (composite=True). A method missing from
-course_lib.editing is reported as missing and skipped. Prints the overall table with each method's
-gain over SDEdit, the success and locked-PSNR tables by edit kind, and the wall time; writes every
-record to --out (JSON, read back by shapesedit.load_results). This is a benchmark, not a test.
+Rows, in order (rows_spec()): three references that bound the table (ground truth: every figure at its
+best; no edit: 0 % success with a perfect lock; the VAE round trip decode(encode(x)): the best lock a
+latent method reaches without pasting pixels); SDEdit; then, for each inversion of
+editing.INVERSIONS, editing by inversion alone, prompt-to-prompt with local blending, and mask
+locking with the automatic DiffEdit mask; prompt-to-prompt without local blending, and mask locking
+with the attention mask instead; and two rows that are given the case's ground-truth mask
+(reference lines, never a method a user can run: mask locking with it, and with the source pixels
+pasted back outside it). Every automatic row sees only the source image and the two captions.
+
+The null-text rows run on the first --null-text-n cases (50: 10 per kind), the others on all.
+Each row runs shapesedit.evaluate on the same cases with a generator seeded by seed + case index,
+and prints its overall line; then the overall table (edit success with its 95 % Wilson interval,
+gains over SDEdit), success and locked PSNR by kind, McNemar tests of each row's success against
+SDEdit's (which differences are real), and the wall time. Everything goes to --out (JSON, read back
+by shapesedit.load_results), with the command and the UNet used. Rows split over several processes
+(--rows) are joined with --merge. This is a benchmark, not a test.
 """
 
 from __future__ import annotations
@@ -32,73 +40,121 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 from course_lib import shapesedit  # noqa: E402
 
-# The methods the benchmark expects course_lib.editing.METHODS to hold (the table's order).
-EXPECTED_METHODS = ("sdedit", "ddim_inversion", "prompt_to_prompt", "mask_locking")
-# Extra rows: (row name, METHODS name, options, pass the ground-truth mask).
-VARIANTS = (("mask_locking (given mask)", "mask_locking", {}, True),
-            ("mask_locking (given mask, inverted start)", "mask_locking",
-             {"start": "inverted", "negative_prompt_inversion": True}, True),
-            ("mask_locking (given mask, pixels pasted)", "mask_locking", {"composite": True}, True))
-# Methods that need every prompt pair of a batch to align alike (one attention controller per batch):
-# always one case per call.
+UNET = "text2image"  # the UNet notebooks 07-08 edit with (data/<name>)
+
+
+def rows_spec() -> list[tuple[str, str, dict, bool]]:
+    """Return (row name, editing.METHODS name or a reference, options, pass the ground-truth mask), in table order."""
+    from course_lib import editing
+
+    rows = [("ground truth (reference)", "ground_truth", {}, False), ("no edit (reference)", "identity", {}, False),
+            ("VAE round trip (reference)", "vae", {}, False), ("sdedit", "sdedit", {}, False)]
+    for inversion in editing.INVERSIONS:
+        rows.append((f"inversion ({inversion})", "inversion", {"inversion": inversion}, False))
+    for inversion in editing.INVERSIONS:
+        rows.append((f"prompt_to_prompt ({inversion})", "prompt_to_prompt", {"inversion": inversion}, False))
+    for inversion in editing.INVERSIONS:
+        rows.append((f"mask_locking ({inversion})", "mask_locking", {"inversion": inversion}, False))
+    rows += [("prompt_to_prompt (default, no local blend)", "prompt_to_prompt", {"local_blend": False}, False),
+             ("mask_locking (default, attention mask)", "mask_locking", {"mask_source": "attention"}, False),
+             ("mask_locking (given mask: reference)", "mask_locking", {}, True),
+             ("mask_locking (given mask, pixels pasted: reference)", "mask_locking", {"composite": True}, True)]
+    return rows
+
+
+# Null-text inversion optimises an embedding at every step (about 8 s an edit on one core, six times
+# the others): its rows run on the first NULL_TEXT_N cases (10 per kind), which the table's n says.
+NULL_TEXT_N = 50
+
+# Methods that need every prompt pair of a batch to align alike (one attention controller per batch).
 ONE_AT_A_TIME = ("prompt_to_prompt",)
 
 
-def load_parts(unet_path: str | None, device):
-    """Return text2image.Parts: the shipped ones, or the UNet at unet_path with the shipped VAE and text encoder."""
+def load_parts(unet: str, device):
+    """Return text2image.Parts with data/<unet> (a shipped name) or a UNet2DConditionModel folder."""
     from course_lib import text2image
 
-    if unet_path is None:
-        return text2image.load_parts(device=device)
-    from diffusers import UNet2DConditionModel
+    if Path(unet).is_dir():
+        from diffusers import UNet2DConditionModel
 
+        model = UNet2DConditionModel.from_pretrained(unet, torch_dtype=torch.float32, low_cpu_mem_usage=False)
+        parts = text2image.load_parts(device=device)
+        return text2image.Parts(model.to(device).eval(), parts.vae, parts.tokenizer, parts.text_encoder)
+    return text2image.load_parts(unet, device=device)
+
+
+def make_method(kind: str, options: dict, parts, cases):
+    from course_lib import editing
     from course_lib import vae as vae_lib
 
-    unet = UNet2DConditionModel.from_pretrained(unet_path, torch_dtype=torch.float32, low_cpu_mem_usage=False)
-    unet = unet.to(device).eval()
-    tokenizer, encoder = text2image.load_text_encoder(device=device)
-    return text2image.Parts(unet, vae_lib.load_vae(device=device), tokenizer, encoder)
+    if kind == "ground_truth":
+        return shapesedit.ground_truth_method(cases)
+    if kind == "identity":
+        return shapesedit.identity_method
+    if kind == "vae":
+        def vae_round_trip(image, source_prompt, target_prompt, *, generator=None):
+            out = vae_lib.reconstruct(parts.vae, image if image.ndim == 4 else image[None])
+            return out if image.ndim == 4 else out[0]
+        return vae_round_trip
+    return functools.partial(editing.METHODS[kind], parts, **options)
 
 
-def model_rows(parts, batch_size: int = 1) -> list[tuple[str, object, dict]]:
-    """Return (row name, method(image, source, target, generator=...), evaluate options) for the model-based rows."""
-    from course_lib import vae as vae_lib
+def masks_iou(parts, cases, seed: int) -> dict:
+    """IoU of the automatic masks (editing.edit_mask's defaults, DiffEdit and attention) with the true masks, by kind.
 
-    def vae_round_trip(image, source_prompt, target_prompt, *, generator=None):
-        out = vae_lib.reconstruct(parts.vae, image if image.ndim == 4 else image[None])
-        return out if image.ndim == 4 else out[0]
+    Each case's generator is seeded as evaluate() seeds the methods' (seed + index), so the DiffEdit
+    masks are the ones the default mask_locking rows edit with.
+    """
+    from course_lib import editing, shapes
 
-    rows = [("VAE round trip (no edit)", vae_round_trip, {"batch_size": batch_size})]
-    try:
-        from course_lib import editing
-    except ImportError as error:
-        print(f"course_lib.editing is missing ({error}): no editing method runs.")
-        return rows
-    methods = getattr(editing, "METHODS", {})
-    for name in EXPECTED_METHODS:
-        if name not in methods:
-            print(f"missing: editing.METHODS has no {name!r} (it holds {sorted(methods)}); row skipped.")
-    for name in [*EXPECTED_METHODS, *(m for m in methods if m not in EXPECTED_METHODS)]:
-        if name in methods:
-            rows.append((name, functools.partial(methods[name], parts),
-                         {"batch_size": 1 if name in ONE_AT_A_TIME else batch_size}))
-    for row, name, options, pass_mask in VARIANTS:
-        if name in methods:
-            rows.append((row, functools.partial(methods[name], parts, **options),
-                         {"pass_mask": pass_mask, "batch_size": 1 if name in ONE_AT_A_TIME else batch_size}))
-    return rows
+    out = {"num_cases": len(cases), "settings": "edit_mask defaults: 4 draws at strength 0.7, thresholds "
+           f"{editing.MASK_THRESHOLDS}, grown 1 cell, holes filled; pixels of the latent cells"}
+    for source in editing.MASK_SOURCES:
+        per_kind = {k: [] for k in shapes.EDIT_KINDS}
+        for i, case in enumerate(cases):
+            small = editing.edit_mask(parts, case.source_image, case.source_caption, case.target_caption, source=source,
+                                      generator=torch.Generator().manual_seed(seed + i))
+            found = editing.image_mask(small, case.mask.shape)[0, 0]
+            per_kind[case.edit.kind].append(shapesedit.mask_iou(found, case.mask))
+        row = {k: round(sum(v) / len(v), 4) for k, v in per_kind.items() if v}
+        row["all"] = round(sum(sum(v) for v in per_kind.values()) / len(cases), 4)
+        out[source] = row
+    return out
+
+
+def report(results: list[dict], wall: float | None = None) -> None:
+    print("\n== ShapesEdit, all kinds ==")
+    print(shapesedit.format_table(results))
+    print("\n== edit success by kind ==")
+    print(shapesedit.format_kind_table(results, "success"))
+    print("\n== locked PSNR (dB) by kind ==")
+    print(shapesedit.format_kind_table(results, "locked_psnr"))
+    base = next((r for r in results if r["name"] == shapesedit.BASELINE), None)
+    if base is not None:
+        print(f"\n== success against {shapesedit.BASELINE}: exact McNemar test on the same cases ==")
+        for r in results:
+            if r is base or "reference" in r["name"]:
+                continue
+            test = shapesedit.mcnemar(r, base)
+            print(f"{r['name']:52s} {100 * test['difference']:+6.1f} pp  (right alone {test['a_only']:3d} vs "
+                  f"{test['b_only']:3d}, p = {test['p_value']:.2g}: {'real' if test['real'] else 'not shown'})")
+    if wall is not None:
+        print(f"\nwall time {wall:.0f} s")
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=shapesedit.DEFAULT_N, help="cases (250 = the benchmark, 50 per kind)")
-    parser.add_argument("--cases-seed", type=int, default=shapesedit.DEFAULT_SEED)
+    parser.add_argument("--cases-seed", type=int, default=shapesedit.DEFAULT_SEED,
+                        help=f"{shapesedit.DEFAULT_SEED}: the benchmark; {shapesedit.DEV_SEED}: the development cases")
     parser.add_argument("--seed", type=int, default=0, help="edit generators are seeded by seed + case index")
-    parser.add_argument("--unet", default=None, help="a UNet2DConditionModel folder instead of data/text2image")
-    parser.add_argument("--batch-size", type=int, default=1,
-                        help="cases per method call (prompt_to_prompt: always 1); one generator per call")
-    parser.add_argument("--methods", default=None, help="comma-separated row names to run (default: all)")
-    parser.add_argument("--oracles-only", action="store_true", help="only the oracle rows (no model needed)")
+    parser.add_argument("--unet", default=UNET, help="a shipped UNet name (data/NAME) or a UNet2DConditionModel folder")
+    parser.add_argument("--rows", default=None, help="row names to run, separated by ; (default: all); see rows_spec()")
+    parser.add_argument("--merge", nargs="+", default=None, help="join these results files into --out, in row order")
+    parser.add_argument("--masks", action="store_true", help="also score the automatic masks (IoU by kind)")
+    parser.add_argument("--null-text-n", type=int, default=NULL_TEXT_N,
+                        help=f"null-text rows run on the first this many cases only (default {NULL_TEXT_N}: "
+                             "about 8 s an edit on one CPU core)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", required=True, help="where to write the results JSON")
@@ -106,47 +162,62 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     command = "python benchmarks/bench_shapesedit.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    order = [name for name, *_ in rows_spec()]
+    if args.merge:
+        results, meta = [], {}
+        for path in args.merge:
+            loaded = shapesedit.load_results(path)
+            results += loaded
+            meta.setdefault("commands", []).append(loaded[0]["run"]["command"] if loaded else "")
+            meta["wall_time_s"] = meta.get("wall_time_s", 0) + (loaded[0]["run"].get("wall_time_s", 0) if loaded else 0)
+            meta["unet"] = loaded[0]["run"].get("unet") if loaded else None
+            for key in ("mask_iou", "cases_seed", "num_threads"):
+                if loaded and key in loaded[0]["run"]:
+                    meta[key] = loaded[0]["run"][key]
+        results.sort(key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
+        results = [{k: v for k, v in r.items() if k != "run"} for r in results]
+        report(results)
+        path = shapesedit.save_results(results, args.out, command=command, **meta)
+        print(f"wrote {path}")
+        return
     start = time.perf_counter()
     cases = shapesedit.cases(args.n, args.cases_seed)
     print(f"ShapesEdit: {len(cases)} cases (seed {args.cases_seed}); torch {torch.__version__}, "
-          f"{torch.get_num_threads()} thread(s), device {args.device}")
-
-    rows = [("ground truth (oracle)", shapesedit.ground_truth_method(cases), {}),
-            ("no edit (oracle)", shapesedit.identity_method, {})]
-    if not args.oracles_only:
-        torch.manual_seed(0)  # nothing should draw from the global generator; if something does, it is repeatable
-        parts = load_parts(args.unet, torch.device(args.device))
-        print(f"UNet: {args.unet or 'data/text2image'}")
-        rows += model_rows(parts, args.batch_size)
-    if args.methods:
-        wanted = [m.strip() for m in args.methods.split(",")]
-        unknown = [m for m in wanted if m not in {r[0] for r in rows}]
+          f"{torch.get_num_threads()} thread(s), device {args.device}; UNet {args.unet}")
+    torch.manual_seed(0)  # nothing should draw from the global generator; if something does, it is repeatable
+    parts = load_parts(args.unet, torch.device(args.device))
+    spec = rows_spec()
+    if args.rows:
+        wanted = [r.strip() for r in args.rows.split(";")]
+        unknown = [r for r in wanted if r not in order]
         if unknown:
-            print(f"unknown rows {unknown}; rows: {[r[0] for r in rows]}")
-        rows = [r for r in rows if r[0] in wanted]
-
+            raise SystemExit(f"unknown rows {unknown}; rows: {order}")
+        spec = [row for row in spec if row[0] in wanted]
     results = []
-    for name, method, options in rows:
+    for name, kind, options, pass_mask in spec:
         t0 = time.perf_counter()
+        method = make_method(kind, options, parts, cases)
+        row_cases = cases[:args.null_text_n] if options.get("inversion") == "null_text" else cases
         try:
-            result = shapesedit.evaluate(method, cases, name=name, seed=args.seed, **options)
+            result = shapesedit.evaluate(method, row_cases, name=name, seed=args.seed, pass_mask=pass_mask)
         except Exception as error:  # a broken method must not cost the other rows
             print(f"{name}: FAILED with {type(error).__name__}: {error}")
             continue
+        result["settings"].update(method=kind, options=options)
         results.append(result)
         o = result["summary"]["overall"]
-        print(f"{name}: {time.perf_counter() - t0:.1f} s, {o['seconds']:.3f} s per edit, success {o['success']:.1%}, "
-              f"locked PSNR {o['locked_psnr']:.1f} dB", flush=True)
+        low, high = o["success_ci"]
+        print(f"{name}: {time.perf_counter() - t0:.0f} s, {o['seconds']:.3f} s per edit, success {o['success']:.1%} "
+              f"[{low:.0%}, {high:.0%}], locked PSNR {o['locked_psnr']:.1f} dB", flush=True)
+    extra = {}
+    if args.masks:
+        extra["mask_iou"] = masks_iou(parts, cases, args.seed)
+        for source in ("diffedit", "attention"):
+            print(f"mask IoU ({source}): " + ", ".join(f"{k} {v:.2f}" for k, v in extra["mask_iou"][source].items()))
     wall = time.perf_counter() - start
-    print("\n== ShapesEdit, all kinds ==")
-    print(shapesedit.format_table(results))
-    print("\n== edit success by kind ==")
-    print(shapesedit.format_kind_table(results, "success"))
-    print("\n== locked PSNR (dB) by kind ==")
-    print(shapesedit.format_kind_table(results, "locked_psnr"))
-    print(f"\nwall time {wall:.0f} s")
-    path = shapesedit.save_results(results, args.out, command=command, wall_time_s=round(wall, 1),
-                                   unet=args.unet or "data/text2image", num_threads=torch.get_num_threads())
+    report(results, wall)
+    path = shapesedit.save_results(results, args.out, command=command, wall_time_s=round(wall, 1), unet=args.unet,
+                                   num_threads=torch.get_num_threads(), cases_seed=args.cases_seed, **extra)
     print(f"wrote {path}")
 
 

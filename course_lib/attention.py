@@ -211,6 +211,29 @@ def record_attention(model, store: AttentionStore | None = None, *, layers=None)
         raise CourseInputError(f"{type(model).__name__} is neither a diffusers Attention nor a model with set_attn_processor.")
 
 
+def cross_attention_layers(unet, resolution: int | None = None) -> list[str]:
+    """Return the names of a UNet2DConditionModel's cross-attention processors whose feature map is resolution x resolution.
+
+    Read from the names: down_blocks.i works at sample_size / 2^i, the mid block at the coarsest
+    level, up_blocks.j at sample_size / 2^(len(up_blocks) - 1 - j). resolution None: all of them.
+    """
+    size = unet.config.sample_size if isinstance(unet.config.sample_size, int) else unet.config.sample_size[0]
+    levels = len(unet.config.block_out_channels)
+    out = []
+    for name in unet.attn_processors:
+        if ".attn2." not in name:
+            continue
+        block, _, rest = name.partition(".")
+        if block == "mid_block":
+            level = levels - 1
+        else:
+            index = int(rest.split(".")[0])
+            level = index if block == "down_blocks" else levels - 1 - index
+        if resolution is None or size // 2**level == resolution:
+            out.append(name)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # From probabilities to pictures: which words each image position reads
 # ----------------------------------------------------------------------------------------------

@@ -178,6 +178,17 @@ def verify(folder_or_name: str | Path = PIPELINE_NAME) -> dict:
                                f"or restore the shipped files with `git checkout data/{folder.name}`.") from None
 
 
+def check_dtype_for_device(dtype, device) -> None:
+    """Raise if the weights' dtype does not suit the device: float16 needs a GPU (CUDA or Apple's MPS)."""
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise CourseInputError(f"dtype must be a floating-point torch.dtype (torch.float32, torch.float16 on a GPU), "
+                               f"got {dtype!r}.")
+    if dtype == torch.float16 and torch.device(device).type == "cpu":
+        raise CourseInputError("float16 weights on the CPU: they load, then run many times slower than float32 (or "
+                               "fail in kernels the CPU lacks). Load with dtype=torch.float32 (the default) on a CPU, "
+                               "or move to a GPU (device='cuda') for float16.")
+
+
 def load_pipeline(folder_or_name: str | Path = PIPELINE_NAME, device=None, *, dtype=torch.float32):
     """Verify a pipeline folder's hashes, then return StableDiffusionPipeline.from_pretrained(folder), offline.   [nb 06]
 
@@ -185,10 +196,11 @@ def load_pipeline(folder_or_name: str | Path = PIPELINE_NAME, device=None, *, dt
     """
     from diffusers import StableDiffusionPipeline
 
+    device = torch.device(device) if device is not None else environment.default_device()
+    check_dtype_for_device(dtype, device)
     folder = checkpoints.checkpoint_dir(folder_or_name)
     verify(folder)
     pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=dtype, local_files_only=True, **_loading_kwargs())
-    device = torch.device(device) if device is not None else environment.default_device()
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -223,6 +235,7 @@ def load_stable_diffusion(model_id: str = STABLE_DIFFUSION, device=None, *, dtyp
     device = torch.device(device)
     if dtype is None:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
+    check_dtype_for_device(dtype, device)
     if local_files_only is None:
         from huggingface_hub import constants
 
@@ -279,29 +292,6 @@ class GenerationAttention:
     layers: list[str]
 
 
-def cross_attention_layers(unet, resolution: int) -> list[str]:
-    """Return the names of a UNet2DConditionModel's cross-attention processors whose feature map is resolution x resolution.
-
-    Read from the names: down_blocks.i works at sample_size / 2^i, the mid block at the coarsest
-    level, up_blocks.j at sample_size / 2^(len(up_blocks) - 1 - j).
-    """
-    size = unet.config.sample_size if isinstance(unet.config.sample_size, int) else unet.config.sample_size[0]
-    levels = len(unet.config.block_out_channels)
-    out = []
-    for name in unet.attn_processors:
-        if ".attn2." not in name:
-            continue
-        block, _, rest = name.partition(".")
-        if block == "mid_block":
-            level = levels - 1
-        else:
-            index = int(rest.split(".")[0])
-            level = index if block == "down_blocks" else levels - 1 - index
-        if size // 2**level == resolution:
-            out.append(name)
-    return out
-
-
 @torch.no_grad()
 def cross_attention_maps(parts: text2image.Parts, prompt: str, *, guidance_scale: float = 4.0, num_steps: int = 25,
                          generator: torch.Generator | None = None, resolution: int | None = None,
@@ -321,7 +311,7 @@ def cross_attention_maps(parts: text2image.Parts, prompt: str, *, guidance_scale
     size = parts.unet.config.sample_size
     size = size if isinstance(size, int) else size[0]
     side = min(size, 16) if resolution is None else resolution
-    layers = cross_attention_layers(parts.unet, side)
+    layers = attention.cross_attention_layers(parts.unet, side)
     if not layers:
         sizes = sorted({size // 2**i for i in range(len(parts.unet.config.block_out_channels))})
         raise CourseInputError(f"no cross-attention layer works at {side}x{side}; this UNet's feature maps are {sizes}.")

@@ -192,7 +192,8 @@ def run(name: str, *, steps: int | None = None, out: str | Path | None = None, d
                + f" --threads {torch.get_num_threads()}")  # bit-exact only with the same count: always say it
     extra = {**recipe.to_dict(), "device": str(device), "torch_threads": torch.get_num_threads(),
              "weights": "EMA" if state.ema_model is not None else "raw",
-             "model_config": dict(final.config) if hasattr(final, "config") else {}}
+             "model_config": {k: (v if isinstance(v, (int, float, str, bool, list, tuple, dict, type(None))) else str(v))
+                              for k, v in dict(final.config).items() if not k.startswith("_")} if hasattr(final, "config") else {}}
     manifest = checkpoints.save_pretrained(
         final, out if out is not None else name, name=name, command=command, train_config=config.to_dict(),
         recipe=extra, data_seed=recipe.data_seed, steps=state.step, wall_time_s=train_seconds, metrics=figures)

@@ -134,6 +134,11 @@ def ddpm_step(model_output: torch.Tensor, xt: torch.Tensor, t: int, t_prev: int,
     return Step(mean + torch.sqrt(variance) * _noise_like(xt, noise, generator), x0_hat)
 
 
+def ddim_sigma(ab_t: torch.Tensor, ab_prev: torch.Tensor, eta: float) -> torch.Tensor:
+    """Return DDIM's noise scale sigma = eta sqrt((1 - ab_prev) / (1 - ab_t)) sqrt(1 - ab_t / ab_prev).   [DDIM eq. 16, nb 02]"""
+    return eta * torch.sqrt((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev))
+
+
 def ddim_step(model_output: torch.Tensor, xt: torch.Tensor, t: int, t_prev: int, alpha_bars: torch.Tensor, *,
               eta: float = 0.0, prediction_type: str = "epsilon", clip_sample: bool = False,
               clip_sample_range: float = 1.0, use_clipped_model_output: bool = False,
@@ -152,7 +157,7 @@ def ddim_step(model_output: torch.Tensor, xt: torch.Tensor, t: int, t_prev: int,
     if use_clipped_model_output:
         eps_hat = posterior.eps_from_x0(xt, x0_hat, ab_t)
     # 2. sigma_t(eta), eq. 16
-    sigma = eta * torch.sqrt((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev))
+    sigma = ddim_sigma(ab_t, ab_prev, eta)
     # 3. "direction pointing to x_t" and the new sample, eq. 12
     x_prev = torch.sqrt(ab_prev) * x0_hat + torch.sqrt(1 - ab_prev - sigma**2) * eps_hat
     if eta > 0:

@@ -76,14 +76,15 @@ from course_lib import shapes
 from course_lib.validation import CourseInputError, check_choice
 
 DEFAULT_N = 250  # 50 cases per edit kind
-DEFAULT_SEED = 0
+DEFAULT_SEED = 0  # the benchmark's cases
+DEV_SEED = 1  # development cases: every default of course_lib.editing was chosen on these, never on DEFAULT_SEED's
 PSNR_CAP = 60.0  # dB on [0, 1] images: RMSE 0.001, below an 8-bit image's rounding error (58.9 dB)
 SSIM_WINDOW = 11  # taps of the Gaussian window (radius 5 = int(3.5 * sigma + 0.5), as scikit-image)
 SSIM_SIGMA = 1.5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 BASELINE = "sdedit"  # the method every other is compared with (the gain columns)
 METRICS = ("success", "scene_ok", "locked_psnr", "locked_ssim", "psnr_gt", "seconds")
-COMMAND = "python benchmarks/bench_shapesedit.py --out data/shapesedit_results.json"
+COMMAND = "python benchmarks/bench_shapesedit.py --masks --threads 1 --out data/shapesedit_results.json"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -193,6 +194,14 @@ def masked_ssim(x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor, data_range
     if not keep.any():
         return float("nan")
     return ssim_map(x, y, data_range).mean(0)[keep].mean().item()
+
+
+def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Return |A and B| / |A or B| of two bool masks of one shape (the Jaccard index); 1 when both are empty.   [nb 08]"""
+    if a.shape != b.shape:
+        raise CourseInputError(f"masks must have one shape, got {tuple(a.shape)} and {tuple(b.shape)}.")
+    union = int((a | b).sum())
+    return 1.0 if union == 0 else int((a & b).sum()) / union
 
 
 def edit_succeeded(image: torch.Tensor, case: shapes.EditResult) -> bool:
@@ -337,10 +346,65 @@ def _mean(values) -> float:
     return float(statistics.fmean(values)) if values else float("nan")
 
 
+Z95 = statistics.NormalDist().inv_cdf(0.975)  # 1.95996...: a two-sided 95 % interval of a normal law
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Return the Wilson score interval (low, high) of a success rate k / n, 95 % for z = Z95.   [Wilson 1927, nb 08]
+
+    centre = (p + z^2 / 2n) / (1 + z^2 / n), half-width = z sqrt(p (1 - p) / n + z^2 / 4n^2) / (1 + z^2 / n):
+    unlike p +- z sqrt(p (1 - p) / n) it stays inside [0, 1] and does not collapse at 0 % or 100 %.
+    For n = 50 and p near 80 % it is about +-11 points; for n = 250, about +-5.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1 or not 0 <= successes <= n:
+        raise CourseInputError(f"need 0 <= successes <= n with n >= 1, got {successes} of {n}.")
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mcnemar(result_a: dict, result_b: dict) -> dict:
+    """Compare two methods' success on the same cases: the exact McNemar test on the cases where they disagree.   [nb 08]
+
+    Returns {"n" (cases compared), "a_only", "b_only" (cases only that method got right),
+    "difference" (share, a - b), "p_value" (two-sided, exact binomial on a_only of a_only + b_only),
+    "real" (p < 0.05)}. Paired: when one result ran a subset of the other's cases (a row run on
+    the first 50 cases only), the test uses that subset; otherwise both must hold the same indices.
+    """
+    a = {r["index"]: bool(r["success"]) for r in result_a["records"]}
+    b = {r["index"]: bool(r["success"]) for r in result_b["records"]}
+    if not (set(a) <= set(b) or set(b) <= set(a)):
+        raise CourseInputError("mcnemar compares results on the same cases (the same indices, or one a subset of "
+                               "the other's); these differ.")
+    common = sorted(set(a) & set(b))
+    a_only = sum(a[i] and not b[i] for i in common)
+    b_only = sum(b[i] and not a[i] for i in common)
+    m = a_only + b_only
+    tail = sum(math.comb(m, j) for j in range(min(a_only, b_only) + 1)) / 2**m if m else 1.0
+    p = min(1.0, 2 * tail)
+    return {"n": len(common), "a_only": a_only, "b_only": b_only, "difference": (a_only - b_only) / len(common),
+            "p_value": p, "real": p < 0.05}
+
+
+def restrict(result: dict, indices) -> dict:
+    """Return result with only the records of the given case indices, and its summary recomputed.   [nb 08]"""
+    keep = set(indices)
+    records = [r for r in result["records"] if r["index"] in keep]
+    if not records:
+        raise CourseInputError("restrict: none of the given case indices is in this result.")
+    return {**result, "records": records, "summary": summarise(records)}
+
+
 def summarise(records: list[dict]) -> dict:
     """Return {"overall": {...}, "by_kind": {kind: {...}}}, each the mean of METRICS and the count n."""
     def group(rs):
-        return {"n": len(rs), **{m: _mean(float(r[m]) for r in rs) for m in METRICS}}
+        low, high = wilson_interval(sum(bool(r["success"]) for r in rs), len(rs))
+        psnr = [float(r["locked_psnr"]) for r in rs if not math.isnan(float(r["locked_psnr"]))]
+        half = Z95 * statistics.stdev(psnr) / math.sqrt(len(psnr)) if len(psnr) > 1 else float("nan")
+        return {"n": len(rs), **{m: _mean(float(r[m]) for r in rs) for m in METRICS},
+                "success_ci": [round(low, 4), round(high, 4)], "locked_psnr_ci_halfwidth": round(half, 3)}
 
     kinds = [k for k in shapes.EDIT_KINDS if any(r["kind"] == k for r in records)]
     return {"overall": group(records), "by_kind": {k: group([r for r in records if r["kind"] == k]) for k in kinds}}
@@ -369,7 +433,8 @@ def format_table(results: list[dict], *, kind: str | None = None, baseline: str 
 
     Columns: edit success and whole scene right (%), locked PSNR (dB, capped) and SSIM, PSNR to the
     ground truth (dB), seconds per edit, and the gains over the baseline (the result named `baseline`,
-    else the first whose name contains it): success in percentage points, locked PSNR in dB.
+    else the first whose name contains it): success in percentage points, locked PSNR in dB, on the
+    row's own cases (the baseline restricted to them when the row ran fewer).
     """
     if kind is not None:
         check_choice(kind, shapes.EDIT_KINDS, "edit kind")
@@ -379,20 +444,23 @@ def format_table(results: list[dict], *, kind: str | None = None, baseline: str 
         s = r["summary"]
         return s["overall"] if kind is None else s["by_kind"].get(kind)
 
-    head = ["method", "n", "edit success", "scene right", "locked PSNR (dB)", "locked SSIM", "PSNR to truth (dB)",
-            "s / edit", f"success vs {baseline}", f"locked PSNR vs {baseline}"]
+    head = ["method", "n", "edit success [95 % CI]", "scene right", "locked PSNR (dB)", "locked SSIM",
+            "PSNR to truth (dB)", "s / edit", f"success vs {baseline}", f"locked PSNR vs {baseline}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
-    b = figures(base) if base is not None else None
     for r in results:
         f = figures(r)
         if f is None:
             continue
+        # the gains compare like with like: a row run on fewer cases is set against the baseline on those cases
+        fewer = base is not None and {x["index"] for x in r["records"]} != {x["index"] for x in base["records"]}
+        b = None if base is None else figures(restrict(base, [x["index"] for x in r["records"]]) if fewer else base)
         gain_s = "n/a" if b is None else f"{100 * (f['success'] - b['success']):+.1f} pp"
         gain_p = "n/a" if b is None else f"{f['locked_psnr'] - b['locked_psnr']:+.1f} dB"
+        low, high = f.get("success_ci") or wilson_interval(round(f["success"] * f["n"]), f["n"])
         lines.append("| " + " | ".join([
-            r["name"], str(f["n"]), f"{100 * f['success']:.1f} %", f"{100 * f['scene_ok']:.1f} %",
-            _fmt(f["locked_psnr"], ".1f"), _fmt(f["locked_ssim"], ".3f"), _fmt(f["psnr_gt"], ".1f"),
-            _fmt(f["seconds"], ".3f"), gain_s, gain_p]) + " |")
+            r["name"], str(f["n"]), f"{100 * f['success']:.1f} % [{100 * low:.0f}, {100 * high:.0f}]",
+            f"{100 * f['scene_ok']:.1f} %", _fmt(f["locked_psnr"], ".1f"), _fmt(f["locked_ssim"], ".3f"),
+            _fmt(f["psnr_gt"], ".1f"), _fmt(f["seconds"], ".3f"), gain_s, gain_p]) + " |")
     return "\n".join(lines)
 
 

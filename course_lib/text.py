@@ -134,7 +134,11 @@ class UnknownWordWarning(UserWarning):
 def _warn_every_time(message: str, stacklevel: int) -> None:
     # warnings.warn shows a message once per call site under the "default" filter; warn_explicit
     # without a registry shows it every time (filters that say "ignore" or "error" still apply).
+    # The warning names the first caller outside course_lib (the learner's cell), not our internals
+    # nor the torch.no_grad wrappers around them.
     frame = sys._getframe(stacklevel)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith(("course_lib.", "torch.")):
+        frame = frame.f_back
     warnings.warn_explicit(message, UnknownWordWarning, frame.f_code.co_filename, frame.f_lineno,
                            module=frame.f_globals.get("__name__"), registry=None)
 
@@ -142,9 +146,13 @@ def _warn_every_time(message: str, stacklevel: int) -> None:
 def _as_prompts(prompts) -> list[str]:
     if isinstance(prompts, str):
         return [prompts]
-    prompts = list(prompts)
+    try:
+        prompts = list(prompts)
+    except TypeError:
+        prompts = None
     if not prompts or not all(isinstance(p, str) for p in prompts):
-        raise CourseInputError("prompts must be a str or a non-empty list of str.")
+        raise CourseInputError("prompts must be a str or a non-empty list of str, e.g. ['a red circle in the middle']; "
+                               "use '' for the unconditional prompt.")
     return prompts
 
 
@@ -156,15 +164,29 @@ def unknown_words(prompts, tokenizer) -> list[list[str]]:
             for prompt, ids, offsets in zip(prompts, enc["input_ids"], enc["offset_mapping"])]
 
 
+def known_words(tokenizer) -> list[str]:
+    """Return the words the tokenizer knows (its vocabulary without the special tokens), in id order."""
+    vocab = tokenizer.get_vocab()
+    special = set(tokenizer.all_special_tokens)
+    return [w.replace("</w>", "") for w, _ in sorted(vocab.items(), key=lambda item: item[1]) if w not in special]
+
+
 def warn_unknown_words(prompts, tokenizer, stacklevel: int = 2) -> list[list[str]]:
-    """Warn (UnknownWordWarning) naming every unknown word of every prompt; return unknown_words()."""
+    """Warn once (UnknownWordWarning) naming the unknown words of the prompts and the known ones; return unknown_words().
+
+    One warning per call, however many prompts hold unknown words (a batch often repeats one prompt);
+    it is shown every time the call is made (a notebook cell run twice warns twice).
+    """
     found = unknown_words(prompts, tokenizer)
-    for prompt, words in zip(_as_prompts(prompts), found):
-        if words:
-            names = ", ".join(repr(w) for w in dict.fromkeys(words))
-            _warn_every_time(f"unknown word(s) {names} in the prompt {prompt!r}: encoded as {tokenizer.unk_token}, "
-                             f"so the model cannot read them. The vocabulary has {len(tokenizer)} tokens "
-                             f"(see text.course_words()).", stacklevel + 1)
+    bad = {prompt: words for prompt, words in zip(_as_prompts(prompts), found) if words}
+    if bad:
+        names = ", ".join(repr(w) for w in dict.fromkeys(w for words in bad.values() for w in words))
+        where = next(iter(bad)) if len(bad) == 1 else f"{len(bad)} prompts, e.g. {next(iter(bad))!r}"
+        where = f"the prompt {where!r}" if len(bad) == 1 else where
+        _warn_every_time(f"unknown word(s) {names} in {where}: encoded as {tokenizer.unk_token}, so the model cannot "
+                         f"read them and draws something else. The words it knows: "
+                         f"{', '.join(w for w in known_words(tokenizer) if w.isalpha())}.",
+                         stacklevel + 1)
     return found
 
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib import environment, metrics, models, shapes
-from course_lib.validation import CourseInputError, check_choice, check_float_tensor
+from course_lib.validation import CourseInputError, check_choice, check_finite, check_float_tensor
 
 # 32x32 RGB -> 4 x 8 x 8: three blocks (two downsamplings, f = 4), about 2.7 M parameters.
 VAE_CONFIG = dict(
@@ -80,6 +80,7 @@ def check_images(x0, vae) -> torch.Tensor:
     if h % f or w % f:
         raise CourseInputError(f"this VAE halves the image {f.bit_length() - 1} times, so height and width must be "
                                f"multiples of {f}; got {h}x{w}. Resize or crop to e.g. {h // f * f or f}x{w // f * f or f}.")
+    check_finite(x0, "images")
     if x0.numel() and (x0.min() < -1.5 or x0.max() > 1.5):
         raise CourseInputError(f"images must lie in [-1, 1], got values in [{x0.min():.3g}, {x0.max():.3g}]. "
                                f"Convert uint8 pixels with x / 127.5 - 1.")
@@ -91,7 +92,7 @@ def check_latents(latents, vae) -> torch.Tensor:
     check_float_tensor(latents, "latents")
     if latents.ndim != 4 or latents.shape[1] != vae.config.latent_channels:
         raise CourseInputError(f"latents must have shape (B, {vae.config.latent_channels}, h, w), got {tuple(latents.shape)}.")
-    return latents
+    return check_finite(latents, "latents")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -41,6 +41,19 @@ def check_float_tensor(x, name: str) -> torch.Tensor:
     return x
 
 
+def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Return `x` if every value is finite, else raise counting the NaN and infinite values."""
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        nan, inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
+        raise CourseInputError(
+            f"{name} holds {nan} NaN and {inf} infinite value(s) of {x.numel()}: every result computed from it would be "
+            f"NaN. Find where they came from (a division by zero, a log of 0, an image that was never filled), or "
+            f"replace them, e.g. torch.nan_to_num({name})."
+        )
+    return x
+
+
 def check_positive_int(value, name: str) -> int:
     """Return `value` as an int if it is a positive integer, else raise."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

@@ -1,6 +1,7 @@
 """Locked-image editing on a tiny random UNet with the shipped VAE and CLIP text tower: SDEdit against
-diffusers' img2img pipeline, DDIM inversion against DDIMInverseScheduler, prompt-to-prompt controllers,
-mask locking, and the bad-input errors."""
+diffusers' img2img pipeline, DDIM inversion against DDIMInverseScheduler, edit-friendly noise maps against
+DDIMScheduler(eta=1), the inversions' round trips under guidance, prompt-to-prompt controllers and local
+blending, masks, mask locking, and the bad-input errors."""
 
 from __future__ import annotations
 
@@ -110,26 +111,87 @@ def test_ddim_invert_equals_diffusers_inverse_scheduler(parts, cases, worst):
             assert diff <= 1e-5
 
 
-def test_inversion_error_shrinks_with_steps_and_cfg_breaks_it(parts, cases):
+def test_round_trips_under_guidance_rank_as_the_papers_say(parts, cases):
     image, prompt = cases[0].source_image, cases[0].source_caption
-    rows = editing.reconstruction_error(parts, image, prompt, steps=(10, 20, 50))
+    rows = editing.reconstruction(parts, image, prompt, steps=(10, 20), guidance_scale=4.0,
+                                  generator=torch.Generator().manual_seed(0), null_text_steps=5)
+    psnr = {(r["inversion"], r["num_steps"]): r["psnr_db"] for r in rows}
+    for n in (10, 20):
+        assert psnr["direct", n] > 90 and psnr["edit_friendly", n] > 90  # exact up to float32 round-off
+        assert psnr["null_text", n] > psnr["ddim", n] + 1  # the optimised "" undoes guidance's drift
+        assert psnr["negative_prompt", n] > psnr["ddim", n] + 1
+    assert psnr["negative_prompt", 20] > psnr["negative_prompt", 10]  # its error is the g = 1 inversion's: steps help
+    calls = {(r["inversion"], r["num_steps"]): r["unet_calls"] for r in rows}
+    assert calls["ddim", 10] == calls["negative_prompt", 10] == 20  # k inversion + k sampling calls
+    assert calls["direct", 10] == 30  # + k guided calls that record the corrections
+    assert calls["edit_friendly", 10] == 20
+    assert calls["null_text", 10] > 30  # + the optimisation's forward passes
+
+
+def test_ddim_inversion_at_g_1_shrinks_with_steps(parts, cases):
+    image, prompt = cases[0].source_image, cases[0].source_caption
+    rows = editing.reconstruction(parts, image, prompt, inversions=("ddim",), steps=(10, 20, 50), guidance_scale=1.0)
     errors = [r["latent_rmse"] for r in rows]
     assert errors[0] > errors[1] > errors[2] and errors[2] < 0.5 * errors[0], errors
     assert [r["unet_calls"] for r in rows] == [20, 40, 100]
-    cfg = editing.reconstruction_error(parts, image, prompt, steps=(50,), guidance_scale=4.0)[0]
-    remedy = editing.reconstruction_error(parts, image, prompt, steps=(50,), guidance_scale=4.0,
-                                          negative_prompt_inversion=True)[0]
-    assert cfg["latent_rmse"] > 3 * errors[2]  # CFG leaves the path the inversion followed
-    assert remedy["latent_rmse"] == pytest.approx(errors[2], rel=1e-3)  # the source prompt as negative: g = 1 again
-    assert remedy["unet_calls"] == 100  # no extra UNet calls (the CFG rows ride in the same batched call)
 
 
-def test_ddim_edit_with_the_same_prompt_reconstructs(parts, cases):
+def test_direct_inversion_puts_the_source_branch_on_the_path(parts, cases, worst):
+    z0 = editing.encode_image(parts, cases[0].source_image[None])
+    prompt = cases[0].source_caption
+    inv = editing.invert(parts, z0, prompt, method="direct", num_steps=6, guidance_scale=5.0)
+    path = editing.ddim_invert(parts, z0, prompt, num_steps=6)
+    assert all(torch.equal(a, b) for a, b in zip(inv.latents, path))  # the same DDIM path
+    steps = []
+    z_src, z_tgt = editing.edit_latents(parts, inv, cases[0].target_caption, guidance_scale=5.0, source_branch=True,
+                                        blend=lambda i, k, s, t: steps.append((s - inv.source_at(i)).abs().max()) or t)
+    worst("editing: direct inversion's source branch vs its DDIM path", max(steps))
+    assert len(steps) == 6 and max(steps) <= 1e-5  # after every step, on the path (up to round-off)
+    assert (z_src - z0).abs().max() <= 1e-5 and (z_tgt - z0).abs().max() > 1e-2  # the target did change
+
+
+def test_edit_friendly_noise_maps_make_the_diffusers_ddim_eta_1_step_retrace_the_noisings(parts, cases, worst):
+    from diffusers import DDIMScheduler
+
+    z0 = editing.encode_image(parts, cases[0].source_image[None])
+    prompt, g = cases[0].source_caption, 3.0
+    inv = editing.invert(parts, z0, prompt, method="edit_friendly", num_steps=5, guidance_scale=g,
+                         generator=torch.Generator().manual_seed(4))
+    sched = DDIMScheduler(**SD_DDIM)
+    sched.set_timesteps(5)
+    cond, uncond = editing.embed(parts, [prompt]), editing.embed(parts, [""])
+    with torch.no_grad():
+        for i, t in enumerate(sched.timesteps):
+            z = inv.latents[5 - i]
+            eps_u, eps_c = parts.unet(torch.cat([z, z]), t, encoder_hidden_states=torch.cat([uncond, cond])).sample.chunk(2)
+            reached = sched.step(eps_u + g * (eps_c - eps_u), t, z, eta=1.0, variance_noise=inv.noise_maps[i]).prev_sample
+            diff = (reached - inv.source_at(i)).abs().max().item()
+            worst("editing: edit-friendly noise maps vs DDIMScheduler(eta=1)", diff)
+            assert diff <= 1e-4
+    # the noisings are independent draws: x_t is not a deterministic function of x_t_prev
+    assert not torch.equal(inv.latents[2], editing.ddim_invert(parts, z0, prompt, num_steps=5)[2])
+
+
+def test_null_text_inversion_lowers_each_steps_error_and_keeps_the_conditional_prompt(parts, cases):
+    z0 = editing.encode_image(parts, cases[0].source_image[None])
+    prompt, g = cases[0].source_caption, 4.0
+    plain = editing.invert(parts, z0, prompt, method="ddim", num_steps=4, guidance_scale=g)
+    null = editing.invert(parts, z0, prompt, method="null_text", num_steps=4, guidance_scale=g, null_text_steps=8)
+    assert len(null.uncond) == 4 and not torch.equal(null.uncond[0], plain.uncond[0])  # "" was optimised
+    assert torch.equal(null.source_embeddings, plain.source_embeddings)
+    _, z_plain = editing.edit_latents(parts, plain, prompt, guidance_scale=g)
+    _, z_null = editing.edit_latents(parts, null, prompt, guidance_scale=g)
+    assert (z_null - z0).pow(2).mean() < 0.5 * (z_plain - z0).pow(2).mean()
+    assert null.unet_calls > plain.unet_calls and null.seconds > 0
+
+
+def test_inversion_edit_with_the_same_prompt_reconstructs(parts, cases):
     image, prompt = cases[0].source_image, cases[0].source_caption
-    out = editing.ddim_edit(parts, image, prompt, prompt, num_steps=20, guidance_scale=4.0)
     reference = editing.decode_latents(parts, editing.encode_image(parts, image[None]))[0]
-    mse = (out - reference).pow(2).mean().item()
-    assert out.shape == image.shape and 10 * math.log10(4 / mse) > 35  # PSNR in dB, images in [-1, 1]
+    for method in ("negative_prompt", "direct"):
+        out = editing.inversion_edit(parts, image, prompt, prompt, inversion=method, num_steps=20, guidance_scale=4.0)
+        mse = (out - reference).pow(2).mean().item()
+        assert out.shape == image.shape and (mse == 0 or 10 * math.log10(4 / mse) > 35), method
 
 
 # ----------------------------------------------------------------------------------------------
@@ -150,8 +212,8 @@ def test_word_swap_window_makes_target_maps_the_source_maps_and_restores_process
     mapper = editing.token_mapper(parts.tokenizer, src, tgt, "swap")
     controller = _StepLog(mapper=mapper, cross_window=(0.0, 1.0), record=True)
     before = dict(parts.unet.attn_processors)
-    z_T = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
-    z_src, z_tgt = editing.p2p_latents(parts, z_T, src, tgt, controller, num_steps=4, guidance_scale=4.0)
+    inv = editing.invert(parts, editing.encode_image(parts, _images(cases)), src, num_steps=4)
+    z_src, z_tgt = editing.p2p_latents(parts, inv, tgt, controller, guidance_scale=4.0)
     after = parts.unet.attn_processors
     assert after.keys() == before.keys() and all(after[n] is before[n] for n in before)
     steps = controller.probs.pop("_steps")
@@ -167,7 +229,7 @@ def test_word_swap_window_makes_target_maps_the_source_maps_and_restores_process
     assert not torch.equal(z_src, z_tgt)  # the swapped word's values still differ
     # A window that excludes every step leaves the target its own maps.
     idle = editing.AttentionReplace(mapper=mapper, cross_window=(0.0, 0.0), record=True)
-    editing.p2p_latents(parts, z_T, src, tgt, idle, num_steps=2, guidance_scale=4.0)
+    editing.p2p_latents(parts, editing.invert(parts, inv.latents[0], src, num_steps=2), tgt, idle, guidance_scale=4.0)
     probs = idle.probs[cross_layers[0]][0].view(2, 2, 2, *idle.probs[cross_layers[0]][0].shape[1:])
     assert not torch.equal(probs[1, 1], probs[1, 0])
 
@@ -178,8 +240,9 @@ def test_processors_are_restored_when_the_loop_raises(parts):
             raise RuntimeError("boom")
 
     before = dict(parts.unet.attn_processors)
+    inv = editing.invert(parts, torch.zeros(1, 4, 8, 8), "a red circle", num_steps=2)
     with pytest.raises(RuntimeError, match="boom"):
-        editing.p2p_latents(parts, torch.zeros(1, 4, 8, 8), "a red circle", "a blue circle", Broken(), num_steps=2)
+        editing.p2p_latents(parts, inv, "a blue circle", Broken())
     assert all(parts.unet.attn_processors[n] is before[n] for n in before)
 
 
@@ -192,8 +255,8 @@ def test_reweight_scales_one_word_and_window_fractions(parts):
     controller = editing.AttentionReweight(mapper=editing.token_mapper(parts.tokenizer, prompt, prompt),
                                            cross_window=(0.0, 1.0), scales=scales, reweight_window=(0.5, 1.0),
                                            record=True)
-    editing.p2p_latents(parts, torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1)), prompt, prompt,
-                        controller, num_steps=4, guidance_scale=2.0)
+    inv = editing.invert(parts, torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1)), prompt, num_steps=4)
+    editing.p2p_latents(parts, inv, prompt, controller, guidance_scale=2.0)
     name = next(iter(controller.probs))
     for step, probs in enumerate(controller.probs[name]):
         p = probs.view(2, 2, 1, *probs.shape[1:])
@@ -204,10 +267,58 @@ def test_reweight_scales_one_word_and_window_fractions(parts):
 
 def test_prompt_to_prompt_runs_on_an_image_and_refine_maps_common_words(parts, cases):
     case = cases[0]
-    out = editing.prompt_to_prompt(parts, case.source_image, case.source_caption, case.target_caption, num_steps=4)
-    assert out.shape == case.source_image.shape and out.abs().max() <= 1
+    for local_blend in (False, True):
+        out = editing.prompt_to_prompt(parts, case.source_image, case.source_caption, case.target_caption, num_steps=4,
+                                       local_blend=local_blend)
+        assert out.shape == case.source_image.shape and out.abs().max() <= 1
     mapper = editing.token_mapper(parts.tokenizer, "a red circle", "a red circle on the left", "refine")
     assert mapper[:8].tolist() == [0, 1, 2, 3, -1, -1, -1, 4]  # common words and the end token take the source's maps
+    assert editing.changed_positions(parts.tokenizer, "a red circle", "a blue circle") == ([2], [2])
+    assert editing.changed_positions(parts.tokenizer, "a red circle", "a red circle on the left") == ([], [4, 5, 6])
+
+
+def test_local_blend_keeps_the_source_branch_outside_its_attention_mask(parts, cases):
+    case = cases[0]
+    src, tgt = case.source_caption, case.target_caption
+    positions = editing.changed_positions(parts.tokenizer, src, tgt)
+    blend = editing.LocalBlend([positions[0]], [positions[1]], side=8, threshold=0.5, start=0.0, grow_cells=0)
+    controller = editing.AttentionReplace(mapper=editing.token_mapper(parts.tokenizer, src, tgt), local_blend=blend)
+    inv = editing.invert(parts, editing.encode_image(parts, case.source_image[None]), src, num_steps=4,
+                         method="direct")
+    seen = []
+
+    def recording(i, k, source, target):
+        out = blend(i, k, source, target)
+        seen.append((blend.mask(i), source, out))
+        return out
+
+    editing.p2p_latents(parts, inv, tgt, controller, blend=recording)
+    assert len(seen) == 4 and len(blend.sums) == 4
+    for mask, source, out in seen:
+        assert mask.any() and not mask.all()
+        assert torch.equal(out[~mask.expand_as(out)], source[~mask.expand_as(out)])  # outside: the source branch
+    # the mask is the map of the changed words, from its minimum to its maximum, above the threshold
+    by_hand = torch.stack(blend.sums).mean(0)
+    by_hand = (by_hand - by_hand.min()) / (by_hand.max() - by_hand.min()) > 0.5
+    assert torch.equal(blend.mask(), editing.fill_holes(by_hand))
+
+
+def test_attention_map_is_the_changed_words_recorded_attention(parts, cases):
+    case = cases[0]
+    z0 = editing.encode_image(parts, case.source_image[None])
+    got = editing.attention_map(parts, z0, case.source_caption, case.target_caption, num_draws=1, strength=0.5,
+                                generator=torch.Generator().manual_seed(2))
+    # by hand: the same z_t, the UNet's recorded probabilities, the changed positions' columns
+    ab = editing._alpha_bars(parts)
+    z_t = editing.schedules.q_sample(z0, 500, ab, torch.randn(z0.shape, generator=torch.Generator().manual_seed(2)))
+    src_pos, tgt_pos = editing.changed_positions(parts.tokenizer, case.source_caption, case.target_caption)
+    layers = editing.attention.cross_attention_layers(parts.unet, 8)
+    cond = editing.embed(parts, [case.source_caption, case.target_caption])
+    with editing.attention.record_attention(parts.unet, layers=layers) as store, torch.no_grad():
+        parts.unet(torch.cat([z_t, z_t]), 500, encoder_hidden_states=cond)
+    maps = [p[0].mean(1) for p in store.probs.values()]  # (2, N, L) per layer
+    expected = sum(m[0][:, src_pos].sum(-1) + m[1][:, tgt_pos].sum(-1) for m in maps) / len(maps)
+    assert torch.allclose(got.flatten(), expected, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -221,8 +332,9 @@ def test_latent_blending_keeps_the_source_latent_outside_the_mask(parts, cases):
     z0 = editing.encode_image(parts, image)
     lm = editing.latent_mask(mask, z0.shape[-2:])
     assert lm.shape == (1, 1, 8, 8) and lm.any() and not lm.all()
-    inverted = editing.ddim_invert(parts, z0, case.source_caption, num_steps=6)
-    z = editing.regenerate(parts, inverted, case.target_caption, num_steps=6, guidance_scale=4.0, mask=lm)
+    inv = editing.invert(parts, z0, case.source_caption, num_steps=6)
+    _, z = editing.edit_latents(parts, inv, case.target_caption, guidance_scale=4.0,
+                                blend=lambda i, k, source, target: torch.where(lm, target, source))
     outside = ~lm.expand_as(z)
     assert torch.equal(z[outside], z0[outside])  # exactly, in latent space
     assert not torch.equal(z[~outside], z0[~outside])
@@ -231,7 +343,7 @@ def test_latent_blending_keeps_the_source_latent_outside_the_mask(parts, cases):
     assert torch.equal(out[:, ~case.mask], case.source_image[:, ~case.mask])
 
 
-def test_mask_locking_starts_the_masked_latents_from_fresh_noise_or_the_inverted_source(parts, cases):
+def test_mask_locking_starts_the_masked_latents_from_the_inverted_source_or_fresh_noise(parts, cases):
     case = cases[0]
     args = (parts, case.source_image, case.source_caption, case.target_caption)
     runs = {(start, seed): editing.mask_locking(*args, mask=case.mask, num_steps=4, start=start,
@@ -241,25 +353,42 @@ def test_mask_locking_starts_the_masked_latents_from_fresh_noise_or_the_inverted
     assert not torch.equal(runs["noise", 0], runs["noise", 1])  # fresh noise in the mask
     inside = case.mask.expand_as(case.source_image)
     assert (runs["noise", 0][inside] - runs["inverted", 0][inside]).abs().max() > 0.1
-    pasted = editing.mask_locking(*args, mask=case.mask, num_steps=4, composite=True,
+    pasted = editing.mask_locking(*args, mask=case.mask, num_steps=4, composite=True, start="noise",
                                   generator=torch.Generator().manual_seed(0))
     assert torch.equal(pasted[~inside], case.source_image[~inside])  # whatever the start, the paste locks exactly
     assert torch.equal(pasted[inside], runs["noise", 0][inside])
-    with pytest.raises(CourseInputError, match="start must be 'noise'"):
+    with pytest.raises(CourseInputError, match="start=.* is not known"):
         editing.mask_locking(*args, mask=case.mask, start="source")
 
 
-def test_automatic_mask_is_where_the_predictions_differ(parts, cases):
+def test_masks_from_maps_threshold_grow_and_fill_holes():
+    ring = torch.zeros(1, 1, 8, 8)
+    ring[0, 0, 2:6, 2:6] = 1.0
+    ring[0, 0, 3:5, 3:5] = 0.1  # a hole the edit surrounds
+    assert editing.mask_from_map(ring, 0.5, grow_cells=0, fill=False).sum() == 12
+    assert editing.mask_from_map(ring, 0.5, grow_cells=0).sum() == 16  # the island joins the edit
+    assert editing.mask_from_map(ring, 0.5, grow_cells=1).sum() == 36  # one cell more on every side
+    shifted = ring + 5.0  # a map with a floor (5 of 6): "max" puts every cell above 0.8, "minmax" finds the ring
+    assert editing.mask_from_map(shifted, 0.8, normalise="max", grow_cells=0).all()
+    assert editing.mask_from_map(shifted, 0.5, normalise="minmax", grow_cells=0).sum() == 16
+
+
+def test_automatic_masks_are_where_the_prompts_disagree(parts, cases):
     images = _images(cases)
-    diff = editing.difference_map(parts, editing.encode_image(parts, images), [c.source_caption for c in cases],
-                                  [c.target_caption for c in cases], num_draws=2,
+    sources, targets = [c.source_caption for c in cases], [c.target_caption for c in cases]
+    diff = editing.difference_map(parts, editing.encode_image(parts, images), sources, targets, num_draws=2,
                                   generator=torch.Generator().manual_seed(0))
-    assert diff.shape == (2, 1, 8, 8) and diff.amax((1, 2, 3)).allclose(torch.ones(2))
+    assert diff.shape == (2, 1, 8, 8) and (diff >= 0).all() and (diff.amax((1, 2, 3)) > 0).all()
     same = editing.difference_map(parts, editing.encode_image(parts, images[:1]), "a red circle", "a red circle",
                                   num_draws=1, generator=torch.Generator().manual_seed(0))
     assert same.abs().max() == 0  # the same prompt disagrees nowhere
-    out, mask = editing.mask_locking(parts, images, [c.source_caption for c in cases],
-                                     [c.target_caption for c in cases], num_steps=4, mask_draws=2, return_mask=True,
+    for source in editing.MASK_SOURCES:
+        mask = editing.edit_mask(parts, images, sources, targets, source=source, num_draws=1,
+                                 generator=torch.Generator().manual_seed(0))
+        assert mask.shape == (2, 1, 8, 8) and mask.dtype == torch.bool and mask.any()
+    big = editing.diffedit_mask(parts, images, sources, targets, num_draws=1, generator=torch.Generator().manual_seed(0))
+    assert big.shape == (2, 1, 32, 32) and big.dtype == torch.bool
+    out, mask = editing.mask_locking(parts, images, sources, targets, num_steps=4, mask_draws=2, return_mask=True,
                                      generator=torch.Generator().manual_seed(0))
     assert out.shape == images.shape and mask.shape == (2, 1, 32, 32) and mask.dtype == torch.bool
 
@@ -271,6 +400,10 @@ def test_methods_registry_has_one_signature(parts, cases):
             out = editing.run_case(name, parts, case, generator=torch.Generator().manual_seed(0), num_steps=2,
                                    **({"mask_draws": 1} if name == "mask_locking" else {}))
             assert out.shape == case.source_image.shape and out.abs().max() <= 1, name
+        for inversion in editing.INVERSIONS:
+            out = editing.run_case("inversion", parts, case, generator=torch.Generator().manual_seed(0), num_steps=2,
+                                   inversion=inversion, null_text_steps=1)
+            assert out.shape == case.source_image.shape, inversion
 
 
 def test_any_image_size_the_vae_takes(parts):
@@ -288,9 +421,13 @@ def test_any_image_size_the_vae_takes(parts):
 
 def test_bad_input_gets_clear_errors(parts, cases):
     image, src, tgt = cases[0].source_image, cases[0].source_caption, cases[0].target_caption
+    broken = image.clone()
+    broken[1, 5, 7] = float("nan")
     for method in editing.METHODS.values():
         with pytest.raises(CourseInputError, match="multiples of 4"):
             method(parts, torch.zeros(3, 30, 30), src, tgt)
+        with pytest.raises(CourseInputError, match="1 NaN and 0 infinite"):
+            method(parts, broken, src, tgt)
         with pytest.raises(CourseInputError, match="strength"):
             method(parts, image, src, tgt, strength=1.5)
         with pytest.raises(CourseInputError, match="strength"):
@@ -312,12 +449,24 @@ def test_bad_input_gets_clear_errors(parts, cases):
         editing.prompt_to_prompt(parts, image, "a red circle", "a red circle", reweight={"green": 2.0})
     with pytest.raises(CourseInputError, match="cross_window"):
         editing.prompt_to_prompt(parts, image, src, tgt, cross_window=(0.5, 0.2))
-    with pytest.raises(CourseInputError, match="latent size"):
-        z0 = editing.encode_image(parts, image[None])
-        editing.regenerate(parts, editing.ddim_invert(parts, z0, src, num_steps=2), tgt, num_steps=2,
-                           mask=torch.ones(1, 1, 32, 32, dtype=torch.bool))
-    with pytest.raises(CourseInputError, match="inverted holds"):
-        inverted = editing.ddim_invert(parts, editing.encode_image(parts, image[None]), src, num_steps=3)
-        editing.regenerate(parts, inverted, tgt, num_steps=5)
+    z0 = editing.encode_image(parts, image[None])
+    with pytest.raises(CourseInputError, match="inversion=.* is not known"):
+        editing.invert(parts, z0, src, method="exact")
+    for knob, value in (("null_text_steps", 0), ("null_text_steps", -2), ("null_text_lr", 0.0), ("null_text_lr", -1e-3),
+                        ("null_text_tolerance", 0.0)):
+        with pytest.raises(CourseInputError, match=knob):
+            editing.invert(parts, z0, src, method="null_text", **{knob: value})
+    with pytest.raises(CourseInputError, match="nothing to edit"):
+        editing.mask_locking(parts, image, src, src)
+    with pytest.raises(CourseInputError, match="encode the same"):
+        editing.prompt_to_prompt(parts, image, src, src.upper())  # the tokenizer lower-cases: no change it can see
+    with pytest.raises(CourseInputError, match="must be an editing.Inversion"):
+        editing.edit_latents(parts, z0, tgt)
+    with pytest.raises(CourseInputError, match="blend_threshold"):
+        editing.prompt_to_prompt(parts, image, src, tgt, blend_threshold=1.5)
+    with pytest.raises(CourseInputError, match="mask source"):
+        editing.edit_mask(parts, image, src, tgt, source="oracle")
+    with pytest.raises(CourseInputError, match="return_mask needs local_blend"):
+        editing.prompt_to_prompt(parts, image, src, tgt, local_blend=False, return_mask=True, num_steps=2)
     with pytest.raises(CourseInputError, match="unknown edit method"):
         editing.run_case("magic", parts, cases[0])

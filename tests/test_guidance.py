@@ -150,7 +150,9 @@ def test_batched_cfg_denoiser_equals_separate_calls(unet, g, worst):
     for t in (999, 500, 20):
         diff = (batched(x, t) - separate(x, t)).abs().max().item()
         worst("guidance.cfg_digits_denoiser (batched) vs separate calls", diff)
-        assert diff <= 1e-6
+        # a batch of 2B rows and two batches of B take different kernel paths (oneDNN picks by shape and CPU):
+        # float32 round-off ~1e-6 per UNet output, amplified by CFG's (1 + 2g); measured up to 5e-6 on AVX-512
+        assert diff <= 2e-6 * (1 + 2 * g)
 
 
 @pytest.mark.parametrize("clip, use_clipped", [(False, False), (True, False), (True, True)])
@@ -166,7 +168,9 @@ def test_cfg_digits_sampler_equals_our_loop_and_diffusers_with_separate_calls(un
                              use_clipped_model_output=use_clipped)
     ours = samplers.sample(separate, x_T, samplers.inference_timesteps(1000, steps, "trailing"), step).x0.clamp(-1, 1)
     worst("guidance.generate_digits_cfg vs samplers.sample with separate calls", (got - ours).abs().max().item())
-    torch.testing.assert_close(got, ours, atol=1e-6, rtol=0)
+    # batched vs separate UNet calls differ by float32 round-off (above), and the first trailing step's
+    # x0_hat = (x - sqrt(1 - ab) eps) / sqrt(ab) multiplies eps's by 1 / sqrt(ab_999) ~ 160: measured 2e-4 on AVX-512
+    torch.testing.assert_close(got, ours, atol=1e-3, rtol=0)
     # diffusers' DDIMScheduler (trailing spacing, alpha_bar 1 at the end), same table
     sched = diffusers_scheduler("ddim", AB, num_train_timesteps=1000, timestep_spacing="trailing", clip_sample=clip,
                                 set_alpha_to_one=True)
@@ -174,8 +178,9 @@ def test_cfg_digits_sampler_equals_our_loop_and_diffusers_with_separate_calls(un
     x = x_T.clone()
     for t in sched.timesteps:
         x = sched.step(separate(x, int(t)), t, x, eta=0.0, use_clipped_model_output=use_clipped).prev_sample
-    worst("guidance.generate_digits_cfg vs diffusers DDIMScheduler loop", (got - x.clamp(-1, 1)).abs().max().item())
-    torch.testing.assert_close(got, x.clamp(-1, 1), atol=1e-5, rtol=0)
+    # the same separate calls in both loops: ours equals the scheduler's (and got equals ours, above)
+    worst("samplers.sample vs diffusers DDIMScheduler loop (separate CFG calls)", (ours - x.clamp(-1, 1)).abs().max().item())
+    torch.testing.assert_close(ours, x.clamp(-1, 1), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("clip", [False, True])

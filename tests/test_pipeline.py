@@ -158,6 +158,16 @@ def test_stable_diffusion_without_gpu_or_weights_says_why_in_one_line(built, mon
     assert message.startswith("Running ") and "float32" in message
 
 
+def test_float16_on_the_cpu_is_refused_at_load_time(built):
+    _, folder, _ = built
+    with pytest.raises(CourseInputError, match="float16 weights on the CPU"):
+        pipeline.load_pipeline(folder, "cpu", dtype=torch.float16)
+    with pytest.raises(CourseInputError, match="float16 weights on the CPU"):
+        pipeline.load_stable_diffusion(str(folder), device="cpu", dtype=torch.float16, local_files_only=True)
+    with pytest.raises(CourseInputError, match="floating-point torch.dtype"):
+        pipeline.load_pipeline(folder, "cpu", dtype="float16")
+
+
 def test_cross_attention_maps_sum_to_one_and_leave_the_image_unchanged(built, worst):
     parts, _, _ = built
     before = {name: type(p) for name, p in parts.unet.attn_processors.items()}

@@ -201,7 +201,7 @@ def test_table_and_json_round_trip(oracle_results, tmp_path):
     table = shapesedit.format_table(results)
     lines = table.splitlines()
     assert len(lines) == 4 and "success vs sdedit" in lines[0]
-    assert "| ground truth | 250 | 100.0 % | 100.0 % | 60.0 | 1.000 | 60.0 |" in lines[3]
+    assert "| ground truth | 250 | 100.0 % [98, 100] | 100.0 % | 60.0 | 1.000 | 60.0 |" in lines[3]
     assert lines[3].endswith("| +100.0 pp | +0.0 dB |")
     assert "| 0.0 % |" in shapesedit.format_table(results, kind="remove").splitlines()[2]
     assert shapesedit.format_kind_table(results).splitlines()[3].startswith("| ground truth | 100.0 % |")
@@ -211,5 +211,54 @@ def test_table_and_json_round_trip(oracle_results, tmp_path):
     assert back[1]["summary"] == results[1]["summary"] and back[1]["records"] == results[1]["records"]
     assert back[0]["run"]["command"] == "python bench" and back[0]["run"]["psnr_cap_db"] == 60.0
     assert shapesedit.format_table(back) == table
+    # a row run on the first 50 cases only is set against the baseline on those 50 cases
+    short = shapesedit.restrict(results[1], range(50))
+    assert short["summary"]["overall"]["n"] == 50
+    assert shapesedit.format_table([results[0], dict(short, name="short")]).splitlines()[3].startswith("| short | 50 |")
     with pytest.raises(CourseInputError, match="bench_shapesedit"):
         shapesedit.load_results(tmp_path / "missing.json")
+
+
+def test_wilson_interval_equals_scipys_and_mcnemar_the_exact_binomial_test():
+    from scipy import stats
+
+    for k, n in ((40, 50), (0, 50), (50, 50), (197, 250), (3, 7)):
+        ours = shapesedit.wilson_interval(k, n)
+        theirs = stats.binomtest(k, n).proportion_ci(method="wilson")
+        assert ours == pytest.approx((theirs.low, theirs.high), abs=1e-12)
+    low, high = shapesedit.wilson_interval(40, 50)
+    assert 0.1 < high - low < 0.25  # n = 50 per kind: about +-11 points near 80 %
+    records = lambda wins: {"records": [{"index": i, "success": w} for i, w in enumerate(wins)]}  # noqa: E731
+    a = records([True] * 30 + [False] * 20)
+    b = records([True] * 18 + [False] * 12 + [True] * 5 + [False] * 15)  # a alone right on 12, b alone on 5
+    test = shapesedit.mcnemar(a, b)
+    assert (test["a_only"], test["b_only"]) == (12, 5) and test["difference"] == pytest.approx(7 / 50)
+    assert test["p_value"] == pytest.approx(stats.binomtest(12, 17, 0.5).pvalue, abs=1e-12)
+    assert test["real"] == (test["p_value"] < 0.05)
+    assert shapesedit.mcnemar(a, a)["p_value"] == 1.0
+    first = shapesedit.mcnemar(a, records([False] * 20))  # a row run on the first 20 cases: paired on those
+    assert (first["n"], first["a_only"], first["b_only"]) == (20, 20, 0)
+    shifted = {"records": [{"index": i + 40, "success": True} for i in range(20)]}  # not a subset: refused
+    with pytest.raises(CourseInputError, match="same cases"):
+        shapesedit.mcnemar(a, shifted)
+    with pytest.raises(CourseInputError, match="successes"):
+        shapesedit.wilson_interval(51, 50)
+
+
+def test_summaries_carry_success_intervals(oracle_results):
+    overall = oracle_results["ground truth"]["summary"]["overall"]
+    low, high = overall["success_ci"]
+    assert high == 1.0 and 0.9 < low < 1.0  # 100 % of n cases: the interval still has width
+
+
+def test_mask_iou_equals_scikit_learns_jaccard():
+    from sklearn.metrics import jaccard_score
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        a, b = torch.rand(32, 32, generator=g) > 0.6, torch.rand(32, 32, generator=g) > 0.7
+        assert shapesedit.mask_iou(a, b) == pytest.approx(jaccard_score(b.flatten().numpy(), a.flatten().numpy()))
+    empty = torch.zeros(4, 4, dtype=torch.bool)
+    assert shapesedit.mask_iou(empty, empty) == 1.0
+    with pytest.raises(CourseInputError, match="one shape"):
+        shapesedit.mask_iou(empty, torch.zeros(3, 3, dtype=torch.bool))

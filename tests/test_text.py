@@ -66,6 +66,19 @@ def test_unknown_word_becomes_unk_and_is_named_in_a_warning(tokenizer):
     assert sum(issubclass(w.category, text.UnknownWordWarning) for w in caught) == 2
 
 
+def test_unknown_words_warn_once_per_call_with_the_known_vocabulary_at_the_callers_line(tokenizer):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        text.tokenize(["a purple hexagon"] * 3 + ["a red circle", "a crimson ball"], tokenizer)
+    found = [w for w in caught if issubclass(w.category, text.UnknownWordWarning)]
+    assert len(found) == 1  # one warning for the whole batch, naming every unknown word once
+    message = str(found[0].message)
+    assert "'purple', 'hexagon', 'crimson', 'ball'" in message and "2 prompts" in message
+    assert "red, " in message and "triangle" in message  # the words the model does know
+    assert found[0].filename == __file__  # points at the caller, not at course_lib
+    assert text.known_words(tokenizer)[:3] == text.course_words()[:3]
+
+
 def test_round_trip_save_pretrained_from_pretrained(tokenizer, tmp_path):
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
@@ -85,6 +98,8 @@ def test_bad_input_is_refused(tokenizer):
         text.tokenize([], tokenizer)
     with pytest.raises(CourseInputError, match="prompts"):
         text.tokenize([3], tokenizer)
+    with pytest.raises(CourseInputError, match="prompts must be a str"):
+        text.tokenize(None, tokenizer)  # not a bare TypeError from list(None)
     with pytest.raises(CourseInputError, match="distinct"):
         text.vocabulary(["red", "red"])
     with pytest.raises(CourseInputError, match="max_length"):

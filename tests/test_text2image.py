@@ -117,6 +117,22 @@ def test_bad_guidance_scale_is_refused(parts, bad):
         text2image.generate(parts, ["a red circle"], guidance_scale=bad, num_steps=2)
 
 
+@pytest.mark.parametrize("bad", [None, [], [None], 3])
+def test_bad_prompts_are_refused_by_name(parts, bad):
+    with pytest.raises(CourseInputError, match="prompts must be a str"):
+        text2image.generate(parts, bad, num_steps=2)
+
+
+def test_unknown_words_warn_once_per_generate_call(parts):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        text2image.generate(parts, ["a purple hexagon"] * 2, num_steps=1)
+    found = [w for w in caught if issubclass(w.category, text.UnknownWordWarning)]
+    assert len(found) == 1 and "'purple', 'hexagon'" in str(found[0].message)
+
+
 @pytest.mark.parametrize("bad", [0, -3, 2.5])
 def test_bad_num_steps_is_refused(parts, bad):
     with pytest.raises(CourseInputError, match="num_steps"):

@@ -148,6 +148,15 @@ def test_bad_input_gets_clear_errors(tiny_vae, images):
         vae_lib.encode(tiny_vae, torch.full((1, 3, 32, 32), 255.0))
     with pytest.raises(CourseInputError, match="sample_mode"):
         vae_lib.encode(tiny_vae, images, sample_mode="mean")
+    for bad in (float("nan"), float("inf")):  # no silent NaN image out of a NaN image in
+        broken = images.clone()
+        broken[0, 1, 3, 4] = bad
+        with pytest.raises(CourseInputError, match="NaN and .* infinite"):
+            vae_lib.encode(tiny_vae, broken)
+        with pytest.raises(CourseInputError, match="NaN and .* infinite"):
+            vae_lib.reconstruct(tiny_vae, broken)
+        with pytest.raises(CourseInputError, match="latents holds"):
+            vae_lib.decode(tiny_vae, torch.full((1, 4, 8, 8), bad))
     with pytest.raises(CourseInputError, match=r"latents must have shape \(B, 4"):
         vae_lib.decode(tiny_vae, torch.zeros(1, 3, 8, 8))
     with pytest.raises(CourseInputError, match="> 0"):

@@ -62,7 +62,7 @@ def rows_spec() -> list[tuple[str, str, dict, bool]]:
     return rows
 
 
-# Null-text inversion optimises an embedding at every step (about 8 s an edit on one core, six times
+# Null-text inversion optimises an embedding at every step (11-19 s an edit in the shipped run, about ten times
 # the others): its rows run on the first NULL_TEXT_N cases (10 per kind), which the table's n says.
 NULL_TEXT_N = 50
 
@@ -154,7 +154,7 @@ def main(argv=None) -> None:
     parser.add_argument("--masks", action="store_true", help="also score the automatic masks (IoU by kind)")
     parser.add_argument("--null-text-n", type=int, default=NULL_TEXT_N,
                         help=f"null-text rows run on the first this many cases only (default {NULL_TEXT_N}: "
-                             "about 8 s an edit on one CPU core)")
+                             "its optimisation makes each edit about ten times slower)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", required=True, help="where to write the results JSON")

@@ -49,6 +49,7 @@ benchmark: install
 	$(BIN)/python benchmarks/bench_text2image.py --quick --threads 1
 	$(BIN)/python benchmarks/bench_inversions.py --n 4 --steps 10,25 --threads 1 --out $(BENCH_OUT)/inversions.json
 	$(BIN)/python benchmarks/bench_shapesedit.py --n 25 --threads 1 --out $(BENCH_OUT)/shapesedit.json
+	$(BIN)/python benchmarks/bench_samplers.py --quick --threads 1 --out $(BENCH_OUT)/samplers.json
 	$(BIN)/python benchmarks/bench_notebooks.py
 
 # Retrain one shipped checkpoint from scratch: make reproduce NAME=ddpm-2d  (list: make reproduce NAME=--list)

@@ -44,7 +44,7 @@ def train_speed(recipe_name: str, steps: int, repeats: int, device) -> float:
 
 def sampling_speed(model, shape, repeats: int, settings, **condition) -> dict:
     """Median seconds per sample for each (sampler, steps)."""
-    ab = recipes.SCHEDULE.alpha_bars
+    ab = models.SCHEDULE.alpha_bars
     out = {}
     for sampler, steps in settings:
         seconds = environment.median_seconds(lambda: models.generate(model, shape, ab, sampler=sampler, num_steps=steps,
@@ -108,7 +108,7 @@ def main(argv=None) -> None:
     clf = metrics.digits_classifier()
     print(f"digits classifier: held-out real digits {clf.heldout_accuracy:.1%} accurate, "
           f"{clf.heldout_confident_share:.1%} with confidence >= 0.9 (the ceiling)")
-    ab = recipes.SCHEDULE.alpha_bars
+    ab = models.SCHEDULE.alpha_bars
     n = 500
     cond_unet = checkpoints.load("ddpm_digits_cond", device=device)
     runs = [("ddpm_digits, unconditional", unet, None),

@@ -33,7 +33,7 @@ def main(argv=None) -> None:
     parser.add_argument("only", nargs="*", help="notebook numbers (default: all)")
     parser.add_argument("--other-cpu", action="store_true", help="run as `make test-other-cpu` does")
     args = parser.parse_args(argv)
-    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
     if args.only:
         notebooks = [p for p in notebooks if p.name[:2] in args.only]
     env = {**os.environ, **(OTHER_CPU if args.other_cpu else {})}

@@ -42,9 +42,9 @@ change what the words change and keep everything else. The pieces, each a step c
    inverted source's at every step, so there the final latent IS the source latent.
 
 Conventions shared with text2image.generate_latents and StableDiffusionPipeline with the course's
-DDIMScheduler (pipeline.SCHEDULER_CONFIG: SD 1.5's "leading" spacing, steps_offset = 1,
+DDIMScheduler (text2image.SCHEDULER_CONFIG: SD 1.5's "leading" spacing, steps_offset = 1,
 set_alpha_to_one = False, clip_sample = False): timesteps k*(T//N) + 1, DDIM with eta = 0 on the
-scheduler's float32 alphas_cumprod (pipeline.alpha_bars()), the last step lands on alphas_cumprod[0];
+scheduler's float32 alphas_cumprod (text2image.scheduler_alpha_bars()), the last step lands on alphas_cumprod[0];
 the CFG batch sent to the UNet is [unconditional rows; conditional rows], and for g <= 1 the
 pipeline turns CFG off (conditional rows alone), as here.
 
@@ -79,13 +79,14 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from course_lib import attention, models, pipeline, samplers, schedules, text, text2image
+from course_lib import attention, guidance, models, samplers, schedules, text, text2image
+from course_lib import noise as noise_lib
 from course_lib import vae as vae_lib
 from course_lib.guidance import cfg_combine
 from course_lib.validation import CourseInputError, check_choice, check_float_tensor, check_positive_int
 
-SPACING = pipeline.SCHEDULER_CONFIG["timestep_spacing"]  # "leading", as Stable Diffusion 1.5
-STEPS_OFFSET = pipeline.SCHEDULER_CONFIG["steps_offset"]  # 1
+SPACING = text2image.SCHEDULER_CONFIG["timestep_spacing"]  # "leading", as Stable Diffusion 1.5
+STEPS_OFFSET = text2image.SCHEDULER_CONFIG["steps_offset"]  # 1
 CFG_LAYOUT = ("uncond_src", "uncond_tgt", "cond_src", "cond_tgt")  # rows of the two-branch UNet batch
 INVERSIONS = ("ddim", "negative_prompt", "null_text", "direct", "edit_friendly")
 
@@ -152,8 +153,9 @@ def check_edit_prompts(tokenizer, source_prompts: list[str], target_prompts: lis
                                    f"knows (text.known_words(tokenizer)).")
 
 
-def edit_timesteps(num_steps: int, strength: float = 1.0, num_train_steps: int | None = None) -> torch.Tensor:
-    """Return the timesteps an edit of `strength` runs: the last int(N * strength) of the N sampling steps.   [nb 07]
+def edit_timesteps(num_steps: int, strength: float = 1.0, num_train_steps: int | None = None,
+                   sampler="ddim") -> torch.Tensor:
+    """Return the timesteps an edit of `strength` runs: the last int(N * strength) of the sampler's N steps.   [nb 07]
 
     As StableDiffusionImg2ImgPipeline.get_timesteps: strength 1 runs all N steps from noise,
     strength 0.5 the last half (starting at about t = T/2); strength 0 none.
@@ -161,7 +163,7 @@ def edit_timesteps(num_steps: int, strength: float = 1.0, num_train_steps: int |
     num_steps = check_positive_int(num_steps, "num_steps")
     strength = check_strength(strength)
     num_train_steps = text2image.SCHEDULE.num_steps if num_train_steps is None else num_train_steps
-    timesteps = samplers.inference_timesteps(num_train_steps, num_steps, SPACING, offset=STEPS_OFFSET)
+    timesteps = samplers.get_sampler(sampler).timesteps(num_train_steps, num_steps, SPACING, offset=STEPS_OFFSET)
     kept = min(int(num_steps * strength), num_steps)
     return timesteps[num_steps - kept:]
 
@@ -190,7 +192,7 @@ def decode_latents(parts: text2image.Parts, latents: torch.Tensor) -> torch.Tens
 
 def _alpha_bars(parts) -> torch.Tensor:
     """The scheduler's float32 alphas_cumprod, as text2image.generate_latents and the pipelines use."""
-    return pipeline.alpha_bars().to(parts.device)
+    return text2image.scheduler_alpha_bars().to(parts.device)
 
 
 def _unet(parts, x: torch.Tensor, t: int, context: torch.Tensor) -> torch.Tensor:
@@ -200,22 +202,15 @@ def _unet(parts, x: torch.Tensor, t: int, context: torch.Tensor) -> torch.Tensor
                                encoder_hidden_states=context.to(parts.unet.dtype)).float()
 
 
-def _guided_eps(parts, x: torch.Tensor, t: int, uncond: torch.Tensor, cond: torch.Tensor, g: float) -> torch.Tensor:
-    """eps_u + g (eps_c - eps_u) with one UNet call on [x; x] (SD's layout); eps_c alone when g <= 1 (as the pipeline)."""
-    if g <= 1.0:
-        return _unet(parts, x, t, cond)
-    eps_u, eps_c = _unet(parts, torch.cat([x, x]), t, torch.cat([uncond, cond])).chunk(2)
-    return cfg_combine(eps_u, eps_c, g)
+def _guided_eps(parts, x: torch.Tensor, t: int, uncond: torch.Tensor, cond: torch.Tensor, g: float,
+                both_rows: bool = False) -> torch.Tensor:
+    """guidance.cfg_denoiser on [x; x] (SD's layout) at step t, the pipeline's convention: eps_c alone when g <= 1."""
+    return guidance.cfg_denoiser(parts.unet, g, {"encoder_hidden_states": cond}, {"encoder_hidden_states": uncond},
+                                 pipeline_convention=True, both_rows=both_rows)(x.float(), t)
 
 
 def _output(images: torch.Tensor, single: bool) -> torch.Tensor:
     return images[0] if single else images
-
-
-def _randn(shape, generator, like: torch.Tensor) -> torch.Tensor:
-    """Draw N(0, I) on the generator's device (the CPU without one), as diffusers' randn_tensor, then move it."""
-    device = generator.device if generator is not None else torch.device("cpu")
-    return torch.randn(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
 
 
 @dataclass(frozen=True)
@@ -253,27 +248,30 @@ def _ddim(parts, level: _Level, eps: torch.Tensor, z: torch.Tensor, noise: torch
 @torch.no_grad()
 def sdedit(parts: text2image.Parts, image: torch.Tensor, source_prompt, target_prompt, *, strength: float = 0.6,
            guidance_scale: float = 4.0, num_steps: int = 25, negative_prompt: str = "",
-           generator: torch.Generator | None = None) -> torch.Tensor:
+           generator: torch.Generator | None = None, sampler="ddim") -> torch.Tensor:
     """Edit by noising to a strength and denoising under the target prompt: z_t = sqrt(ab_t) z0 + sqrt(1 - ab_t) eps.   [SDEdit, nb 07]
 
     As StableDiffusionImg2ImgPipeline (same numbers for the same seed): z0 is drawn from the VAE's
     posterior with `generator`, then eps with `generator`, t = the first of edit_timesteps(num_steps,
-    strength), then DDIM + CFG over the remaining steps. The source prompt is not used (SDEdit does
-    not know what the image shows); it is there so every method has one signature. strength 0 gives
-    the VAE reconstruction (the pipeline fails there).
+    strength), then the sampler (DDIM by default; any of samplers.SAMPLERS) + CFG over the remaining
+    steps. The source prompt is not used (SDEdit does not know what the image shows); it is there so
+    every method has one signature. strength 0 gives the VAE reconstruction (the pipeline fails there).
     """
     images, single = _images(image, parts.vae)
-    timesteps = edit_timesteps(num_steps, strength)
+    sampler = samplers.get_sampler(sampler)
+    timesteps = edit_timesteps(num_steps, strength, sampler=sampler)
     g = text2image.check_guidance_scale(guidance_scale)
     b = len(images)
     cond = embed(parts, _prompts(target_prompt, b, "target_prompt"))
     uncond = embed(parts, [negative_prompt] * b)
     z = encode_image(parts, images, generator=generator, sample_mode="sample")
     if len(timesteps):
-        noise = _randn(z.shape, generator, z)
-        z = schedules.q_sample(z, int(timesteps[0]), _alpha_bars(parts), noise)
-        for level in _levels(parts, timesteps):
-            z = _ddim(parts, level, _guided_eps(parts, z, level.t, uncond, cond, g), z)
+        ab = _alpha_bars(parts)
+        z = schedules.q_sample(z, int(timesteps[0]), ab, noise_lib.randn_like(z, generator))
+        denoiser = guidance.cfg_denoiser(parts.unet, g, {"encoder_hidden_states": cond},
+                                         {"encoder_hidden_states": uncond}, pipeline_convention=True)
+        z = samplers.sample(denoiser, z, timesteps, sampler, alpha_bars=ab, final_alpha_bar=float(ab[0]),
+                            generator=generator).x0
     return _output(decode_latents(parts, z), single)
 
 
@@ -401,8 +399,12 @@ def _null_text_steps(parts, path, levels, cond, empty, g, *, steps, lr, toleranc
 @torch.no_grad()
 def invert(parts: text2image.Parts, latents: torch.Tensor, prompt, *, method: str = "ddim", num_steps: int = 25,
            strength: float = 1.0, guidance_scale: float = 4.0, null_text_steps: int = 10, null_text_lr: float = 1e-2,
-           null_text_tolerance: float = 1e-5, generator: torch.Generator | None = None) -> Inversion:
+           null_text_tolerance: float = 1e-5, generator: torch.Generator | None = None, sampler="ddim") -> Inversion:
     """Return an Inversion of clean latents under the source prompt, by one of INVERSIONS.   [nb 07]
+
+    sampler: editing from an inversion retraces its path with the sampler that made it, so only
+    'ddim' (eta = 0; edit_friendly's noise maps are its eta = 1 variant) is accepted here; other
+    solvers take other paths and would not come back to the image. sdedit takes any sampler.
 
     ddim / negative_prompt / null_text / direct share the DDIM path of ddim_invert (g = 1); they
     differ in what sampling at guidance_scale needs to come back along it:
@@ -421,6 +423,11 @@ def invert(parts: text2image.Parts, latents: torch.Tensor, prompt, *, method: st
     start = time.perf_counter()
     _check_latents(parts, latents)
     method = check_inversion_method(method)
+    chosen = samplers.get_sampler(sampler)
+    if not isinstance(chosen, samplers.DDIM) or chosen.eta != 0:
+        raise CourseInputError(f"inversions run DDIM (eta = 0) backwards and editing retraces that path, so sampler must "
+                               f"be 'ddim'; {chosen!r} would take another path and not come back to the image. "
+                               f"editing.sdedit takes any sampler.")
     g = text2image.check_guidance_scale(guidance_scale)
     null_text_steps = _check_count(null_text_steps, "null_text_steps", minimum=1)
     for value, name in ((null_text_lr, "null_text_lr"), (null_text_tolerance, "null_text_tolerance")):
@@ -437,7 +444,7 @@ def invert(parts: text2image.Parts, latents: torch.Tensor, prompt, *, method: st
     counter = [0]
     corrections = noise_maps = None
     if method == "edit_friendly":
-        noisy = {lv.t: schedules.q_sample(z0, lv.t, _alpha_bars(parts), _randn(z0.shape, generator, z0))
+        noisy = {lv.t: schedules.q_sample(z0, lv.t, _alpha_bars(parts), noise_lib.randn_like(z0, generator))
                  for lv in levels}
         path = [z0] + [noisy[lv.t] for lv in reversed(levels)]
         noise_maps = []
@@ -513,17 +520,12 @@ def edit_latents(parts: text2image.Parts, inversion: Inversion, target_prompt, *
         if controller is not None:
             controller.set_step(i, k)
         uncond = inversion.uncond[i]
-        if source_branch:
-            x = torch.cat([z_src, z_tgt, z_src, z_tgt])
-            context = torch.cat([uncond, uncond, inversion.source_embeddings, cond_tgt])  # CFG_LAYOUT
-        elif two_rows:
-            x, context = torch.cat([z_tgt, z_tgt]), torch.cat([uncond, cond_tgt])
+        if source_branch:  # [uncond; cond] of [source; target] rows: CFG_LAYOUT
+            x, unc, cond = torch.cat([z_src, z_tgt]), torch.cat([uncond, uncond]), \
+                torch.cat([inversion.source_embeddings, cond_tgt])
         else:
-            x, context = z_tgt, cond_tgt
-        eps = _unet(parts, x, level.t, context)
-        if two_rows:
-            eps_u, eps_c = eps.chunk(2)
-            eps = cfg_combine(eps_u, eps_c, g) if g > 1.0 else eps_c
+            x, unc, cond = z_tgt, uncond, cond_tgt
+        eps = _guided_eps(parts, x, level.t, unc, cond, g, both_rows=two_rows)
         noise = inversion.noise_maps[i] if inversion.noise_maps is not None else None
         if source_branch:
             eps_src, eps_tgt = eps.chunk(2)
@@ -886,7 +888,7 @@ def difference_map(parts: text2image.Parts, latents: torch.Tensor, source_prompt
     z0 = latents.to(parts.device, torch.float32)
     total = torch.zeros(b, 1, *z0.shape[2:], device=z0.device)
     for _ in range(num_draws):
-        z_t = schedules.q_sample(z0, t, ab, _randn(z0.shape, generator, z0))
+        z_t = schedules.q_sample(z0, t, ab, noise_lib.randn_like(z0, generator))
         eps_src, eps_tgt = _unet(parts, torch.cat([z_t, z_t]), t, cond).chunk(2)
         total += (eps_tgt - eps_src).abs().mean(1, keepdim=True)
     return total / num_draws
@@ -973,7 +975,7 @@ def attention_map(parts: text2image.Parts, latents: torch.Tensor, source_prompt,
     layers = attention.cross_attention_layers(parts.unet, side)
     total = torch.zeros(b, 1, *z0.shape[2:])
     for _ in range(num_draws):
-        z_t = schedules.q_sample(z0, t, ab, _randn(z0.shape, generator, z0))
+        z_t = schedules.q_sample(z0, t, ab, noise_lib.randn_like(z0, generator))
         with attention.record_attention(parts.unet, attention.AttentionStore(), layers=layers) as store:
             _unet(parts, torch.cat([z_t, z_t]), t, cond)
         for name in layers:
@@ -1071,7 +1073,7 @@ def start_latents(inversion: Inversion, mask: torch.Tensor | None = None, genera
     first = inversion.start()
     if mask is None:
         return first
-    return torch.where(mask.to(first.device), _randn(first.shape, generator, first), first)
+    return torch.where(mask.to(first.device), noise_lib.randn_like(first, generator), first)
 
 
 def _reweight_scales(tokenizer, target: str, reweight: dict[str, float]) -> torch.Tensor:

@@ -64,7 +64,7 @@ def course_map(folder: Path | None = None) -> list[dict[str, str]]:
 
     folder = Path(folder) if folder is not None else ROOT / "notebooks"
     rows = []
-    for path in sorted(folder.glob("[0-9][0-9]_*.ipynb")):
+    for path in sorted(folder.glob("[0-9][0-9]*_*.ipynb")):
         first = json.loads(path.read_text())["cells"][0]
         text = "".join(first["source"])
         title = re.search(r"^#\s*(.+)$", text, re.M)

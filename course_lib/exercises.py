@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("source", type=Path, help="folder of the course notebooks (notebooks)")
     parser.add_argument("dest", type=Path, help="folder to write the student copies to (e.g. student)")
     args = parser.parse_args(argv)
-    notebooks = sorted(args.source.glob("[0-9][0-9]_*.ipynb"))
+    notebooks = sorted(args.source.glob("[0-9][0-9]*_*.ipynb"))
     if not notebooks:
         raise SystemExit(f"no notebooks named NN_*.ipynb in {args.source}/")
     args.dest.mkdir(parents=True, exist_ok=True)

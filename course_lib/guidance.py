@@ -32,13 +32,13 @@ and within-class diversity across guidance scales.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
 import torch
 
-from course_lib import metrics, models, recipes, samplers
+from course_lib import metrics, models, samplers
+from course_lib import noise as noise_lib
 from course_lib.validation import (
     CourseInputError,
     check_alpha_bar_t,
@@ -152,50 +152,76 @@ def check_digit_labels(labels) -> torch.Tensor:
     return tensor
 
 
-def cfg_digits_denoiser(model, labels, guidance_scale: float = 2.0):
-    """Return model(xt, t) -> eps_u + g (eps_c - eps_u) for the digits UNet: ONE model call per step.   [eq. 6.4, nb 06]
+def cfg_denoiser(model, guidance_scale: float, cond: dict, uncond: dict | None = None, *,
+                 pipeline_convention: bool = False, both_rows: bool = False):
+    """Return denoiser(xt, t) -> eps_u + g (eps_c - eps_u) with ONE model call per step: the course's only CFG loop body.   [eq. 6.4, nb 06]
 
-    The batch sent to the UNet is [x_t; x_t] with class labels [10, ..., 10; labels] (null rows
-    first, as StableDiffusionPipeline lays out [uncond; cond]). At g = 1 only the conditional rows
-    are run, at g = 0 only the null rows: the combination needs just one of them there.
+    cond and uncond are the model's keyword arguments for the conditional and the unconditional rows
+    (class_labels=(B,) for the digits UNet, encoder_hidden_states=(B, L, D) for a text UNet), one row
+    per row of x_t. The batch sent is [x_t; x_t] with the conditions [uncond; cond]: null rows first,
+    as StableDiffusionPipeline lays it out. Where the combination needs one half only, only that half
+    runs: g = 1 the conditional rows, g = 0 the unconditional ones; with pipeline_convention=True every
+    g <= 1 runs the conditional rows alone, as the pipeline turns CFG off there (uncond may then be
+    None). both_rows=True always runs both halves (attention control reads the whole layout). The
+    model runs in its own dtype; the output comes back in x_t's.
     """
-    _check_digits_model(model)
-    labels = check_digit_labels(labels)
     g = check_guidance_scale(guidance_scale)
     model.eval()
+    dtype = next(model.parameters()).dtype
+    cond_only = g == 1.0 or (pipeline_convention and g <= 1.0)
+    if uncond is None and (both_rows or not cond_only):
+        raise CourseInputError(f"guidance at g = {g:g} needs the unconditional rows (uncond).")
+
+    def rows(condition: dict, device) -> dict:
+        return {k: (v.to(device, dtype) if torch.is_floating_point(v) else v.to(device)) for k, v in condition.items()}
+
+    def call(x, t, condition):
+        t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
+        return models.model_output(model, x.to(dtype), t_batch, **rows(condition, x.device)).to(x.dtype)
 
     @torch.no_grad()
     def denoiser(xt: torch.Tensor, t: int) -> torch.Tensor:
         b = xt.shape[0]
-        if b != len(labels):
-            raise CourseInputError(f"x_t holds {b} samples but {len(labels)} labels were given; give one per sample.")
-        device = xt.device
-        cond = labels.to(device)
-        null = torch.full_like(cond, models.NULL_CLASS)
-        if g in (0.0, 1.0):  # eps_u alone, or eps_c alone
-            rows = null if g == 0.0 else cond
-            return models.model_output(model, xt, torch.full((b,), int(t), dtype=torch.long, device=device),
-                                       class_labels=rows)
-        t_batch = torch.full((2 * b,), int(t), dtype=torch.long, device=device)
-        eps = models.model_output(model, torch.cat([xt, xt]), t_batch,
-                                  class_labels=torch.cat([null, cond]))  # (2B, 1, H, W)
-        eps_u, eps_c = eps.chunk(2)
-        return cfg_combine(eps_u, eps_c, g)
+        sizes = {k: len(v) for k, v in {**cond, **(uncond or {})}.items()}
+        if any(n != b for n in sizes.values()):
+            raise CourseInputError(f"x_t holds {b} samples but the conditions hold {sizes} rows; give one per sample (one label or prompt each).")
+        if not both_rows and cond_only:
+            return call(xt, t, cond)
+        if not both_rows and g == 0.0:
+            return call(xt, t, uncond)
+        both = {k: torch.cat([uncond[k], cond[k]]) for k in cond}
+        eps_u, eps_c = call(torch.cat([xt, xt]), t, both).chunk(2)
+        return eps_c if cond_only else cfg_combine(eps_u, eps_c, g)
 
     return denoiser
+
+
+def cfg_digits_denoiser(model, labels, guidance_scale: float = 2.0):
+    """Return model(xt, t) -> eps_u + g (eps_c - eps_u) for the digits UNet: ONE model call per step.   [eq. 6.4, nb 06]
+
+    cfg_denoiser with class labels [10, ..., 10; labels] (the null class first). At g = 1 only the
+    conditional rows are run, at g = 0 only the null rows.
+    """
+    _check_digits_model(model)
+    labels = check_digit_labels(labels)
+    return cfg_denoiser(model, guidance_scale, {"class_labels": labels},
+                        {"class_labels": torch.full_like(labels, models.NULL_CLASS)})
 
 
 @torch.no_grad()
 def generate_digits_cfg(model, labels, guidance_scale: float = 2.0, *, num_steps: int = 50,
                         generator: torch.Generator | None = None, alpha_bars: torch.Tensor | None = None,
-                        spacing: str = "trailing", clip_sample: bool = False, use_clipped_model_output: bool = False,
-                        x_T: torch.Tensor | None = None, callback=None) -> torch.Tensor:
-    """Return digits (B, 1, 16, 16) in [-1, 1] of the given classes, sampled with DDIM (eta 0) and CFG at scale g.   [eq. 6.4, nb 06]
+                        spacing: str = "trailing", sampler="ddim", clip_sample: bool = False,
+                        use_clipped_model_output: bool = False, x_T: torch.Tensor | None = None,
+                        callback=None) -> torch.Tensor:
+    """Return digits (B, 1, 16, 16) in [-1, 1] of the given classes, sampled with CFG at scale g (DDIM, eta 0, by default).   [eq. 6.4, nb 06]
 
-    The training schedule (recipes.SCHEDULE, linear, 1,000 steps) and trailing spacing, as in
+    The training schedule (models.SCHEDULE, linear, 1,000 steps) and trailing spacing, as in
     models.generate. x_T ~ N(0, I) is drawn from `generator` on the CPU (exactly as models.generate
     draws it) unless given, so g = 1 equals models.generate(..., class_labels=labels) and g = 0 the
-    null-class samples for one seed. The result is clamped to [-1, 1].
+    null-class samples for one seed. The result is clamped to [-1, 1]. sampler: any of
+    samplers.SAMPLERS by name, or a Sampler object (clip_sample and use_clipped_model_output are
+    DDIM's options; give them only with sampler="ddim").
 
     Clipping: CFG extrapolates, so at high noise x0_hat lands far outside [-1, 1]. clip_sample=True
     with DDIM's default use_clipped_model_output=False clips x0_hat but keeps the unclipped eps in
@@ -206,21 +232,25 @@ def generate_digits_cfg(model, labels, guidance_scale: float = 2.0, *, num_steps
     """
     labels = check_digit_labels(labels)
     denoiser = cfg_digits_denoiser(model, labels, guidance_scale)
-    num_steps = check_positive_int(num_steps, "num_steps")
+    clipping = {"clip_sample": clip_sample, "use_clipped_model_output": use_clipped_model_output}
+    if sampler == "ddim":
+        sampler = samplers.get_sampler("ddim", **clipping)
+    elif clip_sample or use_clipped_model_output:
+        raise CourseInputError(f"clip_sample and use_clipped_model_output are DDIM's options; sampler={sampler!r} has none.")
+    sampler = samplers.get_sampler(sampler)
     device = models.model_device(model)
     size = model.config.sample_size
     shape = (len(labels), model.config.in_channels, size, size)
     if x_T is None:
-        x_T = torch.randn(shape, generator=generator)
+        x_T = noise_lib.randn(shape, generator)
     else:
         check_float_tensor(x_T, "x_T")
         if tuple(x_T.shape) != shape:
             raise CourseInputError(f"x_T must have shape {shape} (one per label), got {tuple(x_T.shape)}.")
-    ab = (recipes.SCHEDULE.alpha_bars if alpha_bars is None else alpha_bars).to(device)
-    timesteps = samplers.inference_timesteps(len(ab), num_steps, spacing)
-    step = functools.partial(samplers.ddim_step, alpha_bars=ab, eta=0.0, clip_sample=clip_sample,
-                             use_clipped_model_output=use_clipped_model_output)
-    return samplers.sample(denoiser, x_T.to(device), timesteps, step, callback=callback).x0.clamp(-1, 1)
+    ab = (models.SCHEDULE.alpha_bars if alpha_bars is None else alpha_bars).to(device)
+    timesteps = sampler.timesteps(len(ab), num_steps, spacing)
+    return samplers.sample(denoiser, x_T.to(device), timesteps, sampler, alpha_bars=ab, generator=generator,
+                           callback=callback).x0.clamp(-1, 1)
 
 
 def within_class_diversity(images: torch.Tensor, labels) -> float:

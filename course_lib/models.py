@@ -10,7 +10,6 @@ samplers.sample runs; `generate` is that one sampling loop with the usual settin
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 
 import torch
@@ -18,10 +17,13 @@ from diffusers import ConfigMixin, ModelMixin, UNet2DModel
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from course_lib import samplers
-from course_lib.validation import CourseInputError, check_choice
+from course_lib import noise as noise_lib
+from course_lib import samplers, schedules
+from course_lib.validation import CourseInputError
 
-SAMPLERS = ("ddpm", "ddim")
+# The schedule every model of notebooks 03 and 06 (2D, digits) is trained and sampled with: DDPM's linear
+# betas over 1,000 steps. It lives with the models; the retraining recipes and the notebooks import it.
+SCHEDULE = schedules.NoiseSchedule("linear", 1000)
 
 
 @contextlib.contextmanager
@@ -50,17 +52,25 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
 
 
+# What a model's output means: diffusers' three, and "flow" for a flow-matching velocity (notebook 03b).
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction", "flow")
+
+
 class TimeMLP(ModelMixin, ConfigMixin):
     """eps_theta(x_t, t) for points in R^D: an MLP with residual layers and a sinusoidal time embedding.   [nb 03]
 
     h = W_in x_t + MLP(emb(t));  h <- h + W_l SiLU(h) for each layer;  eps_hat = W_out SiLU(h).
-    Called like a diffusers model: model(xt, t) with t an int or (B,) tensor; returns (B, D).
+    Called like a diffusers model: model(xt, t) with t an int, float or (B,) tensor; returns (B, D).
+    config.prediction_type says what the output is: "epsilon" (notebook 03), or "flow", the velocity
+    of a flow-matching model (notebook 03b, course_lib.flow), which the diffusion samplers refuse.
     """
 
     @register_to_config
     def __init__(self, data_dim: int = 2, hidden_dim: int = 128, num_layers: int = 4, time_embed_dim: int = 64,
-                 num_train_timesteps: int = 1000):
+                 num_train_timesteps: int = 1000, prediction_type: str = "epsilon"):
         super().__init__()
+        if prediction_type not in PREDICTION_TYPES:
+            raise CourseInputError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
         self.time_mlp = nn.Sequential(nn.Linear(time_embed_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim))
         self.x_in = nn.Linear(data_dim, hidden_dim)
         self.layers = nn.ModuleList(nn.Linear(hidden_dim, hidden_dim) for _ in range(num_layers))
@@ -173,45 +183,51 @@ def model_device(model: nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
-def _with_generator_noise(step, adds_noise):
-    """Wrap a step so that its noise is drawn on the generator's device (the CPU) and moved to x_t's."""
-
-    def wrapped(model_output, xt, t, t_prev, generator=None):
-        noise = None
-        if adds_noise(int(t_prev)):
-            gen_device = generator.device if generator is not None else torch.device("cpu")
-            noise = torch.randn(xt.shape, generator=generator, device=gen_device).to(xt.device, xt.dtype)
-        return step(model_output, xt, t, t_prev, noise=noise, generator=generator)
-
-    return wrapped
+def model_prediction_type(model) -> str:
+    """Return what a model's output means, from its config ("epsilon" when the config does not say)."""
+    config = getattr(model, "config", None)
+    value = config.get("prediction_type", None) if hasattr(config, "get") else getattr(config, "prediction_type", None)
+    return value or "epsilon"
 
 
-def generate(model: nn.Module, shape: tuple[int, ...], alpha_bars: torch.Tensor, *, sampler: str = "ddim",
-             num_steps: int = 50, eta: float = 0.0, spacing: str = "trailing", prediction_type: str = "epsilon",
+def check_diffusion_model(model, prediction: str) -> None:
+    """Raise if a flow-matching model is given to a diffusion sampler, or its config disagrees with `prediction`."""
+    declared = model_prediction_type(model)
+    if declared == "flow":
+        raise CourseInputError("this model predicts a flow-matching velocity (config.prediction_type='flow'), not eps: "
+                               "the diffusion samplers would read it wrongly. Sample it with course_lib.flow.generate.")
+    if getattr(model, "config", None) is not None and "prediction_type" in model.config and declared != prediction:
+        raise CourseInputError(f"the model's config says prediction_type={declared!r}, but {prediction!r} was asked for; "
+                               f"leave prediction_type out to use the model's own.")
+
+
+def generate(model: nn.Module, shape: tuple[int, ...], alpha_bars: torch.Tensor, *, sampler="ddim",
+             num_steps: int = 50, eta: float = 0.0, spacing: str = "trailing", prediction_type: str | None = None,
              clip_sample: bool = False, generator: torch.Generator | None = None, device=None,
              keep_trajectory: bool = False, progress: bool = False, **condition) -> samplers.SampleOutput:
-    """Sample `shape` from a trained model with DDPM or DDIM through samplers.sample (the one sampling loop).   [nb 03]
+    """Sample `shape` from a trained model with any sampler through samplers.sample (the one sampling loop).   [nb 03]
 
-    x_T ~ N(0, I) is drawn from `generator` on the CPU and moved to the model's device, so a seed
-    gives the same start on any device. DDPM uses variance "fixed_small"; DDIM uses `eta`.
-    spacing="trailing" starts at t = T-1 for any number of steps (samplers.inference_timesteps).
-    Images: clip_sample=True clamps x0_hat to [-1, 1] (never for 2D toys).
+    sampler: a name ('ddpm', 'ddim', 'euler', 'heun', 'dpmpp_2m'; samplers.get_sampler) or a
+    samplers.Sampler object; by name, DDPM uses variance "fixed_small", DDIM `eta`, and both
+    `clip_sample` (clamp x0_hat to [-1, 1]; images only, never 2D toys). x_T ~ N(0, I) is drawn from
+    `generator` on its device (the CPU) and moved to the model's device, so a seed gives the same start
+    on any device; so is the noise of DDPM and of DDIM with eta > 0. spacing="trailing" starts at
+    t = T-1 for any number of steps (samplers.inference_timesteps). prediction_type: the model's
+    config's, else "epsilon".
     """
-    check_choice(sampler, SAMPLERS, "sampler")
-    device = torch.device(device) if device is not None else model_device(model)
-    x_T = torch.randn(shape, generator=generator).to(device)
-    ab = alpha_bars.to(device)
-    timesteps = samplers.inference_timesteps(len(alpha_bars), num_steps, spacing)
-    if sampler == "ddpm":
-        step = functools.partial(samplers.ddpm_step, alpha_bars=ab, prediction_type=prediction_type,
-                                 clip_sample=clip_sample)
-        adds_noise = lambda t_prev: t_prev >= 0  # noqa: E731  (ddpm_step adds none on the last step)
+    prediction = prediction_type or model_prediction_type(model)
+    check_diffusion_model(model, prediction)
+    if isinstance(sampler, str):
+        options = {"prediction_type": prediction}
+        if sampler.lower() in ("ddpm", "ddim"):
+            options["clip_sample"] = clip_sample
+        if sampler.lower() == "ddim":
+            options["eta"] = eta
+        sampler = samplers.get_sampler(sampler, **options)
     else:
-        step = functools.partial(samplers.ddim_step, alpha_bars=ab, eta=eta, prediction_type=prediction_type,
-                                 clip_sample=clip_sample)
-        adds_noise = lambda t_prev: eta > 0  # noqa: E731
-    if device.type != "cpu":
-        step = _with_generator_noise(step, adds_noise)
-    return samplers.sample(as_denoiser(model, **condition), x_T, timesteps, step, generator=generator,
-                           keep_trajectory=keep_trajectory, progress=progress)
-
+        sampler = samplers.get_sampler(sampler)
+    device = torch.device(device) if device is not None else model_device(model)
+    x_T = noise_lib.randn(shape, generator, device=device)
+    timesteps = sampler.timesteps(len(alpha_bars), num_steps, spacing)
+    return samplers.sample(as_denoiser(model, **condition), x_T, timesteps, sampler, alpha_bars=alpha_bars.to(device),
+                           generator=generator, keep_trajectory=keep_trajectory, progress=progress)

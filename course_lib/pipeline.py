@@ -49,40 +49,12 @@ from pathlib import Path
 import torch
 
 from course_lib import attention, checkpoints, environment, models, text, text2image
+from course_lib.text2image import SCHEDULER_CONFIG, scheduler  # noqa: F401  (the folder's scheduler)
+from course_lib.text2image import scheduler_alpha_bars as alpha_bars  # noqa: F401
 from course_lib.validation import CourseInputError
 
 PIPELINE_NAME = "sd_shapes"  # data/sd_shapes: the course's model as a StableDiffusionPipeline folder
 STABLE_DIFFUSION = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-
-# The DDIMScheduler the pipeline folder ships: text2image.SCHEDULE's betas, and Stable Diffusion 1.5's
-# choices for the rest. StableDiffusionPipeline rewrites steps_offset != 1 and clip_sample=True itself
-# (with a deprecation warning), so these two are not free; text2image.generate_latents follows them.
-SCHEDULER_CONFIG = dict(
-    **text2image.SCHEDULE.diffusers_config(),  # num_train_timesteps, beta_schedule, beta_start, beta_end
-    prediction_type="epsilon",
-    clip_sample=False,
-    set_alpha_to_one=False,  # after the last step, alpha_bar = alphas_cumprod[0], not 1
-    timestep_spacing="leading",
-    steps_offset=1,  # leading timesteps + 1: 961, 921, ..., 1 for 25 steps
-)
-
-
-def scheduler():
-    """Return the DDIMScheduler of the course's pipeline folder (SCHEDULER_CONFIG).   [DDIM, nb 06]"""
-    from diffusers import DDIMScheduler
-
-    return DDIMScheduler(**SCHEDULER_CONFIG)
-
-
-def alpha_bars() -> torch.Tensor:
-    """Return the scheduler's alphas_cumprod (1000,) float32: the table the pipeline's DDIM steps use.
-
-    diffusers computes the cumulative product in float32; text2image.SCHEDULE.alpha_bars is the float64
-    product rounded to float32. They differ by <= 5e-7, which moves 25-step latents by ~3e-5 (measured on
-    the course's UNet; the decoded images by ~2e-6): the course's loop uses this table to match the pipeline.
-    """
-    return scheduler().alphas_cumprod.clone()
-
 
 def make_pipeline(parts: text2image.Parts):
     """Return a StableDiffusionPipeline of the parts (same modules, not copies) and the course's scheduler.   [nb 06]"""

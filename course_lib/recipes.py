@@ -26,7 +26,7 @@ import torch
 from course_lib import checkpoints, data, environment, metrics, models, schedules, training
 
 # The schedule every nb-03 model is trained and sampled with: DDPM's linear betas, 1,000 steps.
-SCHEDULE = schedules.NoiseSchedule("linear", 1000)
+SCHEDULE = models.SCHEDULE  # the models' training schedule (course_lib.models)
 
 
 @dataclass

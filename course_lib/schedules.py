@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from course_lib import noise as noise_lib
 from course_lib.validation import (
     CourseInputError,
     check_batch_timesteps,
@@ -177,19 +178,13 @@ def _check_forward_inputs(x: torch.Tensor, t, schedule_values: torch.Tensor, noi
     return t
 
 
-def _draw_noise(like: torch.Tensor, noise, generator) -> torch.Tensor:
-    if noise is not None:
-        return noise
-    return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
-
-
 def q_step(x_prev: torch.Tensor, t, betas: torch.Tensor, noise=None, generator=None) -> torch.Tensor:
     """Take one forward step: x_t = sqrt(1 - beta_t) * x_{t-1} + sqrt(beta_t) * eps.   [DDPM eq. 2, nb 01]
 
     Shapes: x_prev (B, ...); t an int or (B,); returns (B, ...).
     """
     t = _check_forward_inputs(x_prev, t, betas, noise, "x_prev", "betas")
-    eps = _draw_noise(x_prev, noise, generator)
+    eps = noise if noise is not None else noise_lib.randn_like(x_prev, generator)
     beta_t = gather(betas, t, x_prev)
     return torch.sqrt(1 - beta_t) * x_prev + torch.sqrt(beta_t) * eps
 
@@ -207,6 +202,6 @@ def q_sample(x0: torch.Tensor, t, alpha_bars: torch.Tensor, noise=None, generato
     Shapes: x0 (B, ...); t an int or (B,); noise like x0; returns (B, ...).
     """
     t = _check_forward_inputs(x0, t, alpha_bars, noise, "x0")
-    eps = _draw_noise(x0, noise, generator)
+    eps = noise if noise is not None else noise_lib.randn_like(x0, generator)
     ab_t = gather(alpha_bars, t, x0)
     return torch.sqrt(ab_t) * x0 + torch.sqrt(1 - ab_t) * eps

@@ -18,14 +18,14 @@ guidance. Its noise schedule is Stable Diffusion's (scaled_linear, beta 0.00085 
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
 
 from course_lib import checkpoints, clip, environment, guidance, models, samplers, schedules, shapes, text
+from course_lib import noise as noise_lib
 from course_lib import vae as vae_lib
-from course_lib.guidance import cfg_combine, check_guidance_scale
+from course_lib.guidance import check_guidance_scale
 from course_lib.validation import CourseInputError
 
 # The denoiser. 8x8 latents need only two resolutions (8x8 with cross-attention, then 4x4) and
@@ -51,6 +51,36 @@ TEXT_ENCODER = "clip"  # data/clip: its text tower is the frozen text encoder
 # first UNet read the last layer and drew held-out pairs with the right shape 70 % of the time at
 # g = 4 (the manifest of commit 8d69c27); at layer 0, 94 % (data/text2image's manifest).
 TEXT_LAYERS = 0
+
+# The DDIMScheduler the pipeline folder ships: text2image.SCHEDULE's betas, and Stable Diffusion 1.5's
+# choices for the rest. StableDiffusionPipeline rewrites steps_offset != 1 and clip_sample=True itself
+# (with a deprecation warning), so these two are not free; generate_latents follows them. It lives here,
+# with the model it samples; pipeline.py re-exports it.
+SCHEDULER_CONFIG = dict(
+    **SCHEDULE.diffusers_config(),  # num_train_timesteps, beta_schedule, beta_start, beta_end
+    prediction_type="epsilon",
+    clip_sample=False,
+    set_alpha_to_one=False,  # after the last step, alpha_bar = alphas_cumprod[0], not 1
+    timestep_spacing="leading",
+    steps_offset=1,  # leading timesteps + 1: 961, 921, ..., 1 for 25 steps
+)
+
+
+def scheduler():
+    """Return the DDIMScheduler of the course's pipeline folder (SCHEDULER_CONFIG).   [DDIM, nb 06]"""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(**SCHEDULER_CONFIG)
+
+
+def scheduler_alpha_bars() -> torch.Tensor:
+    """Return the scheduler's alphas_cumprod (1000,) float32: the table the pipeline's DDIM steps use.
+
+    diffusers computes the cumulative product in float32; SCHEDULE.alpha_bars is the float64
+    product rounded to float32. They differ by <= 5e-7, which moves 25-step latents by ~3e-5 (measured on
+    the course's UNet; the decoded images by ~2e-6): the course's loop uses this table to match the pipeline.
+    """
+    return scheduler().alphas_cumprod.clone()
 
 
 def make_unet(seed: int = 0, **overrides):
@@ -160,7 +190,7 @@ def latent_dataset(n: int, vae, tokenizer, text_encoder, *, seed: int = 0, split
     for i in range(0, n, batch_size):
         images = shapes.render(scenes[i: i + batch_size]).to(device)
         mean, logvar = vae_lib.posterior(vae, images)
-        noise = torch.randn(mean.shape, generator=generator).to(mean)
+        noise = noise_lib.randn_like(mean, generator)
         latents.append((vae_lib.reparameterise(mean, logvar, noise) * vae.config.scaling_factor).float().cpu())
         states.append(text.encode_prompt(captions[i: i + batch_size], tokenizer, text_encoder).float().cpu())
     return {"x0": torch.cat(latents), "encoder_hidden_states": torch.cat(states)}
@@ -180,65 +210,51 @@ def null_condition(tokenizer, text_encoder) -> dict[str, torch.Tensor]:
 def generate_latents(parts: Parts, prompts, *, guidance_scale: float = 4.0, num_steps: int = 25,
                      negative_prompt: str = "", generator: torch.Generator | None = None,
                      latents: torch.Tensor | None = None, alpha_bars: torch.Tensor | None = None,
-                     spacing: str = "leading", steps_offset: int = 1, callback=None) -> torch.Tensor:
-    """Return z_0 (B, C, h, w) for the prompts: encode, then DDIM with CFG (one batched UNet call per step).   [nb 06]
+                     sampler="ddim", spacing: str = "leading", steps_offset: int = 1, callback=None) -> torch.Tensor:
+    """Return z_0 (B, C, h, w) for the prompts: encode, then a sampler with CFG (one batched UNet call per step).   [nb 06]
 
-    Step by step what StableDiffusionPipeline does with the course's scheduler (pipeline.SCHEDULER_CONFIG),
-    so that both give the same image for the same generator (tests/test_pipeline.py):
+    Step by step what StableDiffusionPipeline does with the course's scheduler (SCHEDULER_CONFIG), so
+    that both give the same image for the same generator (tests/test_pipeline.py):
     1. c = encode_prompt(prompts), and c_u = encode_prompt(negative_prompt) when g > 1;
     2. z_T ~ N(0, I) drawn from `generator` (on its device; the CPU by default) in the text
-       encoder's dtype, unless `latents` is given; times init_noise_sigma, which is 1 for DDIM;
-    3. "leading" timesteps + steps_offset (961, 921, ..., 1 for 25 steps), DDIM (eta = 0) with the
-       scheduler's float32 alphas_cumprod (pipeline.alpha_bars(), unless alpha_bars is given) and
-       alphas_cumprod[0] after the last step;
-    4. each step, the UNet on the batch [unconditional rows; conditional rows] and
+       encoder's dtype, unless `latents` is given (the pipeline's init_noise_sigma scaling is the
+       sampler's business: samplers work on z_t itself);
+    3. "leading" timesteps + steps_offset (961, 921, ..., 1 for 25 DDIM steps), the scheduler's
+       float32 alphas_cumprod (scheduler_alpha_bars(), unless given); DDIM (eta = 0) lands on
+       alphas_cumprod[0] after the last step, as set_alpha_to_one=False;
+    4. each step, guidance.cfg_denoiser: the UNet on [unconditional rows; conditional rows] and
        eps = eps_u + g (eps_c - eps_u) when g > 1; for g <= 1 the pipeline turns CFG off and runs
        the conditional rows alone (eps = eps_c), and so does this loop. For the unconditional
        model, prompt "".
+    sampler: 'ddim' (the pipeline folder's scheduler) or any of samplers.SAMPLERS, or a Sampler;
+    'euler', 'heun' and 'dpmpp_2m' equal the pipeline with EulerDiscreteScheduler,
+    HeunDiscreteScheduler and DPMSolverMultistepScheduler made from_config(SCHEDULER_CONFIG).
     """
-    from course_lib import pipeline
-
     prompts = text._as_prompts(prompts)
     g = check_guidance_scale(guidance_scale)
-    if not isinstance(num_steps, int) or isinstance(num_steps, bool) or num_steps < 1:
-        raise CourseInputError(f"num_steps must be a positive int, got {num_steps!r}.")
+    sampler = samplers.get_sampler(sampler)
     device = parts.device
     b = len(prompts)
-    do_cfg = g > 1.0
-    # 1. prompt embeddings: [c_u; c] under CFG, c alone otherwise (B, L, D) each
+    # 1. prompt embeddings: c, and c_u under CFG (B, L, D) each
     cond = text.encode_prompt(prompts, parts.tokenizer, parts.text_encoder, device=device)
-    if do_cfg:
-        uncond = text.encode_prompt([negative_prompt] * b, parts.tokenizer, parts.text_encoder, device=device)
-        context = torch.cat([uncond, cond])
-    else:
-        context = cond
-    dtype = context.dtype
+    uncond = text.encode_prompt([negative_prompt] * b, parts.tokenizer, parts.text_encoder, device=device) \
+        if g > 1.0 else None
     # 2. z_T, drawn as diffusers' randn_tensor draws it (on the generator's device, then moved)
     config = parts.unet.config
     size = config.sample_size if isinstance(config.sample_size, int) else config.sample_size[0]
     shape = (b, config.in_channels, size, size)
     if latents is None:
-        draw_device = generator.device if generator is not None else device
-        x_T = torch.randn(shape, generator=generator, device=draw_device, dtype=dtype).to(device)
+        x_T = noise_lib.randn(shape, generator, device=device, dtype=cond.dtype)
     else:
-        x_T = latents.to(device=device, dtype=dtype)
-    # (the pipeline then multiplies by scheduler.init_noise_sigma, which is 1 for DDIM: nothing to do)
-    ab = (pipeline.alpha_bars() if alpha_bars is None else alpha_bars).to(device)
-
-    def denoiser(x: torch.Tensor, t: int) -> torch.Tensor:
-        rows = 2 * b if do_cfg else b
-        t_batch = torch.full((rows,), t, dtype=torch.long, device=device)
-        x_in = torch.cat([x, x]) if do_cfg else x
-        eps = models.model_output(parts.unet, x_in, t_batch, encoder_hidden_states=context)
-        if not do_cfg:
-            return eps
-        eps_u, eps_c = eps.chunk(2)
-        return cfg_combine(eps_u, eps_c, g)
-
-    # 3.-4. DDIM through the timesteps, then z_0
-    timesteps = samplers.inference_timesteps(len(ab), num_steps, spacing, offset=steps_offset)
-    step = functools.partial(samplers.ddim_step, alpha_bars=ab, eta=0.0, final_alpha_bar=float(ab[0]))
-    return samplers.sample(denoiser, x_T, timesteps, step, callback=callback).x0
+        x_T = latents.to(device=device, dtype=cond.dtype)
+    ab = (scheduler_alpha_bars() if alpha_bars is None else alpha_bars).to(device)
+    # 3.-4. the sampler through the timesteps with the CFG denoiser, then z_0
+    denoiser = guidance.cfg_denoiser(parts.unet, g, {"encoder_hidden_states": cond},
+                                     None if uncond is None else {"encoder_hidden_states": uncond},
+                                     pipeline_convention=True)
+    timesteps = sampler.timesteps(len(ab), num_steps, spacing, offset=steps_offset)
+    return samplers.sample(denoiser, x_T, timesteps, sampler, alpha_bars=ab, final_alpha_bar=float(ab[0]),
+                           generator=generator, callback=callback).x0
 
 
 @torch.no_grad()

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 
 from course_lib import data as course_data
 from course_lib import environment, models, posterior, schedules
+from course_lib import noise as noise_lib
 from course_lib.validation import CourseInputError, check_choice
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -161,12 +162,6 @@ def split_batch(batch) -> tuple[torch.Tensor, dict]:
     )
 
 
-def _randn(shape, generator, like: torch.Tensor) -> torch.Tensor:
-    # Draw on the generator's device (the CPU by default), then move: the same numbers on any device.
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-    return torch.randn(shape, generator=generator, device=gen_device).to(device=like.device, dtype=like.dtype)
-
-
 def drop_condition(cond: dict, null_cond: dict, drop: torch.Tensor) -> dict:
     """Replace the rows of each conditioning input where `drop` is True by its null value.   [CFG, nb 06]
 
@@ -202,7 +197,7 @@ def diffusion_loss(model: torch.nn.Module, batch, generator: torch.Generator | N
     gen_device = generator.device if generator is not None else torch.device("cpu")
     # 1. a timestep and a noise per example
     t = torch.randint(0, len(alpha_bars), (b,), generator=generator, device=gen_device).to(x0.device)
-    eps = _randn(x0.shape, generator, x0)
+    eps = noise_lib.randn_like(x0, generator)
     # 2. the forward process in one jump, eq. 4
     xt = schedules.q_sample(x0, t, alpha_bars, noise=eps)
     # 3. what the network should output

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib import environment, metrics, models, shapes
+from course_lib import noise as noise_lib
 from course_lib.validation import CourseInputError, check_choice, check_finite, check_float_tensor
 
 # 32x32 RGB -> 4 x 8 x 8: three blocks (two downsamplings, f = 4), about 2.7 M parameters.
@@ -141,8 +142,7 @@ def vae_loss_terms(vae, x0: torch.Tensor, generator: torch.Generator | None = No
     check_choice(reconstruction, RECONSTRUCTION_LOSSES, "reconstruction")
     mean, logvar = posterior(vae, x0)
     if noise is None:
-        gen_device = generator.device if generator is not None else torch.device("cpu")
-        noise = torch.randn(mean.shape, generator=generator, device=gen_device).to(mean.device, mean.dtype)
+        noise = noise_lib.randn_like(mean, generator)
     z = reparameterise(mean, logvar, noise)
     x0_hat = vae.decode(z).sample
     if reconstruction == "mse":  # a Gaussian decoder, eq. (4.2)

@@ -47,22 +47,26 @@ def _images(cases):
 # SDEdit = StableDiffusionImg2ImgPipeline
 # ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("strength, guidance_scale", [(0.6, 4.0), (1.0, 1.0)])
-def test_sdedit_equals_diffusers_img2img(parts, cases, strength, guidance_scale, worst):
-    from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline
+@pytest.mark.parametrize("strength, guidance_scale, sampler", [(0.6, 4.0, "ddim"), (1.0, 1.0, "ddim"),
+                                                                (0.6, 4.0, "euler"), (0.6, 4.0, "dpmpp_2m")])
+def test_sdedit_equals_diffusers_img2img(parts, cases, strength, guidance_scale, sampler, worst):
+    from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
+                           StableDiffusionImg2ImgPipeline)
 
+    scheduler = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler, "dpmpp_2m": DPMSolverMultistepScheduler}[sampler]
     pipe = StableDiffusionImg2ImgPipeline(vae=parts.vae, text_encoder=parts.text_encoder, tokenizer=parts.tokenizer,
-                                          unet=parts.unet, scheduler=DDIMScheduler(**SD_DDIM), safety_checker=None,
+                                          unet=parts.unet, scheduler=scheduler.from_config(SD_DDIM), safety_checker=None,
                                           feature_extractor=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     images = _images(cases)
     prompts = [c.target_caption for c in cases]
     ours = editing.sdedit(parts, images, [c.source_caption for c in cases], prompts, strength=strength,
-                          guidance_scale=guidance_scale, num_steps=10, generator=torch.Generator().manual_seed(3))
+                          guidance_scale=guidance_scale, num_steps=10, generator=torch.Generator().manual_seed(3),
+                          sampler=sampler)
     ref = pipe(prompt=prompts, image=images * 0.5 + 0.5, strength=strength, guidance_scale=guidance_scale,
                num_inference_steps=10, generator=torch.Generator().manual_seed(3), output_type="pt").images
     diff = (ours * 0.5 + 0.5 - ref).abs().max().item()
-    worst("editing: sdedit vs StableDiffusionImg2ImgPipeline", diff)
+    worst(f"editing: sdedit vs StableDiffusionImg2ImgPipeline ({sampler})", diff)
     assert ours.shape == images.shape and diff <= 1e-5
     assert (ours - images).abs().max() > 0.01  # it did change the image
     assert (ours.abs() < 0.999).float().mean() > 0.5  # and the comparison is not hidden by clamping
@@ -470,3 +474,10 @@ def test_bad_input_gets_clear_errors(parts, cases):
         editing.prompt_to_prompt(parts, image, src, tgt, local_blend=False, return_mask=True, num_steps=2)
     with pytest.raises(CourseInputError, match="unknown edit method"):
         editing.run_case("magic", parts, cases[0])
+
+
+def test_inversions_refuse_a_sampler_that_would_not_retrace_them(parts, cases):
+    with pytest.raises(CourseInputError, match="sampler must be 'ddim'.*sdedit takes any sampler"):
+        editing.invert(parts, torch.zeros(1, 4, 8, 8), "a red circle", sampler="dpmpp_2m")
+    with pytest.raises(CourseInputError, match="unknown sampler"):
+        editing.sdedit(parts, _images(cases[:1]), "a", "b", sampler="lms")

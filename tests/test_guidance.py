@@ -16,7 +16,7 @@ from course_lib.validation import CourseInputError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-AB = recipes.SCHEDULE.alpha_bars
+AB = models.SCHEDULE.alpha_bars
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from diffusers import DDIMScheduler, UNet2DModel
 from diffusers.models.embeddings import get_timestep_embedding
 
 from course_lib import models, samplers, schedules
+from course_lib.validation import CourseInputError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -116,3 +117,22 @@ def test_time_mlp_save_and_load_pretrained(tmp_path):
     assert loaded.config.hidden_dim == 32
     x = torch.randn(4, 2)
     torch.testing.assert_close(loaded(x, 7), model(x, 7))
+
+
+def test_generate_takes_every_sampler_and_refuses_a_flow_model():
+    from course_lib import samplers
+
+    model = models.time_mlp(seed=0)
+    ab = models.SCHEDULE.alpha_bars
+    for name in samplers.SAMPLERS:
+        out = models.generate(model, (16, 2), ab, sampler=name, num_steps=4, generator=torch.Generator().manual_seed(0))
+        assert out.x0.shape == (16, 2) and torch.isfinite(out.x0).all(), name
+    ddim = models.generate(model, (16, 2), ab, sampler=samplers.DDIM(), num_steps=4,
+                           generator=torch.Generator().manual_seed(0)).x0
+    assert torch.equal(ddim, models.generate(model, (16, 2), ab, num_steps=4, generator=torch.Generator().manual_seed(0)).x0)
+    with pytest.raises(CourseInputError, match="flow-matching velocity.*course_lib.flow.generate"):
+        models.generate(models.time_mlp(seed=0, prediction_type="flow"), (4, 2), ab, num_steps=4)
+    with pytest.raises(CourseInputError, match="unknown sampler 'dpm'"):
+        models.generate(model, (4, 2), ab, sampler="dpm", num_steps=4)
+    with pytest.raises(CourseInputError, match="prediction_type must be one of"):
+        models.time_mlp(seed=0, prediction_type="velocity")

@@ -22,6 +22,7 @@ from conftest import SHAPES, diffusers_scheduler, fake_model
 from diffusers import DDIMScheduler, DDPMScheduler
 
 from course_lib import posterior, samplers, schedules
+from course_lib.validation import CourseInputError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -461,3 +462,124 @@ def test_sample_loop_bookkeeping():
     assert torch.equal(out.x0, out.trajectory[-1]) and torch.equal(out.trajectory[0], torch.ones(3, 2))
     assert samplers.sample(lambda x, t: 0.1 * x, torch.ones(3, 2), ts,
                            functools.partial(samplers.ddim_step, alpha_bars=ab)).trajectory == []
+
+
+# ----------------------------------------------------------------------------------------------
+# The ODE solvers (nb 03b) against diffusers' Euler, Heun and DPM-Solver++ schedulers
+# ----------------------------------------------------------------------------------------------
+
+def _solver_scheduler(name: str, ab: torch.Tensor, prediction_type: str, spacing: str):
+    """The diffusers scheduler a course solver follows, with our alpha_bars table installed before set_timesteps."""
+    from diffusers import DPMSolverMultistepScheduler, EulerDiscreteScheduler, HeunDiscreteScheduler
+
+    cls, extra = {"euler": (EulerDiscreteScheduler, {}), "heun": (HeunDiscreteScheduler, {}),
+                  "dpmpp_2m": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2})}[name]
+    sched = cls(num_train_timesteps=T, beta_schedule="linear", prediction_type=prediction_type, timestep_spacing=spacing,
+                steps_offset=1 if spacing == "leading" else 0, **extra)
+    sched.alphas_cumprod = ab.clone()
+    if hasattr(sched, "lambda_t"):  # DPM-Solver keeps alpha_t, sigma_t and lambda_t tables too
+        sched.alpha_t, sched.sigma_t = torch.sqrt(ab), torch.sqrt(1 - ab)
+        sched.lambda_t = torch.log(sched.alpha_t) - torch.log(sched.sigma_t)
+    return sched
+
+
+def _diffusers_solver_loop(sched, model, x_T, num_steps):
+    """diffusers' loop: x_T scaled into the scheduler's variables, scale_model_input, step; returns x_0 and the model calls."""
+    sched.set_timesteps(num_steps)
+    # Euler/Heun work on x_bar = x_t sqrt(sigma^2 + 1); DPM-Solver on x_t. (Their init_noise_sigma is sigma_max for
+    # "trailing", a factor sigma/sqrt(sigma^2 + 1) below what x_T ~ N(0, I) means; we compare from the same x_T.)
+    scale = 1.0 if type(sched).__name__.startswith("DPM") else float((sched.sigmas.max() ** 2 + 1) ** 0.5)
+    x, calls = x_T * scale, 0
+    for t in sched.timesteps:
+        x = sched.step(model(sched.scale_model_input(x, t), int(t)), t, x).prev_sample
+        calls += 1
+    return x, calls
+
+
+class _Counting:
+    def __init__(self, model):
+        self.model, self.calls = model, 0
+
+    def __call__(self, x, t):
+        self.calls += 1
+        return self.model(x, t)
+
+
+@pytest.mark.parametrize("name", ["euler", "heun", "dpmpp_2m"])
+@pytest.mark.parametrize("spacing", ["leading", "trailing"])
+@pytest.mark.parametrize("prediction_type", PREDICTIONS)
+def test_ode_solvers_equal_diffusers(name, spacing, prediction_type, worst):
+    ab = alpha_bars("linear")
+    for kind, num_steps in (("image", 4), ("image", 25), ("2d", 10)):
+        model = fake_model(kind, prediction_type, ab)
+        x_T = x_T_for(kind)
+        theirs, their_calls = _diffusers_solver_loop(_solver_scheduler(name, ab, prediction_type, spacing), model, x_T,
+                                                     num_steps)
+        solver = samplers.get_sampler(name, prediction_type=prediction_type)
+        timesteps = solver.timesteps(T, num_steps, spacing, offset=1 if spacing == "leading" else 0)
+        counted = _Counting(model)
+        ours = samplers.sample(counted, x_T, timesteps, solver, alpha_bars=ab).x0
+        err = float((ours - theirs).abs().max()) / max(1.0, float(theirs.abs().max()))
+        worst(f"solvers: {name} vs diffusers (relative)", err)
+        assert err <= TOL, (kind, num_steps, err)
+        assert counted.calls == their_calls == solver.evaluations(num_steps)
+
+
+def test_ddim_is_euler_on_the_probability_flow_ode(worst):
+    """DDIM (eta = 0, landing on alpha_bar = 1) and Euler in sigma = sqrt((1 - ab)/ab): one method, two formulas."""
+    ab = alpha_bars("scaled_linear")
+    for prediction_type in PREDICTIONS:
+        model = fake_model("image", prediction_type, ab)
+        timesteps = samplers.inference_timesteps(T, 12, "trailing")
+        ddim = samplers.sample(model, x_T_for("image"), timesteps, samplers.DDIM(prediction_type=prediction_type),
+                               alpha_bars=ab, keep_trajectory=True)
+        euler = samplers.sample(model, x_T_for("image"), timesteps, samplers.Euler(prediction_type=prediction_type),
+                                alpha_bars=ab, keep_trajectory=True)
+        err = max(float((a - b).abs().max()) for a, b in zip(ddim.trajectory, euler.trajectory))
+        worst("solvers: DDIM vs Euler, every step", err)
+        assert err <= TOL
+
+
+def test_multistep_history_is_cleared_between_runs():
+    ab = alpha_bars("linear")
+    model = fake_model("image", "epsilon", ab)
+    solver = samplers.get_sampler("dpmpp_2m")
+    timesteps = solver.timesteps(T, 8)
+    first = samplers.sample(model, x_T_for("image", 1), timesteps, solver, alpha_bars=ab).x0
+    samplers.sample(model, x_T_for("image", 2), timesteps, solver, alpha_bars=ab)
+    again = samplers.sample(model, x_T_for("image", 1), timesteps, solver, alpha_bars=ab).x0
+    assert torch.equal(first, again)
+
+
+def test_dpm_solver_leading_timesteps_are_its_own():
+    """DPM-Solver's 'leading' divides into N + 1 (not DDIM's N); its 'trailing' is everyone's."""
+    for n in (5, 20, 25):
+        sched = _solver_scheduler("dpmpp_2m", alpha_bars("linear"), "epsilon", "leading")
+        sched.set_timesteps(n)
+        assert samplers.DPMSolverPP2M().timesteps(T, n, "leading", offset=1).tolist() == sched.timesteps.tolist()
+    assert samplers.DPMSolverPP2M().timesteps(T, 25, "leading", 1).tolist() != \
+        samplers.DDIM().timesteps(T, 25, "leading", 1).tolist()
+
+
+def test_samplers_by_name_and_bad_input():
+    assert isinstance(samplers.get_sampler("Heun"), samplers.Heun)
+    built = samplers.DDIM(eta=0.5)
+    assert samplers.get_sampler(built) is built
+    with pytest.raises(CourseInputError, match="unknown sampler 'lms'.*ddpm, ddim, euler, heun, dpmpp_2m"):
+        samplers.get_sampler("lms")
+    with pytest.raises(CourseInputError, match="already built"):
+        samplers.get_sampler(built, eta=1.0)
+    with pytest.raises(CourseInputError, match="euler takes the options"):
+        samplers.get_sampler("euler", eta=1.0)
+    with pytest.raises(CourseInputError, match="dpmpp_2m with 1 step never takes its second-order step"):
+        samplers.get_sampler("dpmpp_2m").timesteps(T, 1)
+    with pytest.raises(CourseInputError, match="at least 3 steps"):
+        samplers.sample(lambda x, t: x, x_T_for("2d"), [999, 499], "dpmpp_2m", alpha_bars=alpha_bars("linear"))
+    heun = samplers.get_sampler("heun")
+    assert heun.evaluations(10) == 19 and heun.steps_for(19) == 10
+    with pytest.raises(CourseInputError, match="always odd. 8 evaluations cannot be spent exactly; use 7 or 9"):
+        heun.steps_for(8)
+    with pytest.raises(CourseInputError, match="needs alpha_bars"):
+        samplers.sample(lambda x, t: x, x_T_for("2d"), [999, 499], "euler")
+    with pytest.raises(CourseInputError, match="call Euler.begin"):
+        samplers.Euler().step(lambda x, t: x, x_T_for("2d"), 0)

@@ -1,0 +1,202 @@
+"""Steps against quality: how many model evaluations each sampler needs, measured three ways.   [notebook 03b]
+
+Every sampler of samplers.SAMPLERS (DDIM, Euler, Heun, DPM-Solver++(2M)) solves the same
+probability-flow ODE; what differs is the error each makes for a budget of model evaluations (NFE).
+
+1. ode_errors: on a Gaussian mixture, with the exact eps* (mixtures.optimal_eps), the RMS distance
+   between a sampler's x_0 and the ODE's own solution (mixtures.probability_flow_solution) from the
+   same x_T. On a grid smooth in log sigma (log_sigma_alpha_bars, Karras et al.'s range 0.002..80)
+   the error falls as NFE^-p, p the solver's order; fitted_order reads p off the log-log slope.
+2. digits_study: the class-conditional digits UNet with CFG: classifier accuracy and confidence, and
+   the RMS distance to a far finer solve of the same ODE from the same x_T.
+3. text_study: the text-to-image model: caption adherence (the shapes judge) and the same distance,
+   on the latents.
+matching_evaluations then reads off the fewest evaluations at which each sampler is as close to the
+fine solve as DDIM with 50 steps. Legend: NFE = evaluations = model calls per sample (CFG's two
+halves run as one batched call, as in every pipeline).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+
+from course_lib import guidance, metrics, mixtures, models, samplers, text2image
+from course_lib import noise as noise_lib
+from course_lib import vae as vae_lib
+from course_lib.validation import CourseInputError, check_positive_int
+
+STUDY_SAMPLERS = ("ddim", "heun", "dpmpp_2m")  # Euler is DDIM (tests/test_samplers.py), so one line for both
+STUDY_EVALUATIONS = (5, 9, 13, 17, 21, 25, 31, 41, 51)  # odd, so Heun can spend each
+EDM_SIGMAS = (0.002, 80.0)  # Karras et al. 2022's sigma_min and sigma_max
+
+
+def log_sigma_alpha_bars(sigma_min: float = EDM_SIGMAS[0], sigma_max: float = EDM_SIGMAS[1],
+                         size: int = 100_000) -> torch.Tensor:
+    """Return a float64 alpha_bar table whose sigma = sqrt((1 - ab) / ab) is evenly spaced in log from sigma_min to sigma_max.   [nb 03b]
+
+    With "linspace" spacing over it every sampler's grid runs from sigma_max to sigma_min in steps even
+    in log sigma (to 1 part in size), then to data: a smooth grid, on which a solver's order shows.
+    float64 because 1 - ab ~ 4e-6 at sigma_min would keep only two digits in float32.
+    """
+    size = check_positive_int(size, "size")
+    if not 0 < sigma_min < sigma_max:
+        raise CourseInputError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}.")
+    sigmas = torch.logspace(math.log10(sigma_min), math.log10(sigma_max), size, dtype=torch.float64)
+    return 1 / (1 + sigmas**2)
+
+
+def _rms(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Root mean square over samples of the per-sample Euclidean distance."""
+    d = (a.double() - b.double()).reshape(len(a), -1)
+    return float(d.pow(2).sum(1).mean().sqrt())
+
+
+def _budgets(names, evaluations):
+    """Yield (name, sampler, NFE, steps) for every sampler and every NFE it can spend exactly (Heun: odd only)."""
+    for name in names:
+        sampler = samplers.get_sampler(name)
+        for nfe in evaluations:
+            try:
+                steps = sampler.steps_for(nfe)
+            except CourseInputError:
+                continue
+            yield name, sampler, nfe, steps
+
+
+def ode_errors(mixture: mixtures.GaussianMixture | None = None, names=STUDY_SAMPLERS,
+               evaluations=(5, 9, 17, 33, 65, 129), *, n: int = 500, seed: int = 0,
+               alpha_bars: torch.Tensor | None = None, spacing: str = "linspace",
+               reference_steps: int = 2000) -> list[dict]:
+    """Return one row per (sampler, NFE): {"sampler", "steps", "evaluations", "error"} on mixture data with the exact eps*.   [nb 03b]
+
+    error: RMS over n starts x_T ~ N(0, I) (seeded) of |x_0 - x_0^ODE|, x_0^ODE from
+    mixtures.probability_flow_solution (RK4, reference_steps steps) from the same x_T. Default: the
+    ring of notebook 02, the log-sigma table (log_sigma_alpha_bars) and "linspace" spacing, where the
+    grid ends at the table's sigma_min and the reference ends there too with the same final Euler step
+    every sampler takes to data. With the course's own table (models.SCHEDULE.alpha_bars) and
+    "trailing" spacing the reference runs on to sigma = 1e-4 (the exact x_0). Samplers that cannot
+    spend an NFE exactly (Heun: odd only) skip it.
+    """
+    mixture = mixtures.ring() if mixture is None else mixture
+    table = log_sigma_alpha_bars() if alpha_bars is None else alpha_bars
+    dtype = table.dtype
+    mix = mixtures.GaussianMixture(mixture.means.to(dtype), mixture.stds.to(dtype), mixture.weights.to(dtype))
+    x_T = noise_lib.randn((check_positive_int(n, "n"), mix.dim), torch.Generator().manual_seed(seed), dtype=dtype)
+    ab_T = float(table[-1])
+    ends_on_table = spacing == "linspace"
+    sigma_end = float(samplers.karras_sigma(table[:1].double())) if ends_on_table else 1e-4
+    reference = mixtures.probability_flow_solution(mix, x_T, ab_T, num_steps=reference_steps, sigma_min=sigma_end)
+
+    def model(x, t):
+        return mixtures.optimal_eps(x, t, table, mix)
+
+    rows = []
+    for name, sampler, nfe, steps in _budgets(names, evaluations):
+        x0 = samplers.sample(model, x_T, sampler.timesteps(len(table), steps, spacing), sampler, alpha_bars=table).x0
+        rows.append({"sampler": name, "steps": steps, "evaluations": nfe, "error": _rms(x0, reference)})
+    return rows
+
+
+def fitted_order(rows: list[dict], name: str, *, key: str = "error", min_evaluations: int = 17) -> float:
+    """Return p of error ~ C NFE^-p: minus the least-squares slope of log(error) against log(NFE), rows with NFE >= min_evaluations.   [nb 03b]"""
+    points = [(r["evaluations"], r[key]) for r in rows if r["sampler"] == name and r["evaluations"] >= min_evaluations]
+    if len(points) < 2:
+        raise CourseInputError(f"need two rows of {name!r} with evaluations >= {min_evaluations} to fit a slope, "
+                               f"got {len(points)}.")
+    x, y = np.log([p[0] for p in points]), np.log([p[1] for p in points])
+    return float(-np.polyfit(x, y, 1)[0])
+
+
+def _study(generate, names, evaluations, reference, score, timing_rows: int):
+    """Shared loop of digits_study and text_study: generate(sampler, steps) -> samples; score(samples) -> dict."""
+    ref_name, ref_steps = reference
+    x_ref = generate(samplers.get_sampler(ref_name), ref_steps)
+    rows = []
+    for name, sampler, nfe, steps in _budgets(names, evaluations):
+        start = time.perf_counter()
+        x = generate(sampler, steps)
+        seconds = (time.perf_counter() - start) / timing_rows
+        rows.append({"sampler": name, "steps": steps, "evaluations": nfe, "distance": _rms(x, x_ref),
+                     "seconds_per_image": seconds, **score(x)})
+    return rows
+
+
+@torch.no_grad()
+def digits_study(model, names=STUDY_SAMPLERS, evaluations=STUDY_EVALUATIONS, *, per_class: int = 20,
+                 guidance_scale: float = 2.0, seed: int = 0, reference=("heun", 100)) -> list[dict]:
+    """Return one row per (sampler, NFE) on the class-conditional digits UNet with CFG at g.   [nb 03b]
+
+    10 x per_class digits (labels 0..9 repeated) from one x_T (seeded), trailing spacing (as
+    models.generate). Each row: {"sampler", "steps", "evaluations", "accuracy" (metrics.classify_digits
+    agrees with the label), "confidence" (its mean confidence), "distance" (RMS pixel distance to the
+    reference solve: `reference` = (sampler, steps), Heun with 100 steps = 199 NFE by default),
+    "seconds_per_image" (wall clock of the whole batch / its size, this machine)}.
+    """
+    per_class = check_positive_int(per_class, "per_class")
+    labels = torch.arange(per_class * models.NUM_DIGIT_CLASSES) % models.NUM_DIGIT_CLASSES
+    size = model.config.sample_size
+    x_T = noise_lib.randn((len(labels), model.config.in_channels, size, size), torch.Generator().manual_seed(seed))
+
+    def generate(sampler, steps):
+        return guidance.generate_digits_cfg(model, labels, guidance_scale, num_steps=steps, sampler=sampler,
+                                            x_T=x_T).cpu()
+
+    def score(x):
+        predicted, confidence = metrics.classify_digits(x)
+        return {"accuracy": float((predicted == labels).double().mean()), "confidence": float(confidence.double().mean())}
+
+    return _study(generate, names, evaluations, reference, score, len(labels))
+
+
+@torch.no_grad()
+def text_study(parts: text2image.Parts, names=STUDY_SAMPLERS, evaluations=STUDY_EVALUATIONS, *,
+               num_prompts: int = 100, guidance_scale: float = 4.0, seed: int = 0,
+               reference=("heun", 100)) -> list[dict]:
+    """Return one row per (sampler, NFE) on the text-to-image model: adherence and distance to a fine solve.   [nb 03b]
+
+    num_prompts single-object prompts of the 'test' split (text2image.prompt_set), one z_T (seeded),
+    CFG at g and "trailing" spacing: the pipeline's "leading" one starts 5 steps at t = 801 and 100 at
+    t = 991, so each step count would solve the ODE from another starting level. Each row: {"sampler", "steps",
+    "evaluations", "adherence" (share the shapes judge finds right on colour, shape, position, count and
+    background), "distance" (RMS latent distance to the reference solve), "seconds_per_image"
+    (sampling, the VAE decoder not included: wall clock / num_prompts)}.
+    """
+    scenes, prompts = text2image.prompt_set(check_positive_int(num_prompts, "num_prompts"), "test", seed=seed)
+    config = parts.unet.config
+    size = config.sample_size if isinstance(config.sample_size, int) else config.sample_size[0]
+    z_T = noise_lib.randn((len(prompts), config.in_channels, size, size), torch.Generator().manual_seed(seed))
+
+    def generate(sampler, steps):
+        return text2image.generate_latents(parts, prompts, guidance_scale=guidance_scale, num_steps=steps,
+                                           sampler=sampler, latents=z_T, spacing="trailing", steps_offset=0).cpu()
+
+    def score(z):
+        images = vae_lib.decode(parts.vae, z.to(parts.device)).float().clamp(-1, 1).cpu()
+        return {"adherence": text2image.adherence(images, scenes)["all"]}
+
+    return _study(generate, names, evaluations, reference, score, len(prompts))
+
+
+def matching_evaluations(rows: list[dict], *, target=("ddim", 51), key: str = "distance",
+                         higher_is_better: bool = False, tolerance: float = 0.0) -> dict[str, int | None]:
+    """Return, per sampler, the fewest evaluations that do as well on `key` as the target row (None if none does).   [nb 03b]
+
+    key "distance" (lower is better): at most the target's distance to the fine solve. For a score
+    where higher is better (accuracy, adherence), at least the target's minus `tolerance`.
+    """
+    goal = next((r[key] for r in rows if r["sampler"] == target[0] and r["evaluations"] == target[1]), None)
+    if goal is None:
+        raise CourseInputError(f"no row of {target[0]!r} with {target[1]} evaluations to match.")
+
+    def good(value):
+        return value >= goal - tolerance if higher_is_better else value <= goal + tolerance
+
+    out = {}
+    for name in dict.fromkeys(r["sampler"] for r in rows):
+        hits = sorted(r["evaluations"] for r in rows if r["sampler"] == name and good(r[key]))
+        out[name] = hits[0] if hits else None
+    return out

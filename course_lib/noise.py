@@ -1,0 +1,35 @@
+"""Drawing the Gaussian noise every part of the course needs, in one place.   [notebooks 01-08]
+
+One rule, diffusers' `randn_tensor`: the numbers are drawn on the generator's device (the target
+device when there is no generator), then moved to the target device and dtype. A CPU generator
+therefore gives the same x_T, the same forward-process noise and the same sampler noise on a
+laptop, on Colab's GPU and on Apple silicon.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from course_lib.validation import check_float_tensor, check_same_shape
+
+
+def randn(shape, generator: torch.Generator | None = None, *, device=None, dtype=None) -> torch.Tensor:
+    """Return N(0, I) of `shape` drawn from `generator` on its device, then moved to `device` and `dtype`."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    draw_device = generator.device if generator is not None else device
+    return torch.randn(tuple(shape), generator=generator, device=draw_device, dtype=dtype).to(device)
+
+
+def randn_like(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Return N(0, I) shaped like `like`, on its device and in its dtype (randn's rule for where it is drawn)."""
+    return randn(like.shape, generator, device=like.device, dtype=like.dtype)
+
+
+def given_or_drawn(noise, like: torch.Tensor, generator: torch.Generator | None = None,
+                   name: str = "noise", like_name: str = "xt") -> torch.Tensor:
+    """Return `noise` after checking it is a float tensor shaped like `like`, or a fresh draw when it is None."""
+    if noise is None:
+        return randn_like(like, generator)
+    check_float_tensor(noise, name)
+    check_same_shape(**{name: noise, like_name: like})
+    return noise

@@ -1,0 +1,63 @@
+"""course_lib.fast_sampling and the probability-flow reference: orders read off slopes, against closed forms."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from course_lib import fast_sampling, mixtures, models
+from course_lib.validation import CourseInputError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_probability_flow_reference_equals_the_closed_form_for_one_gaussian():
+    """One Gaussian N(mu, s^2 I): x_bar(sigma) - mu grows as sqrt(s^2 + sigma^2), so x_0 = mu + (x_bar_T - mu) s / sqrt(s^2 + sigma_T^2)."""
+    mu, s = torch.tensor([[1.0, -0.5]]), 0.3
+    one = mixtures.GaussianMixture(mu, torch.tensor([s]), torch.tensor([1.0]))
+    ab_T = float(models.SCHEDULE.alpha_bars[-1])
+    sigma_T = math.sqrt((1 - ab_T) / ab_T)
+    x_T = torch.randn(200, 2, generator=torch.Generator().manual_seed(0))
+    ours = mixtures.probability_flow_solution(one, x_T, ab_T, num_steps=400)
+    closed = mu.double() + (x_T.double() * math.sqrt(sigma_T**2 + 1) - mu.double()) * s / math.sqrt(s**2 + sigma_T**2)
+    assert float((ours - closed).abs().max()) < 1e-6
+    with pytest.raises(CourseInputError, match="alpha_bar_T must be in"):
+        mixtures.probability_flow_solution(one, x_T, 1.0)
+
+
+def test_optimal_eps_at_a_table_entry_is_optimal_eps():
+    ab, ring = models.SCHEDULE.alpha_bars, mixtures.ring()
+    x = torch.randn(50, 2, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(mixtures.optimal_eps(x, 300, ab, ring), mixtures.optimal_eps_at(x, float(ab[300]), ring))
+
+
+def test_log_sigma_table_is_even_in_log_sigma():
+    ab = fast_sampling.log_sigma_alpha_bars(size=1000)
+    log_sigma = torch.log(((1 - ab) / ab).sqrt())
+    steps = log_sigma.diff()
+    assert ab.dtype == torch.float64 and (steps > 0).all()
+    assert float((steps / steps.mean() - 1).abs().max()) < 1e-6
+    assert math.isclose(float(log_sigma[0].exp()), 0.002, rel_tol=1e-9)
+    assert math.isclose(float(log_sigma[-1].exp()), 80.0, rel_tol=1e-9)
+
+
+def test_each_solver_shows_its_order_on_the_smooth_grid():
+    rows = fast_sampling.ode_errors(n=200, evaluations=(17, 33, 65, 129), reference_steps=1000)
+    assert 0.9 <= fast_sampling.fitted_order(rows, "ddim") <= 1.2
+    assert 1.8 <= fast_sampling.fitted_order(rows, "heun") <= 2.6
+    assert 1.4 <= fast_sampling.fitted_order(rows, "dpmpp_2m") <= 2.3
+    at_65 = {r["sampler"]: r["error"] for r in rows if r["evaluations"] == 65}
+    assert at_65["dpmpp_2m"] < at_65["ddim"] / 4 and at_65["heun"] < at_65["ddim"] / 2
+
+
+def test_fitted_order_and_matching_on_made_up_rows():
+    rows = [{"sampler": "a", "evaluations": e, "error": 3.0 * e**-2.0} for e in (10, 20, 40, 80)]
+    rows += [{"sampler": "b", "evaluations": e, "error": 1.0 / e} for e in (10, 20, 40, 80)]
+    assert math.isclose(fast_sampling.fitted_order(rows, "a", min_evaluations=10), 2.0, rel_tol=1e-9)
+    assert fast_sampling.matching_evaluations(rows, target=("b", 40), key="error") == {"a": 20, "b": 40}  # a: 3/400 <= 1/40 < 3/100
+    with pytest.raises(CourseInputError, match="need two rows"):
+        fast_sampling.fitted_order(rows, "c")
+    with pytest.raises(CourseInputError, match="no row of 'b' with 50"):
+        fast_sampling.matching_evaluations(rows, target=("b", 50), key="error")

@@ -3,6 +3,7 @@
     python benchmarks/bench_text2image.py                         # data/text2image (the shipped UNet), 200 prompts
     python benchmarks/bench_text2image.py --quick --threads 1     # 20 prompts, fewer repeats, one thread
     python benchmarks/bench_text2image.py --unet /tmp/t6/short/m  # another UNet folder (used when data/text2image is absent)
+    python benchmarks/bench_text2image.py --ratio-only --samplers ddim,dpmpp_2m --threads 1   # the loop/pipeline ratio per solver
 
 Prints:
   - training seconds per step of the text-to-image UNet2DConditionModel (text2image.UNET_CONFIG, batch 64,
@@ -49,14 +50,23 @@ def sampling_speed(parts: text2image.Parts, prompts: list[str], num_steps: int, 
     return seconds / len(prompts)
 
 
-def loop_vs_pipeline(parts: text2image.Parts, pipe, prompts: list[str], num_steps: int, repeats: int) -> dict:
+def loop_vs_pipeline(parts: text2image.Parts, pipe, prompts: list[str], num_steps: int, repeats: int,
+                     sampler: str = "ddim") -> dict:
     """Time the course's loop and the pipeline alternately (ABBA order) on the same prompts and seeds.
+
+    sampler: the course's name; the pipeline gets the matching diffusers scheduler made from_config(SCHEDULER_CONFIG).
 
     Returns medians of wall-clock seconds and of this process's CPU seconds (less disturbed by other
     work on a shared host when torch runs on one thread), their ratios, and the largest image difference.
     """
+    import diffusers
+
+    scheduler_class = {"ddim": "DDIMScheduler", "euler": "EulerDiscreteScheduler", "heun": "HeunDiscreteScheduler",
+                       "dpmpp_2m": "DPMSolverMultistepScheduler"}[sampler]
+    pipe.scheduler = getattr(diffusers, scheduler_class).from_config(pipeline.SCHEDULER_CONFIG)
+
     def course(seed):
-        return text2image.generate(parts, prompts, guidance_scale=4.0, num_steps=num_steps,
+        return text2image.generate(parts, prompts, guidance_scale=4.0, num_steps=num_steps, sampler=sampler,
                                    generator=torch.Generator().manual_seed(seed))
 
     def diffusers_pipe(seed):
@@ -89,6 +99,8 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer prompts, steps and repeats")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--samplers", default="ddim", help="comma-separated samplers for the loop/pipeline ratio")
+    parser.add_argument("--ratio-only", action="store_true", help="only the loop/pipeline time ratio (section 3)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -108,28 +120,31 @@ def main(argv=None) -> None:
     print(f"UNet2DConditionModel {models.num_parameters(parts.unet):,} params; VAE {models.num_parameters(parts.vae):,}; "
           f"text encoder {models.num_parameters(parts.text_encoder):,}")
 
-    # 1. training speed
-    print("\n== training, seconds per step (median; batch 64) ==")
-    steps = 3 if args.quick else 6
-    print(f"text2image UNet, {steps} steps after a warm-up step: {train_speed(parts, steps, device):.2f} s per step")
-
-    # 2. sampling speed
-    print("\n== sampling, seconds per image (median; batch 16, g = 4, VAE decode included) ==")
     _, prompts = text2image.prompt_set(16, "test", seed=1)
-    for n in (25, 50):
-        print(f"DDIM {n:3d} steps: {sampling_speed(parts, prompts, n, repeats):.3f} s per image")
+    if not args.ratio_only:
+        # 1. training speed
+        print("\n== training, seconds per step (median; batch 64) ==")
+        steps = 3 if args.quick else 6
+        print(f"text2image UNet, {steps} steps after a warm-up step: {train_speed(parts, steps, device):.2f} s per step")
+
+        # 2. sampling speed
+        print("\n== sampling, seconds per image (median; batch 16, g = 4, VAE decode included) ==")
+        for n in (25, 50):
+            print(f"DDIM {n:3d} steps: {sampling_speed(parts, prompts, n, repeats):.3f} s per image")
 
     # 3. the course's loop against StableDiffusionPipeline, same modules
     print("\n== course loop / diffusers StableDiffusionPipeline, same model, interleaved (25 steps, g = 4) ==")
     pipe = pipeline.make_pipeline(parts).to(device)
     pipe.set_progress_bar_config(disable=True)
-    for batch in (1, 16):
-        r = loop_vs_pipeline(parts, pipe, prompts[:batch], 25, repeats * (3 if batch == 1 else 2))
+    for sampler, batch in ((sampler, batch) for sampler in args.samplers.split(",") for batch in (1, 16)):
+        r = loop_vs_pipeline(parts, pipe, prompts[:batch], 25, repeats * (3 if batch == 1 else 2), sampler)
         met = "MET" if min(r["ratio_wall"], r["ratio_cpu"]) <= 1.02 else "NOT MET"
-        print(f"batch {batch:2d}: course {r['course_s']:.3f} s, pipeline {r['pipeline_s']:.3f} s (medians); "
+        print(f"{sampler}, batch {batch:2d}: course {r['course_s']:.3f} s, pipeline {r['pipeline_s']:.3f} s (medians); "
               f"ratio {r['ratio_wall']:.3f} wall-clock, {r['ratio_cpu']:.3f} CPU time   [target <= 1.02: {met}]; "
               f"images max |difference| {r['max_abs_diff']:.1e}")
 
+    if args.ratio_only:
+        return
     # 4. caption adherence across guidance
     scales = range(1, 11)
     print(f"\n== caption adherence, {num_prompts} single-object prompts per split x 2 seeds, DDIM 25, g = 1..10 ==")

@@ -24,7 +24,8 @@ import torch
 
 from course_lib import noise as noise_lib
 from course_lib import posterior
-from course_lib.validation import CourseInputError, check_choice, check_float_tensor, check_positive_int
+from course_lib.validation import (CourseInputError, check_choice, check_float_tensor, check_positive_int,
+                                   check_schedule_table)
 
 SPACINGS = ("leading", "trailing", "linspace")
 VARIANCE_TYPES = ("fixed_small", "fixed_large")  # sigma_t^2 = beta_tilde_t or beta_t
@@ -228,8 +229,6 @@ class Sampler:
     # -- one run ----------------------------------------------------------------------------------
     def begin(self, timesteps, alpha_bars: torch.Tensor, final_alpha_bar: float = 1.0) -> None:
         """Start a run through `timesteps` on the schedule `alpha_bars`; clears any history of an earlier run."""
-        from course_lib.validation import check_schedule_table
-
         check_schedule_table(alpha_bars, "alpha_bars")
         ts = [int(t) for t in timesteps]
         if not ts:

@@ -631,6 +631,66 @@ def instruction(scene: Scene, edit: Edit) -> str:
             "remove": f"remove {name}"}[edit.kind]
 
 
+def read_instruction(scene: Scene, text: str) -> Edit:
+    """Return the Edit whose canonical instruction (instruction()) is `text`, for this scene; raise if none is.   [nb 09]"""
+    candidates = [Edit("background", value=b) for b in BACKGROUNDS if b != scene.background]
+    for i, o in enumerate(scene.objects):
+        candidates += [Edit("colour", index=i, value=c) for c in COLOURS if c != o.colour]
+        candidates += [Edit("shape", index=i, value=s) for s in SHAPES if s != o.shape]
+        if len(scene.objects) > 1:
+            candidates.append(Edit("remove", index=i))
+    if len(scene.objects) < MAX_OBJECTS:
+        candidates += [Edit("add", obj=ShapeObject(s, c, r, k)) for r, k in scene.free_cells() for c, s in ALL_PAIRS]
+    for edit in candidates:
+        if instruction(scene, edit) == text:
+            return edit
+    raise CourseInputError(f"{text!r} is not a canonical instruction for this scene ({caption(scene)!r}); "
+                           f"canonical instructions read like {instruction(scene, candidates[0])!r}.")
+
+
+def scene_from_caption(caption: str) -> Scene:
+    """Return the Scene a "full", "objects" or "background_first" caption describes (default sizes, no offsets; black if unnamed)."""
+    d = parse_caption(caption)
+    return Scene.from_dict({"background": d["background"] or "black", "objects": d["objects"]})
+
+
+def caption_edit(source_caption: str, target_caption: str) -> tuple[Scene, Edit]:
+    """Return (source scene, the one Edit) that turns source_caption's scene into target_caption's.   [nb 09]
+
+    Raises CourseInputError when the captions describe the same scene or differ by more than one edit.
+    """
+    source, target = scene_from_caption(source_caption), scene_from_caption(target_caption)
+    src = {o.cell: o for o in source.objects}
+    tgt = {o.cell: o for o in target.objects}
+    changes = []
+    if source.background != target.background:
+        changes.append(Edit("background", value=target.background))
+    for cell in sorted(set(src) | set(tgt)):
+        a, b = src.get(cell), tgt.get(cell)
+        index = next((i for i, o in enumerate(source.objects) if o.cell == cell), None)
+        if a is None:
+            changes.append(Edit("add", obj=ShapeObject(b.shape, b.colour, b.row, b.col)))
+        elif b is None:
+            changes.append(Edit("remove", index=index))
+        elif a.colour != b.colour and a.shape == b.shape:
+            changes.append(Edit("colour", index=index, value=b.colour))
+        elif a.shape != b.shape and a.colour == b.colour:
+            changes.append(Edit("shape", index=index, value=b.shape))
+        elif a.shape != b.shape:
+            changes.append(None)  # colour and shape at once: not one edit
+    if len(changes) != 1 or changes[0] is None:
+        what = "the same scene" if not changes else f"{len(changes)} changes"
+        raise CourseInputError(f"{source_caption!r} -> {target_caption!r} is {what}, not one edit of the shapes world "
+                               f"(a colour, a shape, the background, one object added or removed).")
+    return source, changes[0]
+
+
+def canonical_instruction(source_caption: str, target_caption: str) -> str:
+    """Return the canonical instruction (instruction) of the one edit between two captions.   [nb 09]"""
+    scene, edit = caption_edit(source_caption, target_caption)
+    return instruction(scene, edit)
+
+
 def _changed_support(source: Scene, target: Scene, size: int) -> torch.Tensor:
     # The pixels whose value depends on anything that differs between the two scenes: the supports
     # of every object not present identically in both, and all visible background if it changed.

@@ -281,7 +281,8 @@ def _as_batch_output(out, b: int, shape) -> torch.Tensor:
 
 
 def evaluate(method, edit_cases: list[shapes.EditResult], *, name: str, seed: int = 0, pass_mask: bool = False,
-             batch_size: int = 1, keep_images: bool = False, progress: bool = False) -> dict:
+             batch_size: int = 1, keep_images: bool = False, progress: bool = False,
+             target_prompts: list[str | None] | None = None) -> dict:
     """Edit every case with `method` and score it; return {"name", "settings", "records", "summary"}.   [nb 07-08]
 
     method(image (3, H, W), source_prompt, target_prompt, generator=torch.Generator seeded by
@@ -291,7 +292,9 @@ def evaluate(method, edit_cases: list[shapes.EditResult], *, name: str, seed: in
     generator=seeded by seed + first position[, mask=(B, H, W)]) -> (B, 3, H, W); seconds is the call's
     time divided by B. records: one dict per case (index into cases(), kind, the scores of score(),
     seconds; PSNRs rounded to 1e-4 dB, SSIM to 1e-6, seconds to 1e-5); summary: summarise(records).
-    keep_images=True adds "images" (N, 3, H, W) (not saved).
+    keep_images=True adds "images" (N, 3, H, W) (not saved). target_prompts: what the method gets
+    instead of each case's target caption (nb 09: what the prompt writer made of an instruction); a
+    None there is a refusal, scored as the unedited source image (batch_size 1 only).
     """
     if not callable(method):
         raise CourseInputError("method must be callable: method(image, source_prompt, target_prompt, generator=...).")
@@ -302,6 +305,10 @@ def evaluate(method, edit_cases: list[shapes.EditResult], *, name: str, seed: in
         raise CourseInputError("edit_cases must be a non-empty list of cases from shapesedit.cases().")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise CourseInputError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+    if target_prompts is not None:
+        target_prompts = list(target_prompts)
+        if len(target_prompts) != len(edit_cases) or batch_size != 1:
+            raise CourseInputError(f"target_prompts needs one prompt (or None) per case ({len(edit_cases)}) and batch_size=1.")
     records, images = [], []
     for start in range(0, len(edit_cases), batch_size):
         chunk = edit_cases[start: start + batch_size]
@@ -309,7 +316,8 @@ def evaluate(method, edit_cases: list[shapes.EditResult], *, name: str, seed: in
         extra = {}
         if batch_size == 1:
             case = chunk[0]
-            args = (case.source_image.clone(), case.source_caption, case.target_caption)
+            target = case.target_caption if target_prompts is None else target_prompts[start]
+            args = (case.source_image.clone(), case.source_caption, target)
             if pass_mask:
                 extra["mask"] = case.mask.clone()
         else:
@@ -318,7 +326,7 @@ def evaluate(method, edit_cases: list[shapes.EditResult], *, name: str, seed: in
             if pass_mask:
                 extra["mask"] = torch.stack([c.mask for c in chunk])
         t0 = time.perf_counter()
-        out = method(*args, generator=generator, **extra)
+        out = args[0].clone() if args[2] is None else method(*args, generator=generator, **extra)
         seconds = (time.perf_counter() - t0) / len(chunk)
         out = _as_batch_output(out, len(chunk), tuple(chunk[0].source_image.shape))
         for offset, (case, edited) in enumerate(zip(chunk, out)):

@@ -181,14 +181,15 @@ def drop_condition(cond: dict, null_cond: dict, drop: torch.Tensor) -> dict:
 
 def diffusion_loss(model: torch.nn.Module, batch, generator: torch.Generator | None = None, *,
                    alpha_bars: torch.Tensor, prediction_type: str = "epsilon", cond_dropout: float = 0.0,
-                   null_cond: dict | None = None) -> torch.Tensor:
+                   null_cond: dict | None = None, condition_dropout: Callable | None = None) -> torch.Tensor:
     """Return L_simple = E || target - model(sqrt(ab_t) x0 + sqrt(1 - ab_t) eps, t) ||^2.   [DDPM eq. 14, Alg. 1, nb 03]
 
     t ~ Uniform{0..T-1}, eps ~ N(0, I), both from `generator`. The target is eps ("epsilon", DDPM),
     x0 ("sample") or v = sqrt(ab_t) eps - sqrt(1 - ab_t) x0 ("v_prediction"). With cond_dropout = p,
     each example's condition is replaced by null_cond with probability p (classifier-free guidance
-    training, nb 06). Bind the keyword arguments with functools.partial to get a loss_fn for `train`.
-    Shapes: batch x0 (B, ...); returns a scalar.
+    training, nb 06). condition_dropout(cond, generator) -> cond replaces that rule by another (the
+    joint text and image dropout of InstructPix2Pix, nb 09). Bind the keyword arguments with
+    functools.partial to get a loss_fn for `train`. Shapes: batch x0 (B, ...); returns a scalar.
     """
     check_choice(prediction_type, posterior.PREDICTION_TYPES, "prediction_type")
     x0, cond = split_batch(batch)
@@ -213,6 +214,8 @@ def diffusion_loss(model: torch.nn.Module, batch, generator: torch.Generator | N
             raise CourseInputError("cond_dropout > 0 needs null_cond, e.g. {'class_labels': 10}.")
         drop = torch.rand(b, generator=generator, device=gen_device) < cond_dropout
         cond = drop_condition(cond, null_cond, drop)
+    if condition_dropout is not None:
+        cond = condition_dropout(cond, generator)
     model_output = models.model_output(model, xt, t, **cond)
     return F.mse_loss(model_output.float(), target.float())
 

@@ -41,6 +41,22 @@ test-other-cpu: install
 student: install
 	$(BIN)/python -m course_lib.exercises notebooks student
 
+# A room without internet (instructor/room.md). `make wheelhouse`, on a machine with network and the room's platform
+# and Python, puts wheels of the pinned stack and of course_lib's build and run dependencies in wheelhouse/ (torch:
+# the CPU build, never CUDA packages); `make install-offline` installs from it into .venv with no network at all.
+WHEELHOUSE ?= wheelhouse
+.PHONY: wheelhouse install-offline
+wheelhouse:
+	$(PYTHON) -m pip wheel --quiet $(PIP_FLAGS) --wheel-dir $(WHEELHOUSE) -r requirements.txt "setuptools>=68" .
+	rm -f $(WHEELHOUSE)/course_lib-*.whl
+	@if ls $(WHEELHOUSE) | grep -qiE '^(nvidia|triton)'; then echo "CUDA packages in $(WHEELHOUSE)/: use the CPU torch (PIP_FLAGS, see instructor/room.md)"; exit 1; fi
+	@du -sh $(WHEELHOUSE); ls $(WHEELHOUSE) | wc -l
+
+install-offline:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --no-index --find-links $(WHEELHOUSE) -r requirements.txt -e .
+	touch $(STAMP)
+
 # The benchmarks' quick versions (minutes); each script's docstring gives the full command that wrote data/*.json.
 BENCH_OUT ?= /tmp/course-benchmarks
 benchmark: install
@@ -55,3 +71,26 @@ benchmark: install
 # Retrain one shipped checkpoint from scratch: make reproduce NAME=ddpm-2d  (list: make reproduce NAME=--list)
 reproduce: install
 	$(BIN)/python -m course_lib.recipes $(NAME)
+
+# The course website in _site/: the executed notebooks as committed (nothing re-runs), the course map, the notation
+# page, a Colab badge and a download link per notebook. Offline: maths by a MathJax copied from npm, no CDN.
+SITE_STAMP := $(VENV)/.site-installed
+MATHJAX := site/node_modules/mathjax/es5/tex-chtml.js
+.PHONY: site-install site site-test
+site-install: $(SITE_STAMP) $(MATHJAX)
+
+$(SITE_STAMP): $(STAMP) requirements-site.txt
+	$(BIN)/python -m pip install --quiet $(PIP_FLAGS) -r requirements-site.txt
+	touch $(SITE_STAMP)
+
+$(MATHJAX): site/package.json site/package-lock.json
+	cd site && npm ci --no-audit --no-fund --silent
+	touch $(MATHJAX)
+
+site: site-install
+	$(BIN)/python site/build.py
+
+# The site in a real browser (Debian's chromium and chromium-driver): every page loads without console errors, its
+# maths is rendered, its images load, its internal links resolve, and no request leaves localhost.
+site-test: site
+	$(BIN)/python -m pytest site/test_site.py -o addopts="" -p no:cacheprovider -q

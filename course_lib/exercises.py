@@ -12,9 +12,16 @@ An exercise is a code cell whose solution sits between two marker lines:
 
 The committed notebooks keep the solutions, so CI runs and checks them. The student copies replace
 each solution with `raise NotImplementedError(...)`; a check that meets that error prints
-"not attempted yet" with the hint instead of failing, so a student copy still runs top to bottom.
+"not attempted yet" instead of failing, so a student copy still runs top to bottom. The hint is printed only
+once an attempt is wrong: before that it would give the answer away.
 
 Write the student copies with:   python -m course_lib.exercises notebooks student
+
+An exercise is announced by a markdown cell whose metadata holds `"exercise": {"id": ..., "kind": ...}` and
+whose text has the heading `**Exercise <id> (<short title>) · <kind label>.**` (the labels are KINDS below).
+The instructor kit's tables are generated from that metadata and from each notebook's opening cell:
+
+    python -m course_lib.exercises --kit instructor      # writes instructor/exercises.md and notebooks.md
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
+
+from course_lib import environment
+from course_lib.validation import CourseInputError
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 PLACEHOLDER = 'raise NotImplementedError("Exercise: write your solution here")'
@@ -59,17 +69,24 @@ def check_true(label: str, condition: bool, *, detail: str = "not yet", hint: st
     _report(label, bool(condition), detail, hint)
 
 
+def _learner_answer(label: str, fn: Callable, args: tuple, hint: str,
+                    not_attempted: str = "not attempted yet") -> tuple[bool, object]:
+    """Call the learner's code; on a placeholder or a failure print the one line and return (False, None)."""
+    try:
+        return True, fn(*args)
+    except NotImplementedError:
+        _report(label, False, not_attempted)
+    except Exception as exc:  # the learner's code failed: say how, not a stack trace
+        _report(label, False, f"raised {type(exc).__name__}: {exc}", hint)
+    return False, None
+
+
 def check_function(label: str, fn: Callable, reference: Callable, cases: Iterable[tuple], *,
                    atol: float = 1e-5, rtol: float = 1e-4, hint: str = "") -> None:
     """Call the learner's `fn` and the `reference` on each tuple of arguments and compare, in one line."""
     for i, args in enumerate(cases):
-        try:
-            got = fn(*args)
-        except NotImplementedError:
-            _report(label, False, "not attempted yet", hint)
-            return
-        except Exception as exc:  # the learner's code failed: say how, not a stack trace
-            _report(label, False, f"raised {type(exc).__name__}: {exc}", hint)
+        answered, got = _learner_answer(label, fn, args, hint)
+        if not answered:
             return
         expected = reference(*args)
         got_t, expected_t = torch.as_tensor(got, dtype=torch.float64), torch.as_tensor(expected, dtype=torch.float64)
@@ -80,6 +97,39 @@ def check_function(label: str, fn: Callable, reference: Callable, cases: Iterabl
             _report(label, False, detail, hint)
             return
     _report(label, True)
+
+
+def check_prediction(label: str, predict: Callable[[], object], outcome, *, choices: Iterable | None = None,
+                     within: float | None = None, explain: str = "", hint: str = "") -> None:
+    """Print one line for a "predict, then run" exercise: the learner's `predict()` against the measured `outcome`.
+
+    A word prediction (one of `choices`, compared without case or surrounding spaces) must equal `outcome`; a
+    number must be within `within` of it (absolute). Print the outcome only as the word or a rounded figure the
+    caller passes, so that the line is the same on every machine. `explain` is printed after a right prediction
+    too: the point of the exercise is the reason, not the guess.
+    """
+    answered, guess = _learner_answer(label, predict, (), hint,
+                                      "not attempted yet: write your prediction before you run the experiment")
+    if not answered:
+        return
+    if isinstance(outcome, str):
+        allowed = [str(c).strip().lower() for c in choices] if choices is not None else None
+        said = str(guess).strip().lower()
+        if allowed is not None and said not in allowed:
+            _report(label, False, f"{guess!r} is not one of {', '.join(map(repr, allowed))}", hint)
+            return
+        ok = said == outcome.strip().lower()
+    else:
+        try:
+            ok = abs(float(guess) - float(outcome)) <= (within if within is not None else 0.0)
+        except (TypeError, ValueError):
+            _report(label, False, f"expected a number, got {guess!r}", hint)
+            return
+    if ok:
+        print(f"✅ {label}: you predicted it" + (f". {explain}" if explain else ""))
+    else:
+        _report(label, False, f"you predicted {guess!r}; the experiment says {outcome!r}",
+                hint if hint else explain)
 
 
 def strip_source(source: str) -> str:
@@ -123,11 +173,236 @@ def count_exercises(notebook: dict) -> int:
     return len(re.findall(re.escape(BEGIN), text))
 
 
+def _source(cell: dict) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def _solution_blocks(source: str) -> list[list[str]]:
+    """Return each BEGIN/END SOLUTION block of one cell's source as its lines, the two markers included."""
+    strip_source(source)  # raises on unbalanced markers
+    blocks, current = [], None
+    for line in source.split("\n"):
+        if line.strip() == BEGIN:
+            current = [line]
+        elif current is not None:
+            current.append(line)
+            if line.strip() == END:
+                blocks.append(current)
+                current = None
+    return blocks
+
+
+def restore_solutions(student: dict, original: dict) -> dict:
+    """Return a student copy with the original's solutions put back: each placeholder line becomes its block.
+
+    Cells are matched by cell id (by position for cells without one). Everything else in the student copy (its
+    other edits, its cleared outputs) is kept, so a teacher can fill in the solutions of a learner's copy, and
+    the tests can check that student copy + solutions == the committed notebook, code cell by code cell.
+    """
+    nb = json.loads(json.dumps(student))
+    originals = original["cells"]
+    by_id = {c["id"]: c for c in originals if c.get("id")}
+    for i, cell in enumerate(nb["cells"]):
+        source = _source(cell) if cell["cell_type"] == "code" else ""
+        lines = source.split("\n")
+        holes = [j for j, line in enumerate(lines) if line.strip() == PLACEHOLDER]
+        if not holes:
+            continue
+        twin = by_id.get(cell.get("id")) or (originals[i] if i < len(originals) else None)
+        where = f"cell {i}" + (f" (id {cell['id']})" if cell.get("id") else "")
+        if twin is None or twin["cell_type"] != "code":
+            raise CourseInputError(f"{where} of the student copy has no code cell to match in the original notebook: "
+                                   "restore from the notebook the student copy was made from.")
+        blocks = _solution_blocks(_source(twin))
+        if len(blocks) != len(holes):
+            raise CourseInputError(f"{where} of the student copy has {len(holes)} placeholder line(s) but the original "
+                                   f"cell has {len(blocks)} solution block(s): was the copy made from this notebook?")
+        out, k = [], 0
+        for j, line in enumerate(lines):
+            if j in holes:
+                out += blocks[k]
+                k += 1
+            else:
+                out.append(line)
+        cell["source"] = "\n".join(out)
+    return nb
+
+
+# The kinds of exercise (cell metadata "exercise": {"id": ..., "kind": ...}) and the label each heading shows.
+KINDS = {
+    "derive": "derive and check",
+    "predict": "predict, then run",
+    "implement": "implement a missing piece",
+    "bug": "find the bug",
+    "practice": "practice",
+}
+HEADING = re.compile(r"^\*\*Exercise (?P<id>\S+) \((?P<title>.+)\) · (?P<label>[^*]+?)\.\*\*", re.M)
+
+
+def list_exercises(notebook: dict, name: str = "the notebook") -> list[dict]:
+    """Return the exercises a notebook marks in its cell metadata: id, title, kind, needs_thought, cell index.
+
+    `needs_thought` is True for every kind but "practice" (re-writing a cell the notebook showed).
+    """
+    rows = []
+    for i, cell in enumerate(notebook["cells"]):
+        meta = cell.get("metadata", {}).get("exercise")
+        if meta is None:
+            continue
+        where = f"{name}, cell {i}"
+        if cell["cell_type"] != "markdown":
+            raise CourseInputError(f"{where}: the exercise metadata belongs on the markdown cell that introduces it.")
+        if not isinstance(meta, dict) or not {"id", "kind"} <= set(meta):
+            raise CourseInputError(f'{where}: exercise metadata must be {{"id": ..., "kind": ...}}, got {meta!r}.')
+        kind = meta["kind"]
+        if kind not in KINDS:
+            raise CourseInputError(f"{where}: exercise kind {kind!r} is not one of {', '.join(map(repr, KINDS))}.")
+        heading = HEADING.search(_source(cell))
+        if heading is None or heading["id"] != str(meta["id"]) or heading["label"].strip() != KINDS[kind]:
+            raise CourseInputError(f"{where}: the text must start with the heading "
+                                   f"**Exercise {meta['id']} (<short title>) · {KINDS[kind]}.** (metadata {meta!r}).")
+        rows.append({"id": str(meta["id"]), "title": heading["title"].strip(), "kind": kind,
+                     "needs_thought": kind != "practice", "cell": i})
+    return rows
+
+
+# Reading rates behind the kit's reading-time estimate: technical prose with equations, and code read closely.
+PROSE_WORDS_PER_MIN, CODE_LINES_PER_MIN = 150, 25
+KIT_NOTE = "<!-- generated by `python -m course_lib.exercises --kit instructor`; tests/test_exercises.py checks it is current -->"
+
+
+def _notebooks(folder: Path) -> list[Path]:
+    found = sorted(Path(folder).glob("[0-9][0-9]*_*.ipynb"))
+    if not found:
+        raise CourseInputError(f"no notebooks named NN_*.ipynb in {folder}/")
+    return found
+
+
+def _relink(text: str) -> str:
+    """Point a notebook's relative markdown links (NOTATION.md, 01_forward_process.ipynb) at notebooks/ from instructor/."""
+    return re.sub(r"\]\((?!https?://|#|\.\./)([^)]+)\)", r"](../notebooks/\1)", text)
+
+
+def _cell_text(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def exercises_markdown(folder: Path | None = None) -> str:
+    """Return instructor/exercises.md: each notebook's marked exercises, with the ones that need thought."""
+    folder = Path(folder) if folder is not None else environment.ROOT / "notebooks"
+    lines = [KIT_NOTE, "", "# Exercises, notebook by notebook", "",
+             "Read from each exercise's cell metadata (`\"exercise\": {\"id\": ..., \"kind\": ...}`). Kinds: "
+             + "; ".join(f"`{k}` ({label})" for k, label in KINDS.items())
+             + ". Every kind but `practice` needs thought: it cannot be solved by copying a visible cell. "
+             "The solutions are in the committed notebooks between `# BEGIN SOLUTION` and `# END SOLUTION`; "
+             "`make student` writes copies without them. Cells are counted from 0.", "",
+             "| notebook | exercises marked | need thought | solution blocks |", "|---|---|---|---|"]
+    details = []
+    for path in _notebooks(folder):
+        nb = json.loads(path.read_text())
+        rows = list_exercises(nb, path.name)
+        thought = sum(r["needs_thought"] for r in rows)
+        lines.append(f"| {path.stem} | {len(rows)} | {thought} | {count_exercises(nb)} |")
+        details += ["", f"## {path.stem}", ""]
+        if not rows:
+            details.append(f"No exercise is marked in the cell metadata yet ({count_exercises(nb)} solution blocks).")
+            continue
+        details += ["| exercise | title | kind | needs thought | cell |", "|---|---|---|---|---|"]
+        details += [f"| {r['id']} | {_cell_text(r['title'])} | {KINDS[r['kind']]} | {'yes' if r['needs_thought'] else 'no'} "
+                    f"| {r['cell']} |" for r in rows]
+    return "\n".join(lines + details) + "\n"
+
+
+def opening(notebook: dict) -> dict:
+    """Return what a notebook's opening cell promises: its title, goals, time, what it runs on and what it needs."""
+    text = _source(notebook["cells"][0])
+    goals = re.search(r"You will be able to:?\*?\*?\s*\n((?:\s*[-*] .+\n?)+)", text)
+    needs = re.search(r"\*\*Needs:\*\*\s*(.+)", text)
+    title = re.search(r"^#\s*(.+)$", text, re.M)
+    time = re.search(r"\*\*Time:\*\*\s*([^·\n]+?)\s*(?:·|\n|$)", text)
+    runs_on = re.search(r"\*\*Runs on:\*\*\s*([^\n]+)", text)
+    return {
+        "title": title.group(1).strip() if title else "",
+        "goals": [g.strip()[2:].strip() for g in goals.group(1).strip().splitlines()] if goals else [],
+        "time": time.group(1).strip() if time else "?",
+        "runs_on": runs_on.group(1).strip() if runs_on else "?",
+        "needs": needs.group(1).strip() if needs else "?",
+    }
+
+
+def reading_minutes(notebook: dict) -> tuple[int, int, int]:
+    """Return (prose words, code lines, minutes to read both) at PROSE_WORDS_PER_MIN and CODE_LINES_PER_MIN."""
+    words = sum(len(_source(c).split()) for c in notebook["cells"] if c["cell_type"] == "markdown")
+    code = sum(len([l for l in _source(c).splitlines() if l.strip()]) for c in notebook["cells"] if c["cell_type"] == "code")
+    return words, code, round(words / PROSE_WORDS_PER_MIN + code / CODE_LINES_PER_MIN)
+
+
+def run_times(path: Path) -> tuple[list[str], dict[str, str]]:
+    """Read a saved `instructor/time_notebooks.py` report: its header lines, and per notebook "9 s CPU (30 s wall, ...)"."""
+    header, times = [], {}
+    for line in Path(path).read_text().splitlines():
+        row = re.match(r"^(\S+\.ipynb)\s+cpu\s+([\d.]+) s\s+wall\s+([\d.]+) s\s+(.*?)\s*$", line)
+        if row:
+            times[row[1]] = f"{float(row[2]):.0f} s CPU ({float(row[3]):.0f} s wall; {row[4]})"
+        elif line.strip():
+            header.append(line.strip())
+    return header, times
+
+
+def notebooks_markdown(folder: Path | None = None, times_file: Path | None = None) -> str:
+    """Return instructor/notebooks.md: per notebook its goals, prerequisites, reading time and measured run time."""
+    folder = Path(folder) if folder is not None else environment.ROOT / "notebooks"
+    header, times = run_times(times_file) if times_file is not None and Path(times_file).exists() else ([], {})
+    lines = [KIT_NOTE, "", "# The notebooks: goals, prerequisites, times", "",
+             "Goals, time and prerequisites are read from each notebook's opening cell. **Reading time** is an estimate "
+             f"from the word count: prose at {PROSE_WORDS_PER_MIN} words a minute and code at {CODE_LINES_PER_MIN} "
+             "non-empty lines a minute; it leaves out thinking, the exercises and trying things. **Run time** is "
+             "measured by `instructor/time_notebooks.py`: the CPU seconds of the notebook under nbval (pytest and its "
+             "kernel, kernel start included) with one OpenMP thread, about what the run takes on an idle core; the wall "
+             "time on the shared measuring machine is in brackets. From [run_times.txt](run_times.txt)"
+             + (f": {'; '.join(header)}" if header else "") + ". Where learners get stuck is in [README.md](README.md).",
+             "", "| notebook | reading (estimate) | run (measured) | the notebook's own estimate | exercises |",
+             "|---|---|---|---|---|"]
+    details = []
+    for path in _notebooks(folder):
+        nb = json.loads(path.read_text())
+        head, (words, code, minutes) = opening(nb), reading_minutes(nb)
+        marked = list_exercises(nb, path.name)
+        lines.append(f"| [{path.stem}](#{path.stem}) | {minutes} min | {times.get(path.name, 'not measured')} "
+                     f"| {head['time']} | {count_exercises(nb)} blocks, {sum(r['needs_thought'] for r in marked)} need thought |")
+        details += ["", f"## {path.stem}", "", f"**{head['title']}** ([notebook](../notebooks/{path.name}))", "",
+                    "You will be able to:", ""] + [f"- {_relink(g)}" for g in head["goals"]] + [
+                    "", f"- **Needs:** {_relink(head['needs'])}",
+                    f"- **Runs on:** {head['runs_on']}",
+                    f"- **Reading time (estimate from word count):** about {minutes} min ({words:,} words of prose, "
+                    f"{code:,} lines of code)",
+                    f"- **Run time (measured under nbval):** {times.get(path.name, 'not measured')}",
+                    f"- **Solutions:** {count_exercises(nb)} blocks in the committed notebook; `make student` writes "
+                    f"`student/{path.name}` without them"]
+    return "\n".join(lines + details) + "\n"
+
+
+def kit_files(folder: Path | None = None, kit: Path | None = None) -> dict[str, str]:
+    """Return the instructor kit's generated files, name -> text (the times come from kit/run_times.txt)."""
+    kit = Path(kit) if kit is not None else environment.ROOT / "instructor"
+    return {"exercises.md": exercises_markdown(folder), "notebooks.md": notebooks_markdown(folder, kit / "run_times.txt")}
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Write student copies of the notebooks: solutions out, checks in.")
-    parser.add_argument("source", type=Path, help="folder of the course notebooks (notebooks)")
-    parser.add_argument("dest", type=Path, help="folder to write the student copies to (e.g. student)")
+    parser = argparse.ArgumentParser(description="Write student copies of the notebooks (solutions out, checks in), "
+                                                 "or the instructor kit's generated tables.")
+    parser.add_argument("source", type=Path, nargs="?", help="folder of the course notebooks (notebooks)")
+    parser.add_argument("dest", type=Path, nargs="?", help="folder to write the student copies to (e.g. student)")
+    parser.add_argument("--kit", type=Path, help="write the kit's exercises.md and notebooks.md into this folder")
     args = parser.parse_args(argv)
+    if args.kit is not None:
+        args.kit.mkdir(parents=True, exist_ok=True)
+        for name, text in kit_files(args.source, args.kit).items():
+            (args.kit / name).write_text(text)
+            print(f"{args.kit / name}: written")
+        return
+    if args.source is None or args.dest is None:
+        parser.error("give the notebooks' folder and the student copies' folder (or --kit FOLDER)")
     notebooks = sorted(args.source.glob("[0-9][0-9]*_*.ipynb"))
     if not notebooks:
         raise SystemExit(f"no notebooks named NN_*.ipynb in {args.source}/")

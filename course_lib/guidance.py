@@ -4,7 +4,8 @@ Three methods that seed 000 §4.2 runs together:
 
 - classifier guidance (Dhariwal & Nichol 2021): a classifier p(c | x_t) trained on noised data adds
   its gradient to the unconditional score (classifier_guided_eps);
-- CLIP guidance (GLIDE): the same with the gradient of a CLIP similarity instead of a classifier;
+- CLIP guidance (the 2021 CLIP-guided diffusion notebooks, then GLIDE's comparison): the same with the
+  gradient of a CLIP similarity instead of a classifier;
 - classifier-free guidance (CFG, Ho & Salimans 2021): no classifier at all; one network trained
   with its condition sometimes dropped gives eps(x_t, c) and eps(x_t), and their difference plays
   the classifier's gradient (cfg_combine, cfg_combine_ho).
@@ -85,8 +86,10 @@ def classifier_guided_eps(eps: torch.Tensor, grad_log_p_c: torch.Tensor, alpha_b
     """Return eps - scale * sqrt(1 - ab_t) * grad log p(c | x_t): classifier guidance.   [eq. 6.2, nb 06]
 
     Bayes' rule (6.2) in eps units (Dhariwal & Nichol 2021, Algorithm 2). scale = 1 turns the
-    unconditional eps into the conditional one exactly; scale > 1 samples p(x) p(c | x)^scale. A
-    classifier's gradient gives classifier guidance; a CLIP similarity's gradient, CLIP guidance (GLIDE).
+    unconditional eps into the conditional one exactly; scale > 1 gives, at each noise level, the score of
+    p_t(x) p_t(c | x)^scale. Those tilted densities are in general not one diffusion's marginals, so the samples
+    do not follow p(x) p(c | x)^scale (notebook 06 measures the gap). A classifier's gradient gives classifier
+    guidance; a CLIP similarity's gradient, CLIP guidance.
     Shapes: eps and grad_log_p_c alike, (B, ...).
     """
     check_float_tensor(eps, "eps")
@@ -115,6 +118,47 @@ def cfg_combine(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, guidance_scale
 def cfg_combine_ho(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, s: float) -> torch.Tensor:
     """Return (1 + s) eps_c - s eps_u = eps_c + s (eps_c - eps_u): Ho & Salimans' convention, w = s.   [eq. 6.3, nb 06]"""
     return eps_cond + s * (eps_cond - eps_uncond)
+
+
+def tilted_moments(mixture, component: int, guidance_scale: float, *, step: float = 0.01,
+                   lim: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the mean (2,) and per-axis std (2,) of p(x) p(c | x)^g / Z for a 2-D Gaussian mixture.   [CFG, nb 06]
+
+    p(c | x) is the responsibility of `component` (w_c N_c(x) / p(x)), so the tilted law is
+    p(x)^(1 - g) (w_c N_c(x))^g: g = 0 is the mixture, g = 1 the component alone. It is the law
+    guidance at scale g tilts the data to; a CFG sampler does not draw from it (nb 06 compares).
+    Computed in float64 by quadrature on a square grid of spacing `step` over [-lim, lim]^2
+    (default lim: the largest |mean| coordinate plus 8 of the largest std). g must be >= 0.
+    """
+    if getattr(mixture, "means", None) is None or mixture.means.ndim != 2 or mixture.means.shape[1] != 2:
+        raise CourseInputError("tilted_moments takes a 2-D mixtures.GaussianMixture (means of shape (K, 2)).")
+    k = mixture.means.shape[0]
+    if isinstance(component, bool) or not isinstance(component, (int, np.integer)) or not 0 <= component < k:
+        raise CourseInputError(f"component must be an int in [0, {k - 1}] (which Gaussian is c), got {component!r}.")
+    if float(mixture.weights[component]) <= 0:
+        raise CourseInputError(f"component {component} has weight 0: p(c | x) is 0 everywhere, so there is nothing to tilt to.")
+    g = check_guidance_scale(guidance_scale)
+    if g < 0:
+        raise CourseInputError(f"guidance_scale must be >= 0 here (the tilted law may not normalise below 0), got {g}.")
+    if not (isinstance(step, (int, float)) and math.isfinite(step) and step > 0):
+        raise CourseInputError(f"step must be a positive grid spacing, got {step!r}.")
+    means, stds = mixture.means.double().cpu(), mixture.stds.double().cpu()
+    weights = mixture.weights.double().cpu()
+    if lim is None:
+        lim = float(means.abs().max() + 8 * stds.max())
+    u = torch.arange(-lim, lim + step / 2, step, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(u, u, indexing="xy"), dim=-1).reshape(-1, 2)  # (N, 2)
+    log_tilt = torch.empty(len(grid), dtype=torch.float64)
+    for i in range(0, len(grid), 65536):  # chunks keep the (n, K) table small
+        x = grid[i: i + 65536]
+        sq = ((x[:, None, :] - means[None]) ** 2).sum(-1)  # (n, K)
+        log_wn = torch.log(weights) - 0.5 * sq / stds**2 - torch.log(2 * math.pi * stds**2)  # log w_k N_k(x), D = 2
+        log_p = torch.logsumexp(log_wn, dim=1)
+        log_tilt[i: i + 65536] = (1 - g) * log_p + g * log_wn[:, component]  # log p + g log p(c | x)
+    w = torch.softmax(log_tilt, dim=0)[:, None]
+    mean = (w * grid).sum(0)
+    std = (w * (grid - mean) ** 2).sum(0).sqrt()
+    return mean, std
 
 
 # ----------------------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ def test_bayes_conditional_score_is_unconditional_plus_classifier_gradient(t, k,
     torch.testing.assert_close(guided, eps_c, atol=1e-9, rtol=1e-9)
     # without the factor (the seed's eps_c = eps_u + grad log p(c|x)) it is wrong
     assert (eps_u + grad_log_p_c - eps_c).abs().max() > 1e-2
-    # scale s samples p(x) p(c|x)^s: its score is the unconditional score plus s times the classifier's
+    # scale s gives the score of p_t(x) p_t(c|x)^s at this noise level: unconditional score plus s times the classifier's
     s = 3.0
     torch.testing.assert_close(guidance.score_from_eps(guidance.classifier_guided_eps(eps_u, grad_log_p_c, ab, s), ab),
                                uncond_score + s * grad_log_p_c, atol=1e-9, rtol=1e-9)
@@ -121,6 +121,65 @@ def test_bayes_conditional_score_is_unconditional_plus_classifier_gradient(t, k,
     for g in (0.0, 2.0, 7.5):
         torch.testing.assert_close(guidance.cfg_combine(eps_u, eps_c, g),
                                    guidance.classifier_guided_eps(eps_u, grad_log_p_c, ab, g), atol=1e-9, rtol=1e-9)
+
+
+def test_tilted_moments_at_g_0_and_1_are_the_mixtures_and_the_components_closed_forms(worst):
+    mixture = _mixture()
+    w, m, s = mixture.weights, mixture.means, mixture.stds
+    mean0, std0 = guidance.tilted_moments(mixture, 1, 0.0, step=0.01)
+    want_mean = (w[:, None] * m).sum(0)
+    want_std = ((w[:, None] * (s[:, None] ** 2 + m**2)).sum(0) - want_mean**2).sqrt()  # law of total variance
+    worst("guidance.tilted_moments(g = 0) vs the mixture's closed-form moments",
+          max((mean0 - want_mean).abs().max().item(), (std0 - want_std).abs().max().item()))
+    torch.testing.assert_close(mean0, want_mean, atol=1e-6, rtol=0)
+    torch.testing.assert_close(std0, want_std, atol=1e-6, rtol=0)
+    for k in range(3):  # g = 1: p(x) p(c | x) = w_c N_c(x), the component alone
+        mean1, std1 = guidance.tilted_moments(mixture, k, 1.0, step=0.01)
+        torch.testing.assert_close(mean1, m[k], atol=1e-6, rtol=0)
+        torch.testing.assert_close(std1, torch.full((2,), float(s[k]), dtype=torch.float64), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("g", [0.5, 2.0, 4.0])
+def test_tilted_moments_match_self_normalised_importance_sampling_from_the_mixture(g, worst):
+    # an independent estimate: E_tilt[f] = E_p[f(x) r_c(x)^g] / E_p[r_c(x)^g], x drawn from the mixture itself
+    mixture = _mixture()
+    x = mixture.sample(400_000, generator=torch.Generator().manual_seed(3))
+    weight = mixture.responsibilities(x)[:, 2] ** g
+    weight = weight / weight.sum()
+    mc_mean = (weight[:, None] * x).sum(0)
+    mc_std = (weight[:, None] * (x - mc_mean) ** 2).sum(0).sqrt()
+    mean, std = guidance.tilted_moments(mixture, 2, g, step=0.01)
+    worst("guidance.tilted_moments vs importance sampling (400k draws)",
+          max((mean - mc_mean).abs().max().item(), (std - mc_std).abs().max().item()))
+    torch.testing.assert_close(mean, mc_mean, atol=0.02, rtol=0)
+    torch.testing.assert_close(std, mc_std, atol=0.02, rtol=0)
+
+
+def test_tilted_moments_of_well_separated_modes_stay_the_component_at_any_g():
+    # nb 06's ring: p(c | x) ~ 1 over the whole Gaussian c, so the tilt leaves it as it is
+    ring = mixtures.ring(8, radius=2.0, std=0.15)
+    for g in (3.0, 7.5):
+        mean, std = guidance.tilted_moments(ring, 0, g)
+        torch.testing.assert_close(mean, torch.tensor([2.0, 0.0], dtype=torch.float64), atol=1e-4, rtol=0)
+        torch.testing.assert_close(std, torch.full((2,), 0.15, dtype=torch.float64), atol=1e-4, rtol=0)
+
+
+def test_tilted_moments_refuse_bad_input():
+    mixture = _mixture()
+    with pytest.raises(CourseInputError, match="component must be an int"):
+        guidance.tilted_moments(mixture, 3, 2.0)
+    with pytest.raises(CourseInputError, match="component must be an int"):
+        guidance.tilted_moments(mixture, True, 2.0)
+    with pytest.raises(CourseInputError, match=">= 0"):
+        guidance.tilted_moments(mixture, 0, -1.0)
+    with pytest.raises(CourseInputError, match="finite number"):
+        guidance.tilted_moments(mixture, 0, float("nan"))
+    with pytest.raises(CourseInputError, match="2-D"):
+        guidance.tilted_moments(mixtures.GaussianMixture(torch.zeros(2, 3), torch.ones(2), torch.full((2,), 0.5)), 0, 1.0)
+    with pytest.raises(CourseInputError, match="grid spacing"):
+        guidance.tilted_moments(mixture, 0, 1.0, step=0.0)
+    with pytest.raises(CourseInputError, match="weight 0"):
+        guidance.tilted_moments(mixtures.GaussianMixture(torch.zeros(2, 2), torch.ones(2), torch.tensor([1.0, 0.0])), 1, 1.0)
 
 
 # ----------------------------------------------------------------------------------------------

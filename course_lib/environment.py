@@ -54,29 +54,47 @@ def describe() -> str:
     return "\n".join(lines)
 
 
+def opening(notebook: dict) -> dict:
+    """Return what a notebook's opening cell promises: its title, goals, time, what it runs on and what it needs.
+
+    The one reader of the opening cell: the course map (README, notebook 00, the website) and the instructor kit
+    both call it, so none of them can disagree with the notebooks.
+    """
+    import re
+
+    source = notebook["cells"][0]["source"]
+    text = "".join(source) if isinstance(source, list) else source
+    title = re.search(r"^#\s*(.+)$", text, re.M)
+    goals = re.search(r"able to:?\*?\*?\s*\n+((?:\s*[-*] .+\n?)+)", text)
+    minutes = re.search(r"\*\*Time:\*\*\s*(?:about\s*)?([^·\n*]+?)\s*(?:·|\n|$)", text)
+    runs_on = re.search(r"\*\*Runs on:\*\*\s*([^·\n]+)", text)
+    needs = re.search(r"\*\*Needs:\*\*\s*(.+)", text)
+    return {
+        "title": title.group(1).strip() if title else "",
+        "goals": [g.strip()[1:].strip() for g in goals.group(1).strip().splitlines()] if goals else [],
+        "time": minutes.group(1).strip() if minutes else "?",
+        "runs_on": runs_on.group(1).strip() if runs_on else "?",
+        "needs": needs.group(1).strip() if needs else "?",
+    }
+
+
 def course_map(folder: Path | None = None) -> list[dict[str, str]]:
     """Return, for each notebook NN_*.ipynb in reading order, its file, title, first goal, time and device.
 
-    Read from each notebook's opening cell, so the map can never disagree with the notebooks.
+    Read from each notebook's opening cell (`opening`), so the map can never disagree with the notebooks.
     """
     import json
-    import re
 
     folder = Path(folder) if folder is not None else ROOT / "notebooks"
     rows = []
     for path in sorted(folder.glob("[0-9][0-9]*_*.ipynb")):
-        first = json.loads(path.read_text())["cells"][0]
-        text = "".join(first["source"])
-        title = re.search(r"^#\s*(.+)$", text, re.M)
-        goal = re.search(r"able to:?\*?\*?\s*\n+\s*[-*]\s*(.+)", text)
-        minutes = re.search(r"\*\*Time:\*\*\s*(?:about\s*)?([^·\n*]+?)\s*(?:·|\n|$)", text)
-        runs_on = re.search(r"\*\*Runs on:\*\*\s*([^·\n]+)", text)
+        head = opening(json.loads(path.read_text()))
         rows.append({
             "file": path.name,
-            "title": title.group(1).strip() if title else path.stem,
-            "goal": goal.group(1).strip() if goal else "",
-            "time": minutes.group(1).strip() if minutes else "?",
-            "runs_on": runs_on.group(1).strip() if runs_on else "?",
+            "title": head["title"] or path.stem,
+            "goal": head["goals"][0] if head["goals"] else "",
+            "time": head["time"],
+            "runs_on": head["runs_on"],
         })
     return rows
 

@@ -313,23 +313,6 @@ def exercises_markdown(folder: Path | None = None) -> str:
     return "\n".join(lines + details) + "\n"
 
 
-def opening(notebook: dict) -> dict:
-    """Return what a notebook's opening cell promises: its title, goals, time, what it runs on and what it needs."""
-    text = _source(notebook["cells"][0])
-    goals = re.search(r"You will be able to:?\*?\*?\s*\n((?:\s*[-*] .+\n?)+)", text)
-    needs = re.search(r"\*\*Needs:\*\*\s*(.+)", text)
-    title = re.search(r"^#\s*(.+)$", text, re.M)
-    time = re.search(r"\*\*Time:\*\*\s*([^·\n]+?)\s*(?:·|\n|$)", text)
-    runs_on = re.search(r"\*\*Runs on:\*\*\s*([^\n]+)", text)
-    return {
-        "title": title.group(1).strip() if title else "",
-        "goals": [g.strip()[2:].strip() for g in goals.group(1).strip().splitlines()] if goals else [],
-        "time": time.group(1).strip() if time else "?",
-        "runs_on": runs_on.group(1).strip() if runs_on else "?",
-        "needs": needs.group(1).strip() if needs else "?",
-    }
-
-
 def reading_minutes(notebook: dict) -> tuple[int, int, int]:
     """Return (prose words, code lines, minutes to read both) at PROSE_WORDS_PER_MIN and CODE_LINES_PER_MIN."""
     words = sum(len(_source(c).split()) for c in notebook["cells"] if c["cell_type"] == "markdown")
@@ -366,7 +349,7 @@ def notebooks_markdown(folder: Path | None = None, times_file: Path | None = Non
     details = []
     for path in _notebooks(folder):
         nb = json.loads(path.read_text())
-        head, (words, code, minutes) = opening(nb), reading_minutes(nb)
+        head, (words, code, minutes) = environment.opening(nb), reading_minutes(nb)
         marked = list_exercises(nb, path.name)
         lines.append(f"| [{path.stem}](#{path.stem}) | {minutes} min | {times.get(path.name, 'not measured')} "
                      f"| {head['time']} | {count_exercises(nb)} blocks, {sum(r['needs_thought'] for r in marked)} need thought |")

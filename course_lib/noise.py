@@ -8,9 +8,27 @@ laptop, on Colab's GPU and on Apple silicon.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from course_lib.validation import check_float_tensor, check_same_shape
+from course_lib.validation import CourseInputError, check_float_tensor, check_same_shape
+
+
+def as_generator(generator, name: str = "generator") -> torch.Generator | None:
+    """Return a torch.Generator for `generator`: None stays None, an int seed (or numpy integer) becomes
+    torch.Generator().manual_seed(seed) on the CPU, a Generator passes through; anything else is refused.
+
+    Every public function that takes generator= calls this once at its door, so `generator=0` means the
+    same numbers as `generator=torch.Generator().manual_seed(0)`.
+    """
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    if isinstance(generator, (int, np.integer)) and not isinstance(generator, (bool, np.bool_)):
+        if not 0 <= int(generator) < 2**64:
+            raise CourseInputError(f"{name}={generator!r}: a seed must lie in [0, 2**64).")
+        return torch.Generator().manual_seed(int(generator))
+    raise CourseInputError(f"{name} must be a torch.Generator, an int seed or None, got {type(generator).__name__}. "
+                           f"Pass e.g. torch.Generator().manual_seed(0), or simply 0.")
 
 
 def randn(shape, generator: torch.Generator | None = None, *, device=None, dtype=None) -> torch.Tensor:

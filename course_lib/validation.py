@@ -7,6 +7,7 @@ inside torch.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -52,6 +53,50 @@ def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
             f"replace them, e.g. torch.nan_to_num({name})."
         )
     return x
+
+
+def check_number(value, name: str, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+                 high_open: bool = False, hint: str = "") -> float:
+    """Return `value` as a float if it is a finite real number in the stated range, else raise.
+
+    Accepted: int, float and numpy scalars (np.float32(0.5), np.int64(3)), and one-element real tensors;
+    refused: bool, NaN, infinities, strings, and anything outside [low, high] (open ends with low_open/high_open).
+    hint: what the number means, appended to the message (e.g. "the share of the steps to redo").
+    """
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype.is_complex and value.dtype != torch.bool:
+        value = value.item()
+    ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
+    if ok:
+        value = float(value)
+        ok = math.isfinite(value)
+    if ok:
+        ok = (low is None or (value > low if low_open else value >= low)) and \
+             (high is None or (value < high if high_open else value <= high))
+    if not ok:
+        if low is not None and high is not None:
+            where = f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        elif low is not None:
+            where = f" {'>' if low_open else '>='} {low:g}"
+        elif high is not None:
+            where = f" {'<' if high_open else '<='} {high:g}"
+        else:
+            where = ""
+        raise CourseInputError(f"{name} must be a finite number{where}{f' ({hint})' if hint else ''}, got {value!r}.")
+    return value
+
+
+def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None, hint: str = "") -> int:
+    """Return `value` as an int if it is an integer (int or numpy integer, not bool) in [minimum, maximum], else raise."""
+    ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, np.integer))
+    if ok:
+        value = int(value)
+        ok = (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+    if not ok:
+        bounds = " and ".join(b for b in ((f">= {minimum}" if minimum is not None else ""),
+                                          (f"<= {maximum}" if maximum is not None else "")) if b)
+        raise CourseInputError(f"{name} must be an int{' ' + bounds if bounds else ''}"
+                               f"{f' ({hint})' if hint else ''}, got {value!r}.")
+    return value
 
 
 def check_positive_int(value, name: str) -> int:

@@ -133,7 +133,7 @@ def _images(image, vae) -> tuple[torch.Tensor, bool]:
 
 
 def _prompts(prompts, batch: int, name: str) -> list[str]:
-    prompts = text._as_prompts(prompts)
+    prompts = text.as_prompts(prompts)
     if len(prompts) == 1:
         return prompts * batch
     if len(prompts) != batch:

@@ -185,7 +185,7 @@ def edit_latents(parts: text2image.Parts, images: torch.Tensor, instructions, *,
     (unless `latents`); 4. the sampler (DDIM by default, the folder's scheduler) with dual_cfg_denoiser.
     """
     check_parts(parts)
-    instructions = text._as_prompts(instructions)
+    instructions = text.as_prompts(instructions)
     if images.ndim != 4 or images.shape[0] != len(instructions):
         raise CourseInputError(f"give one (3, H, W) image per instruction: {len(instructions)} instruction(s), "
                                f"images of shape {tuple(images.shape)}.")
@@ -213,7 +213,7 @@ def edit(parts: text2image.Parts, image: torch.Tensor, instruction, **options) -
                                f"{getattr(image, 'shape', type(image).__name__)}.")
     single = image.ndim == 3
     images = image[None] if single else image
-    instructions = text._as_prompts(instruction)
+    instructions = text.as_prompts(instruction)
     if len(instructions) == 1 and len(images) > 1:
         instructions = instructions * len(images)
     z = edit_latents(parts, images, instructions, **options)
@@ -261,7 +261,7 @@ def pipeline_images(pipe, images: torch.Tensor, instructions, *, num_steps: int 
                     guidance_scale: float = TEXT_GUIDANCE, image_guidance_scale: float = IMAGE_GUIDANCE,
                     generator: torch.Generator | None = None) -> torch.Tensor:
     """Return the pipeline's edits as (B, 3, H, W) in [-1, 1] on the CPU: pipe(instructions, image=(images + 1) / 2, ...)."""
-    out = pipe(text._as_prompts(instructions), image=(images + 1) / 2, num_inference_steps=num_steps,
+    out = pipe(text.as_prompts(instructions), image=(images + 1) / 2, num_inference_steps=num_steps,
                guidance_scale=guidance_scale, image_guidance_scale=image_guidance_scale, generator=generator,
                output_type="pt").images
     return (out.float() * 2 - 1).cpu()

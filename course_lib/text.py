@@ -143,7 +143,8 @@ def _warn_every_time(message: str, stacklevel: int) -> None:
                            module=frame.f_globals.get("__name__"), registry=None)
 
 
-def _as_prompts(prompts) -> list[str]:
+def as_prompts(prompts) -> list[str]:
+    """Return prompts as a non-empty list of str (one str becomes a list of one), else raise saying what to pass."""
     if isinstance(prompts, str):
         return [prompts]
     try:
@@ -158,7 +159,7 @@ def _as_prompts(prompts) -> list[str]:
 
 def unknown_words(prompts, tokenizer) -> list[list[str]]:
     """Return, for each prompt, the words (as typed) that the tokenizer maps to its unknown token."""
-    prompts = _as_prompts(prompts)
+    prompts = as_prompts(prompts)
     enc = tokenizer(prompts, add_special_tokens=False, return_offsets_mapping=True)
     return [[prompt[a:b] for i, (a, b) in zip(ids, offsets) if i == tokenizer.unk_token_id]
             for prompt, ids, offsets in zip(prompts, enc["input_ids"], enc["offset_mapping"])]
@@ -178,7 +179,7 @@ def warn_unknown_words(prompts, tokenizer, stacklevel: int = 2) -> list[list[str
     it is shown every time the call is made (a notebook cell run twice warns twice).
     """
     found = unknown_words(prompts, tokenizer)
-    bad = {prompt: words for prompt, words in zip(_as_prompts(prompts), found) if words}
+    bad = {prompt: words for prompt, words in zip(as_prompts(prompts), found) if words}
     if bad:
         names = ", ".join(repr(w) for w in dict.fromkeys(w for words in bad.values() for w in words))
         where = next(iter(bad)) if len(bad) == 1 else f"{len(bad)} prompts, e.g. {next(iter(bad))!r}"
@@ -199,7 +200,7 @@ def tokenize(prompts, tokenizer, *, max_length: int | None = None) -> torch.Tens
 
     tokenizer(prompts, padding="max_length", max_length=L, truncation=True); warns naming unknown words.
     """
-    prompts = _as_prompts(prompts)
+    prompts = as_prompts(prompts)
     warn_unknown_words(prompts, tokenizer, stacklevel=2)
     max_length = tokenizer.model_max_length if max_length is None else max_length
     return tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True,
@@ -259,7 +260,7 @@ def encode_prompt(prompts, tokenizer, text_encoder, *, device=None) -> torch.Ten
     """
     encoder = text_encoder_of(text_encoder)
     device = torch.device(device) if device is not None else encoder.device
-    prompts = _as_prompts(prompts)
+    prompts = as_prompts(prompts)
     warn_unknown_words(prompts, tokenizer, stacklevel=2)
     enc = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt")

@@ -230,7 +230,7 @@ def generate_latents(parts: Parts, prompts, *, guidance_scale: float = 4.0, num_
     'euler', 'heun' and 'dpmpp_2m' equal the pipeline with EulerDiscreteScheduler,
     HeunDiscreteScheduler and DPMSolverMultistepScheduler made from_config(SCHEDULER_CONFIG).
     """
-    prompts = text._as_prompts(prompts)
+    prompts = text.as_prompts(prompts)
     g = check_guidance_scale(guidance_scale)
     sampler = samplers.get_sampler(sampler)
     device = parts.device
@@ -265,7 +265,7 @@ def generate(parts: Parts, prompts, *, guidance_scale: float = 4.0, num_steps: i
     decoder(z_0 / scaling_factor) clamped to [-1, 1]: the pipeline's output_type="pt" image is
     (this + 1) / 2. Prompts go through in batches of batch_size (one z_T draw per batch).
     """
-    prompts = text._as_prompts(prompts)
+    prompts = text.as_prompts(prompts)
     out = []
     for i in range(0, len(prompts), batch_size):
         z = generate_latents(parts, prompts[i: i + batch_size], guidance_scale=guidance_scale, num_steps=num_steps,

@@ -130,13 +130,13 @@ class AttentionStore:
 
     def processor(self, name: str):
         """Return the processor to install at layer `name`: it records under that name."""
-        return _RecordingProcessor(self, name)
+        return RecordingProcessor(self, name)
 
     def clear(self) -> None:
         self.probs.clear()
 
 
-class _RecordingProcessor:
+class RecordingProcessor:
     """diffusers' AttnProcessor computation, with a hook on the probabilities between softmax and V."""
 
     def __init__(self, store: AttentionStore, name: str):

@@ -671,7 +671,7 @@ def layout_rows(probs: torch.Tensor, row: str) -> torch.Tensor:
     return _layout(probs)[i // 2, i % 2]
 
 
-class _ControlProcessor(attention._RecordingProcessor):
+class _ControlProcessor(attention.RecordingProcessor):
     """attention's recording processor whose hook lets the controller edit the probabilities before V."""
 
     def __init__(self, controller: AttentionController, name: str):

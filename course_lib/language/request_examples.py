@@ -12,8 +12,11 @@ from course_lib.language.words import ALONE_FRAMES, BACKGROUND_FRAMES, BACKGROUN
 from course_lib.validation import CourseInputError
 
 
-def object_words(o: shapes.ShapeObject, rng: random.Random, *, plural: bool = False) -> tuple[str, str]:
+def object_words(o: shapes.ShapeObject, rng: random.Random | int, *, plural: bool = False) -> tuple[str, str]:
     """Return (colour word, shape word) for an object, drawn from COLOUR_WORDS and SHAPE_WORDS (plural nouns with plural=True)."""
+    if not isinstance(o, shapes.ShapeObject):
+        raise CourseInputError(f"o must be a shapes.ShapeObject, got {type(o).__name__}.")
+    rng = as_rng(rng)
     c = rng.choice(COLOUR_WORDS[o.colour])
     s = rng.choice(SHAPE_WORDS[o.shape])[1 if plural else 0]
     return c, s

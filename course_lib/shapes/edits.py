@@ -62,17 +62,12 @@ def apply_edit(scene: Scene, edit: Edit) -> Scene:
     if edit.kind in ("colour", "shape", "remove") and not edit.index < len(objects):
         raise CourseInputError(f"edit index {edit.index!r} is out of range: the scene has {len(objects)} object(s), "
                                f"indexed 0..{len(objects) - 1} in reading order.")
-    if edit.kind == "colour":
-        check_choice(edit.value, COLOURS, "colour")
-        if objects[edit.index].colour == edit.value:
-            raise CourseInputError(f"object {edit.index} is already {edit.value}: the edit would change nothing.")
-        objects[edit.index] = replace(objects[edit.index], colour=edit.value)
-        return Scene(tuple(objects), scene.background)
-    if edit.kind == "shape":
-        check_choice(edit.value, SHAPES, "shape")
-        if objects[edit.index].shape == edit.value:
-            raise CourseInputError(f"object {edit.index} is already a {edit.value}: the edit would change nothing.")
-        objects[edit.index] = replace(objects[edit.index], shape=edit.value)
+    if edit.kind in ("colour", "shape"):  # the attribute of that name gets the new value
+        check_choice(edit.value, COLOURS if edit.kind == "colour" else SHAPES, edit.kind)
+        if getattr(objects[edit.index], edit.kind) == edit.value:
+            article = "" if edit.kind == "colour" else "a "
+            raise CourseInputError(f"object {edit.index} is already {article}{edit.value}: the edit would change nothing.")
+        objects[edit.index] = replace(objects[edit.index], **{edit.kind: edit.value})
         return Scene(tuple(objects), scene.background)
     if edit.kind == "background":
         check_choice(edit.value, BACKGROUNDS, "background")

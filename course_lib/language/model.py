@@ -10,7 +10,7 @@ from course_lib.validation import CourseInputError, check_int
 
 MAX_LENGTH = 128  # positions: tokens of prompt + answer; the longest example is about 90 (tests/test_language.py)
 MAX_NEW_TOKENS = 64
-MAX_ANSWER_TOKENS = 40  # positions kept for the answer: the longest canonical answer is 29 tokens (tests/test_language.py)
+MAX_ANSWER_TOKENS = 40  # positions kept for the answer: the longest canonical answer is 29 tokens (tests/test_probes_language.py)
 WRITER_CONFIG = dict(n_embd=128, n_layer=4, n_head=4, n_positions=MAX_LENGTH)
 VOCAB_SIZE = 600
 _BYTES = 256  # the byte-level alphabet every BPE vocabulary starts from

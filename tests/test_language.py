@@ -12,7 +12,7 @@ import random
 import pytest
 import torch
 
-from course_lib import checkpoints, language, shapes, shapesedit
+from course_lib import checkpoints, editing, language, shapes, shapesedit
 from course_lib.validation import CourseInputError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -146,7 +146,11 @@ def writer():
 
 def test_shipped_writer_is_verified_and_loads_with_auto_classes(writer):
     manifest = checkpoints.read_manifest(language.NAME)
-    assert manifest["command"] == language.TRAIN_COMMAND and "tokenizer.json" in manifest["files"]
+    # the shipped writer was trained with the code's settings: the prompt_writer recipe records its own command
+    assert isinstance(manifest["command"], str) and manifest["command"] and "tokenizer.json" in manifest["files"]
+    assert manifest["train_config"] == language.TRAIN_CONFIG.to_dict()
+    assert manifest["recipe"]["model_config"] == language.WRITER_CONFIG
+    assert writer.positions == language.MAX_LENGTH and len(writer.tokenizer) == manifest["recipe"]["vocab_size"]
     assert type(writer.model).__name__ == "GPT2LMHeadModel"
 
 
@@ -193,6 +197,14 @@ def test_edit_from_an_instruction_writes_the_target_then_edits(writer, t2i_parts
                                          num_steps=4, generator=torch.Generator().manual_seed(0))
     assert out.target_caption == case.target_caption and out.instruction == case.instruction
     assert out.image.shape == case.source_image.shape
+    # oracle: the editing method called directly on the true target caption with the same seed
+    direct = editing.METHODS[language.DEFAULT_EDIT_METHOD](t2i_parts, case.source_image, case.source_caption,
+                                                            case.target_caption, num_steps=4,
+                                                            generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out.image, direct)
+    seeded = language.edit_from_instruction(writer, t2i_parts, case.source_image, case.source_caption, case.instruction,
+                                            num_steps=4, generator=0)  # an int seed is the same generator
+    assert torch.equal(seeded.image, direct)
     with pytest.raises(CourseInputError, match="method must be one of"):
         language.edit_from_instruction(writer, t2i_parts, case.source_image, case.source_caption, case.instruction,
                                        method="paint")
@@ -206,6 +218,10 @@ def test_instruct_pix2pix_takes_the_instruction_through_the_writer(writer):
     out = language.edit_from_instruction(writer, parts, case.source_image, case.source_caption, case.instruction,
                                          method="instruct_pix2pix", num_steps=4, generator=torch.Generator().manual_seed(0))
     assert out.instruction == case.instruction and out.image.shape == case.source_image.shape
+    # oracle: instruct_pix2pix called directly on the canonical instruction with the same seed
+    direct = instruct_pix2pix.edit(parts, case.source_image, case.instruction, num_steps=4,
+                                   generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out.image, direct)
 
 
 def test_benchmark_rows_get_the_writer_targets_and_refusals_score_as_no_edit():

@@ -1,0 +1,40 @@
+"""Training the writer with the course's one loop (training.train); the prompt_writer recipe calls train_writer.   [nb 09]
+
+The shipped writer (data/prompt_writer) is rebuilt by the recipe: train_writer(), evaluate(writer),
+then save_writer(writer, folder, **manifest).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from course_lib import training
+from course_lib.language.dataset import examples
+from course_lib.language.model import build_tokenizer, encode_examples, lm_loss, make_model
+from course_lib.language.writer import PromptWriter
+from course_lib.validation import check_int
+
+TRAIN_EXAMPLES = 60_000
+TRAIN_CONFIG = training.TrainConfig(steps=8000, batch_size=48, lr=2e-3, lr_schedule="cosine", lr_warmup_steps=200,
+                                    weight_decay=0.01, ema_decay=0.0, grad_clip=1.0, seed=0, checkpoint_every=1000)
+
+
+def train_writer(*, steps: int | None = None, num_examples: int = TRAIN_EXAMPLES, seed: int = 0, progress: bool = True,
+                 state_dir=None) -> tuple[PromptWriter, training.TrainState]:
+    """Train the tokenizer and the writer from scratch on `num_examples` training examples; return (writer, state).   [nb 09]
+
+    steps: TRAIN_CONFIG's 8,000 when None. state_dir: a folder to checkpoint the run in (resumed when it holds one).
+    """
+    if steps is not None:
+        steps = check_int(steps, "steps", minimum=1)
+    num_examples = check_int(num_examples, "num_examples", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
+    train = examples(num_examples, seed, "train")
+    tokenizer = build_tokenizer([p for _, p, _ in train] + [a for _, _, a in train])
+    data = encode_examples(tokenizer, [(p, a) for _, p, a in train])
+    model = make_model(tokenizer, seed)
+    config = TRAIN_CONFIG if steps is None else training.TrainConfig.from_dict({**TRAIN_CONFIG.to_dict(), "steps": steps})
+    resume = state_dir if state_dir is not None and (Path(state_dir) / "trainer_state.json").is_file() else None
+    state = training.train(model, data, lm_loss, config, device="cpu", progress=progress, checkpoint_dir=state_dir,
+                           resume=resume)
+    return PromptWriter(state.sampling_model.eval(), tokenizer), state

@@ -92,6 +92,19 @@ def test_edit_timesteps_follow_the_img2img_pipeline():
     assert len(editing.edit_timesteps(10, 0.0)) == 0
 
 
+def test_the_noise_table_is_the_schedulers_and_is_built_once(parts, cases, monkeypatch):
+    from course_lib.editing import primitives
+
+    table = primitives.alpha_bars(parts)
+    assert torch.equal(table, text2image.scheduler_alpha_bars()) and primitives.alpha_bars(parts) is table
+    built = []
+    original = text2image.scheduler_alpha_bars
+    monkeypatch.setattr(text2image, "scheduler_alpha_bars", lambda: built.append(1) or original())
+    editing.inversion_edit(parts, cases[0].source_image, cases[0].source_caption, cases[0].target_caption,
+                           inversion=editing.InversionSettings("direct", 3))
+    assert built == []  # no scheduler is built per step (11 times a step before)
+
+
 # ----------------------------------------------------------------------------------------------
 # DDIM inversion
 # ----------------------------------------------------------------------------------------------

@@ -11,22 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from course_lib import editing, shapes, shapesedit, text2image
-from course_lib import vae as vae_lib
+from course_lib import editing, shapes, shapesedit
 from course_lib.validation import CourseInputError
+from test_editing import parts  # noqa: F401  (the same tiny random UNet, shipped VAE and text tower)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def parts():
-    """A tiny random UNet (as tests/test_editing.py), the shipped VAE and CLIP text tower, on the CPU."""
-    unet = text2image.make_unet(0, block_out_channels=(16, 32), attention_head_dim=2, norm_num_groups=8).eval()
-    with torch.no_grad():
-        unet.conv_out.weight.mul_(0.1)
-        unet.conv_out.bias.mul_(0.1)
-    tokenizer, encoder = text2image.load_text_encoder(device="cpu")
-    return text2image.Parts(unet, vae_lib.load_vae(device="cpu"), tokenizer, encoder)
 
 
 @pytest.fixture(scope="module")

@@ -59,8 +59,8 @@ def sample_edit(parts: text2image.Parts, inversion: Inversion, cond_tgt: torch.T
     return z_src, z_tgt
 
 
-def _check_loop(parts, inversion, target_prompt, guidance_scale, blend, start):
-    """The doors' checks of edit_latents and p2p_latents; returns (target embeddings, g, start)."""
+def _loop_door(parts, inversion, target_prompt, guidance_scale, blend, start):
+    """The door of edit_latents and p2p_latents: check everything; return (target embeddings, g, start)."""
     check_parts(parts)
     g = guidance.check_guidance_scale(guidance_scale)
     if not isinstance(inversion, Inversion):
@@ -96,7 +96,7 @@ def edit_latents(parts: text2image.Parts, inversion: Inversion, target_prompt, *
     branch, or the inversion's path without one. start: the target's first latent (default the
     inversion's; mask locking starts masked cells from fresh noise).
     """
-    cond_tgt, g, start = _check_loop(parts, inversion, target_prompt, guidance_scale, blend, start)
+    cond_tgt, g, start = _loop_door(parts, inversion, target_prompt, guidance_scale, blend, start)
     if controller is not None and not hasattr(controller, "set_step"):
         raise CourseInputError("controller must be an editing.AttentionController (it is told the step), or None.")
     return sample_edit(parts, inversion, cond_tgt, g, source_branch=bool(source_branch), controller=controller,
@@ -119,7 +119,7 @@ def p2p_latents(parts: text2image.Parts, inversion: Inversion, target_prompt, co
     The UNet batch is CFG_LAYOUT; layers: processor names to control (default all; the others keep
     theirs). The original processors are restored on exit, also when sampling raises.
     """
-    cond_tgt, g, _ = _check_loop(parts, inversion, target_prompt, guidance_scale, blend, None)
+    cond_tgt, g, _ = _loop_door(parts, inversion, target_prompt, guidance_scale, blend, None)
     if not isinstance(controller, AttentionController):
         raise CourseInputError(f"controller must be an editing.AttentionController (AttentionReplace, "
                                f"AttentionReweight, ...), got {type(controller).__name__}.")

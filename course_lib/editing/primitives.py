@@ -1,8 +1,9 @@
 """The latent system's steps that editing composes: timesteps, the prompt and image encoders, the UNet, a DDIM step.   [nb 06-08]
 
 Stable Diffusion's pipeline names these steps encode_prompt, prepare_latents (an image encoded by
-the VAE), the UNet call, scheduler.step and decode_latents. Editing reaches the model parts only
-through this module, so that all of it can be routed to the latent system in one place:
+the VAE), the UNet call, scheduler.step and decode_latents. Editing runs the model parts only
+through this module (the controllers install attention processors on the UNet, nothing more), so
+that all of it can be routed to the latent system in one place:
 
     edit_timesteps / strength_timesteps   the scheduler's timesteps, the last int(N * strength)
     embed / prompt_embeddings             encode_prompt: prompts -> (B, L, D)

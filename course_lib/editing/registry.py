@@ -79,6 +79,7 @@ class EditMethod:
 
     def __call__(self, parts: text2image.Parts, image: torch.Tensor, source_prompt, target_prompt, *,
                  generator: torch.Generator | int | None = None, **options) -> torch.Tensor:
+        """Run the method with flat options; return the edited image(s), the input's shape, in [-1, 1]."""
         out = self.run(parts, image, source_prompt, target_prompt, generator=generator, **self.arguments(options))
         return out.image if isinstance(out, EditOutput) else out
 

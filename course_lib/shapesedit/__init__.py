@@ -34,10 +34,16 @@ calls it once per case, with a generator seeded by seed + case index, and scores
     psnr_gt      whole-image PSNR to the ground-truth edit (same scale and cap).
     seconds      wall time of the method call, per edit.
 
+An output must be a finite float image in [-1, 1], like its input (a decoder's overshoot up to
+RANGE_TOLERANCE is clamped); [0, 255] pixels, a larger overshoot, and an image in [0, 1] given by
+mistake (told by its locked pixels: check_edit_range) are refused rather than scored after a clamp.
+
 Summaries average each figure over the cases of a kind and over all cases (success and scene_ok as
 shares; PSNRs as the mean of the capped per-case values). format_table prints one markdown row per
 method with its gain over SDEdit; save_results / load_results keep everything in a JSON file, which
-notebook 08 loads when recomputing would exceed its time budget.
+notebook 08 loads when recomputing would exceed its time budget. The package's modules: scores.py
+(the cases and the scores), evaluation.py (evaluate, summaries, Wilson intervals, McNemar's test),
+tables.py (markdown tables, the results file).
 
 How ShapesEdit relates to PIE-Bench (Ju et al. 2024, "PnP Inversion"), the public editing benchmark:
 PIE-Bench holds 700 real and generated images in 10 edit types (random, change object, add object,

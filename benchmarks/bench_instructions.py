@@ -24,6 +24,7 @@ shapesedit.load_results; the extra figures under "writer", "end_to_end" and "swe
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 import sys
 import time
@@ -163,7 +164,7 @@ def main(argv=None) -> None:
                                 "examples": [[c.source_caption, i, t] for c, i, t in list(zip(cases, instructions, targets))[:10]]}
         print(f"== ShapesEdit from instructions ({len(cases)} cases): the writer's target caption is exact for "
               f"{100 * parse:.1f} %, {meta['instructions']['refused_or_invalid']} refused or not one edit ==")
-        runs = [("mask_locking (instruction, prompt writer)", lambda *a, **k: editing.mask_locking(t2i, *a, **k), targets),
+        runs = [("mask_locking (instruction, prompt writer)", functools.partial(editing.METHODS["mask_locking"], t2i), targets),
                 ("instruct_pix2pix (instruction, prompt writer)", instruct_pix2pix.method(ip2p_parts), targets),
                 ("instruct_pix2pix (canonical instruction)", instruct_pix2pix.method(ip2p_parts), None)]
         if args.table_rows:

@@ -52,8 +52,8 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     for method in editing.INVERSIONS:
         for n in steps:
-            chunks = [editing.reconstruction(parts, case.source_image, case.source_caption, inversions=(method,),
-                                             steps=(n,), guidance_scale=args.guidance_scale,
+            settings = editing.InversionSettings(method, n, guidance_scale=args.guidance_scale)
+            chunks = [editing.reconstruction(parts, case.source_image, case.source_caption, [settings],
                                              generator=torch.Generator().manual_seed(i))[0]
                       for i, case in enumerate(cases)]  # one image per call: per-image PSNR and cost
             psnr = [min(PSNR_CAP, r["psnr_db"]) for r in chunks]
@@ -66,8 +66,8 @@ def main(argv=None) -> None:
             rows.append(row)
             print(f"{method:16s} {n:3d} steps: PSNR {row['psnr_db_mean']:6.1f} dB (min {row['psnr_db_min']:6.1f}), "
                   f"{row['unet_calls_per_image']:6.1f} UNet calls, {row['seconds_per_image']:.3f} s per image", flush=True)
-    scale = editing.reconstruction(parts, cases[0].source_image, cases[0].source_caption, inversions=("ddim",),
-                                   steps=steps, guidance_scale=1.0)
+    scale = editing.reconstruction(parts, cases[0].source_image, cases[0].source_caption,
+                                   [editing.InversionSettings("ddim", n, guidance_scale=1.0) for n in steps])
     print("g = 1, DDIM, one image: " + ", ".join(f"{r['num_steps']} steps {r['psnr_db']:.1f} dB" for r in scale))
     wall = time.perf_counter() - start
     doc = {"benchmark": "inversions", "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -96,6 +96,7 @@ def make_method(kind: str, options: dict, parts, cases):
             out = vae_lib.reconstruct(parts.vae, image if image.ndim == 4 else image[None])
             return out if image.ndim == 4 else out[0]
         return vae_round_trip
+    editing.METHODS[kind].arguments(options)  # the row's options, checked once before any case runs
     return functools.partial(editing.METHODS[kind], parts, **options)
 
 

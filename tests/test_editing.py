@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from course_lib import editing, shapes, text2image
+from course_lib import attention, editing, schedules, shapes, text2image
 from course_lib import vae as vae_lib
 from course_lib.validation import CourseInputError
 
@@ -92,6 +92,19 @@ def test_edit_timesteps_follow_the_img2img_pipeline():
     assert len(editing.edit_timesteps(10, 0.0)) == 0
 
 
+def test_the_noise_table_is_the_schedulers_and_is_built_once(parts, cases, monkeypatch):
+    from course_lib.editing import primitives
+
+    table = primitives.alpha_bars(parts)
+    assert torch.equal(table, text2image.scheduler_alpha_bars()) and primitives.alpha_bars(parts) is table
+    built = []
+    original = text2image.scheduler_alpha_bars
+    monkeypatch.setattr(text2image, "scheduler_alpha_bars", lambda: built.append(1) or original())
+    editing.inversion_edit(parts, cases[0].source_image, cases[0].source_caption, cases[0].target_caption,
+                           inversion=editing.InversionSettings("direct", 3))
+    assert built == []  # no scheduler is built per step (11 times a step before)
+
+
 # ----------------------------------------------------------------------------------------------
 # DDIM inversion
 # ----------------------------------------------------------------------------------------------
@@ -117,8 +130,10 @@ def test_ddim_invert_equals_diffusers_inverse_scheduler(parts, cases, worst):
 
 def test_round_trips_under_guidance_rank_as_the_papers_say(parts, cases):
     image, prompt = cases[0].source_image, cases[0].source_caption
-    rows = editing.reconstruction(parts, image, prompt, steps=(10, 20), guidance_scale=4.0,
-                                  generator=torch.Generator().manual_seed(0), null_text_steps=5)
+    rows = editing.reconstruction(parts, image, prompt,
+                                  [editing.InversionSettings(m, n, guidance_scale=4.0, null_text_steps=5)
+                                   for m in editing.INVERSIONS for n in (10, 20)],
+                                  generator=torch.Generator().manual_seed(0))
     psnr = {(r["inversion"], r["num_steps"]): r["psnr_db"] for r in rows}
     for n in (10, 20):
         assert psnr["direct", n] > 90 and psnr["edit_friendly", n] > 90  # exact up to float32 round-off
@@ -134,7 +149,8 @@ def test_round_trips_under_guidance_rank_as_the_papers_say(parts, cases):
 
 def test_ddim_inversion_at_g_1_shrinks_with_steps(parts, cases):
     image, prompt = cases[0].source_image, cases[0].source_caption
-    rows = editing.reconstruction(parts, image, prompt, inversions=("ddim",), steps=(10, 20, 50), guidance_scale=1.0)
+    rows = editing.reconstruction(parts, image, prompt,
+                                  [editing.InversionSettings("ddim", n, guidance_scale=1.0) for n in (10, 20, 50)])
     errors = [r["latent_rmse"] for r in rows]
     assert errors[0] > errors[1] > errors[2] and errors[2] < 0.5 * errors[0], errors
     assert [r["unet_calls"] for r in rows] == [20, 40, 100]
@@ -143,7 +159,7 @@ def test_ddim_inversion_at_g_1_shrinks_with_steps(parts, cases):
 def test_direct_inversion_puts_the_source_branch_on_the_path(parts, cases, worst):
     z0 = editing.encode_image(parts, cases[0].source_image[None])
     prompt = cases[0].source_caption
-    inv = editing.invert(parts, z0, prompt, method="direct", num_steps=6, guidance_scale=5.0)
+    inv = editing.invert(parts, z0, prompt, editing.InversionSettings("direct", 6, guidance_scale=5.0))
     path = editing.ddim_invert(parts, z0, prompt, num_steps=6)
     assert all(torch.equal(a, b) for a, b in zip(inv.latents, path))  # the same DDIM path
     steps = []
@@ -159,7 +175,7 @@ def test_edit_friendly_noise_maps_make_the_diffusers_ddim_eta_1_step_retrace_the
 
     z0 = editing.encode_image(parts, cases[0].source_image[None])
     prompt, g = cases[0].source_caption, 3.0
-    inv = editing.invert(parts, z0, prompt, method="edit_friendly", num_steps=5, guidance_scale=g,
+    inv = editing.invert(parts, z0, prompt, editing.InversionSettings("edit_friendly", 5, guidance_scale=g),
                          generator=torch.Generator().manual_seed(4))
     sched = DDIMScheduler(**SD_DDIM)
     sched.set_timesteps(5)
@@ -179,8 +195,9 @@ def test_edit_friendly_noise_maps_make_the_diffusers_ddim_eta_1_step_retrace_the
 def test_null_text_inversion_lowers_each_steps_error_and_keeps_the_conditional_prompt(parts, cases):
     z0 = editing.encode_image(parts, cases[0].source_image[None])
     prompt, g = cases[0].source_caption, 4.0
-    plain = editing.invert(parts, z0, prompt, method="ddim", num_steps=4, guidance_scale=g)
-    null = editing.invert(parts, z0, prompt, method="null_text", num_steps=4, guidance_scale=g, null_text_steps=8)
+    plain = editing.invert(parts, z0, prompt, editing.InversionSettings("ddim", 4, guidance_scale=g))
+    null = editing.invert(parts, z0, prompt, editing.InversionSettings("null_text", 4, guidance_scale=g,
+                                                                       null_text_steps=8))
     assert len(null.uncond) == 4 and not torch.equal(null.uncond[0], plain.uncond[0])  # "" was optimised
     assert torch.equal(null.source_embeddings, plain.source_embeddings)
     _, z_plain = editing.edit_latents(parts, plain, prompt, guidance_scale=g)
@@ -193,7 +210,8 @@ def test_inversion_edit_with_the_same_prompt_reconstructs(parts, cases):
     image, prompt = cases[0].source_image, cases[0].source_caption
     reference = editing.decode_latents(parts, editing.encode_image(parts, image[None]))[0]
     for method in ("negative_prompt", "direct"):
-        out = editing.inversion_edit(parts, image, prompt, prompt, inversion=method, num_steps=20, guidance_scale=4.0)
+        out = editing.inversion_edit(parts, image, prompt, prompt,
+                                     inversion=editing.InversionSettings(method, 20, guidance_scale=4.0))
         mse = (out - reference).pow(2).mean().item()
         assert out.shape == image.shape and (mse == 0 or 10 * math.log10(4 / mse) > 35), method
 
@@ -216,7 +234,7 @@ def test_word_swap_window_makes_target_maps_the_source_maps_and_restores_process
     mapper = editing.token_mapper(parts.tokenizer, src, tgt, "swap")
     controller = _StepLog(mapper=mapper, cross_window=(0.0, 1.0), record=True)
     before = dict(parts.unet.attn_processors)
-    inv = editing.invert(parts, editing.encode_image(parts, _images(cases)), src, num_steps=4)
+    inv = editing.invert(parts, editing.encode_image(parts, _images(cases)), src, editing.InversionSettings(num_steps=4))
     z_src, z_tgt = editing.p2p_latents(parts, inv, tgt, controller, guidance_scale=4.0)
     after = parts.unet.attn_processors
     assert after.keys() == before.keys() and all(after[n] is before[n] for n in before)
@@ -233,7 +251,8 @@ def test_word_swap_window_makes_target_maps_the_source_maps_and_restores_process
     assert not torch.equal(z_src, z_tgt)  # the swapped word's values still differ
     # A window that excludes every step leaves the target its own maps.
     idle = editing.AttentionReplace(mapper=mapper, cross_window=(0.0, 0.0), record=True)
-    editing.p2p_latents(parts, editing.invert(parts, inv.latents[0], src, num_steps=2), tgt, idle, guidance_scale=4.0)
+    editing.p2p_latents(parts, editing.invert(parts, inv.latents[0], src, editing.InversionSettings(num_steps=2)), tgt,
+                        idle, guidance_scale=4.0)
     probs = idle.probs[cross_layers[0]][0].view(2, 2, 2, *idle.probs[cross_layers[0]][0].shape[1:])
     assert not torch.equal(probs[1, 1], probs[1, 0])
 
@@ -244,7 +263,7 @@ def test_processors_are_restored_when_the_loop_raises(parts):
             raise RuntimeError("boom")
 
     before = dict(parts.unet.attn_processors)
-    inv = editing.invert(parts, torch.zeros(1, 4, 8, 8), "a red circle", num_steps=2)
+    inv = editing.invert(parts, torch.zeros(1, 4, 8, 8), "a red circle", editing.InversionSettings(num_steps=2))
     with pytest.raises(RuntimeError, match="boom"):
         editing.p2p_latents(parts, inv, "a blue circle", Broken())
     assert all(parts.unet.attn_processors[n] is before[n] for n in before)
@@ -259,7 +278,8 @@ def test_reweight_scales_one_word_and_window_fractions(parts):
     controller = editing.AttentionReweight(mapper=editing.token_mapper(parts.tokenizer, prompt, prompt),
                                            cross_window=(0.0, 1.0), scales=scales, reweight_window=(0.5, 1.0),
                                            record=True)
-    inv = editing.invert(parts, torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1)), prompt, num_steps=4)
+    inv = editing.invert(parts, torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1)), prompt,
+                         editing.InversionSettings(num_steps=4))
     editing.p2p_latents(parts, inv, prompt, controller, guidance_scale=2.0)
     name = next(iter(controller.probs))
     for step, probs in enumerate(controller.probs[name]):
@@ -272,9 +292,15 @@ def test_reweight_scales_one_word_and_window_fractions(parts):
 def test_prompt_to_prompt_runs_on_an_image_and_refine_maps_common_words(parts, cases):
     case = cases[0]
     for local_blend in (False, True):
-        out = editing.prompt_to_prompt(parts, case.source_image, case.source_caption, case.target_caption, num_steps=4,
-                                       local_blend=local_blend)
+        result = editing.prompt_to_prompt(parts, case.source_image, case.source_caption, case.target_caption,
+                                          inversion=editing.InversionSettings("edit_friendly", 5),
+                                          settings=editing.PromptToPromptSettings(local_blend=local_blend))
+        out = result.image
         assert out.shape == case.source_image.shape and out.abs().max() <= 1
+        if local_blend:  # local blending's mask at image size comes with the image
+            assert result.mask.shape == (1, 32, 32) and result.mask.dtype == torch.bool and result.mask.any()
+        else:
+            assert result.mask is None
     mapper = editing.token_mapper(parts.tokenizer, "a red circle", "a red circle on the left", "refine")
     assert mapper[:8].tolist() == [0, 1, 2, 3, -1, -1, -1, 4]  # common words and the end token take the source's maps
     assert editing.changed_positions(parts.tokenizer, "a red circle", "a blue circle") == ([2], [2])
@@ -287,8 +313,8 @@ def test_local_blend_keeps_the_source_branch_outside_its_attention_mask(parts, c
     positions = editing.changed_positions(parts.tokenizer, src, tgt)
     blend = editing.LocalBlend([positions[0]], [positions[1]], side=8, threshold=0.5, start=0.0, grow_cells=0)
     controller = editing.AttentionReplace(mapper=editing.token_mapper(parts.tokenizer, src, tgt), local_blend=blend)
-    inv = editing.invert(parts, editing.encode_image(parts, case.source_image[None]), src, num_steps=4,
-                         method="direct")
+    inv = editing.invert(parts, editing.encode_image(parts, case.source_image[None]), src,
+                         editing.InversionSettings("direct", num_steps=4))
     seen = []
 
     def recording(i, k, source, target):
@@ -313,12 +339,12 @@ def test_attention_map_is_the_changed_words_recorded_attention(parts, cases):
     got = editing.attention_map(parts, z0, case.source_caption, case.target_caption, num_draws=1, strength=0.5,
                                 generator=torch.Generator().manual_seed(2))
     # by hand: the same z_t, the UNet's recorded probabilities, the changed positions' columns
-    ab = editing._alpha_bars(parts)
-    z_t = editing.schedules.q_sample(z0, 500, ab, torch.randn(z0.shape, generator=torch.Generator().manual_seed(2)))
+    ab = text2image.scheduler_alpha_bars()
+    z_t = schedules.q_sample(z0, 500, ab, torch.randn(z0.shape, generator=torch.Generator().manual_seed(2)))
     src_pos, tgt_pos = editing.changed_positions(parts.tokenizer, case.source_caption, case.target_caption)
-    layers = editing.attention.cross_attention_layers(parts.unet, 8)
+    layers = attention.cross_attention_layers(parts.unet, 8)
     cond = editing.embed(parts, [case.source_caption, case.target_caption])
-    with editing.attention.record_attention(parts.unet, layers=layers) as store, torch.no_grad():
+    with attention.record_attention(parts.unet, layers=layers) as store, torch.no_grad():
         parts.unet(torch.cat([z_t, z_t]), 500, encoder_hidden_states=cond)
     maps = [p[0].mean(1) for p in store.probs.values()]  # (2, N, L) per layer
     expected = sum(m[0][:, src_pos].sum(-1) + m[1][:, tgt_pos].sum(-1) for m in maps) / len(maps)
@@ -336,33 +362,37 @@ def test_latent_blending_keeps_the_source_latent_outside_the_mask(parts, cases):
     z0 = editing.encode_image(parts, image)
     lm = editing.latent_mask(mask, z0.shape[-2:])
     assert lm.shape == (1, 1, 8, 8) and lm.any() and not lm.all()
-    inv = editing.invert(parts, z0, case.source_caption, num_steps=6)
+    inv = editing.invert(parts, z0, case.source_caption, editing.InversionSettings(num_steps=6))
     _, z = editing.edit_latents(parts, inv, case.target_caption, guidance_scale=4.0,
                                 blend=lambda i, k, source, target: torch.where(lm, target, source))
     outside = ~lm.expand_as(z)
     assert torch.equal(z[outside], z0[outside])  # exactly, in latent space
     assert not torch.equal(z[~outside], z0[~outside])
     out = editing.mask_locking(parts, case.source_image, case.source_caption, case.target_caption, mask=case.mask,
-                               num_steps=6, composite=True)
+                               inversion=editing.InversionSettings(num_steps=6),
+                               settings=editing.MaskLockingSettings(composite=True)).image
     assert torch.equal(out[:, ~case.mask], case.source_image[:, ~case.mask])
 
 
 def test_mask_locking_starts_the_masked_latents_from_the_inverted_source_or_fresh_noise(parts, cases):
     case = cases[0]
     args = (parts, case.source_image, case.source_caption, case.target_caption)
-    runs = {(start, seed): editing.mask_locking(*args, mask=case.mask, num_steps=4, start=start,
-                                               generator=torch.Generator().manual_seed(seed))
+    four = editing.InversionSettings(num_steps=4)
+    runs = {(start, seed): editing.mask_locking(*args, mask=case.mask, inversion=four,
+                                               settings=editing.MaskLockingSettings(start=start),
+                                               generator=torch.Generator().manual_seed(seed)).image
             for start in ("noise", "inverted") for seed in (0, 1)}
     assert torch.equal(runs["inverted", 0], runs["inverted", 1])  # no draw: the generator plays no part
     assert not torch.equal(runs["noise", 0], runs["noise", 1])  # fresh noise in the mask
     inside = case.mask.expand_as(case.source_image)
     assert (runs["noise", 0][inside] - runs["inverted", 0][inside]).abs().max() > 0.1
-    pasted = editing.mask_locking(*args, mask=case.mask, num_steps=4, composite=True, start="noise",
-                                  generator=torch.Generator().manual_seed(0))
+    pasted = editing.mask_locking(*args, mask=case.mask, inversion=four,
+                                  settings=editing.MaskLockingSettings(start="noise", composite=True),
+                                  generator=torch.Generator().manual_seed(0)).image
     assert torch.equal(pasted[~inside], case.source_image[~inside])  # whatever the start, the paste locks exactly
     assert torch.equal(pasted[inside], runs["noise", 0][inside])
     with pytest.raises(CourseInputError, match="start=.* is not known"):
-        editing.mask_locking(*args, mask=case.mask, start="source")
+        editing.mask_locking(*args, mask=case.mask, settings=editing.MaskLockingSettings(start="source"))
 
 
 def test_masks_from_maps_threshold_grow_and_fill_holes():
@@ -392,17 +422,20 @@ def test_automatic_masks_are_where_the_prompts_disagree(parts, cases):
         assert mask.shape == (2, 1, 8, 8) and mask.dtype == torch.bool and mask.any()
     big = editing.diffedit_mask(parts, images, sources, targets, num_draws=1, generator=torch.Generator().manual_seed(0))
     assert big.shape == (2, 1, 32, 32) and big.dtype == torch.bool
-    out, mask = editing.mask_locking(parts, images, sources, targets, num_steps=4, mask_draws=2, return_mask=True,
-                                     generator=torch.Generator().manual_seed(0))
+    result = editing.mask_locking(parts, images, sources, targets, inversion=editing.InversionSettings(num_steps=4),
+                                  settings=editing.MaskLockingSettings(mask_draws=2),
+                                  generator=torch.Generator().manual_seed(0))
+    out, mask = result.image, result.mask
     assert out.shape == images.shape and mask.shape == (2, 1, 32, 32) and mask.dtype == torch.bool
 
 
 def test_methods_registry_has_one_signature(parts, cases):
     added = shapes.edit_cases(1, seed=0, kinds=("add",))[0]  # prompts that do not align: P2P refines
+    extra = {"mask_locking": {"mask_draws": 1}, "prompt_to_prompt": {"self_window": (0.0, 0.5)}}  # 2 steps: a window
     for case in (cases[1], added):
         for name in editing.METHODS:
             out = editing.run_case(name, parts, case, generator=torch.Generator().manual_seed(0), num_steps=2,
-                                   **({"mask_draws": 1} if name == "mask_locking" else {}))
+                                   **extra.get(name, {}))
             assert out.shape == case.source_image.shape and out.abs().max() <= 1, name
         for inversion in editing.INVERSIONS:
             out = editing.run_case("inversion", parts, case, generator=torch.Generator().manual_seed(0), num_steps=2,
@@ -414,8 +447,10 @@ def test_any_image_size_the_vae_takes(parts):
     image = torch.rand(3, 48, 40) * 2 - 1  # 12 x 10 latents: nothing assumes 32 x 32
     out = editing.sdedit(parts, image, "", "a red circle", num_steps=2, generator=torch.Generator().manual_seed(0))
     assert out.shape == image.shape
-    out = editing.mask_locking(parts, image, "a red circle", "a blue circle", num_steps=2, mask_draws=1,
-                               generator=torch.Generator().manual_seed(0))
+    out = editing.mask_locking(parts, image, "a red circle", "a blue circle",
+                               inversion=editing.InversionSettings(num_steps=2),
+                               settings=editing.MaskLockingSettings(mask_draws=1),
+                               generator=torch.Generator().manual_seed(0)).image
     assert out.shape == image.shape
 
 
@@ -446,20 +481,22 @@ def test_bad_input_gets_clear_errors(parts, cases):
     with pytest.raises(CourseInputError, match="mask must"):
         editing.mask_locking(parts, image, src, tgt, mask=torch.full((32, 32), 2.0))
     with pytest.raises(CourseInputError, match="'on the left' \\(added\\)"):
-        editing.prompt_to_prompt(parts, image, "a red circle", "a blue circle on the left", mode="swap")
+        editing.prompt_to_prompt(parts, image, "a red circle", "a blue circle on the left",
+                                 settings=editing.PromptToPromptSettings(mode="swap"))
     with pytest.raises(CourseInputError, match="'circle on the left' -> 'square'"):
         editing.token_mapper(parts.tokenizer, "a red circle on the left", "a red square")
     with pytest.raises(CourseInputError, match="'green' is not in the prompt"):
-        editing.prompt_to_prompt(parts, image, "a red circle", "a red circle", reweight={"green": 2.0})
+        editing.prompt_to_prompt(parts, image, "a red circle", "a red circle",
+                                 settings=editing.PromptToPromptSettings(reweight={"green": 2.0}))
     with pytest.raises(CourseInputError, match="cross_window"):
-        editing.prompt_to_prompt(parts, image, src, tgt, cross_window=(0.5, 0.2))
+        editing.prompt_to_prompt(parts, image, src, tgt, settings=editing.PromptToPromptSettings(cross_window=(0.5, 0.2)))
     z0 = editing.encode_image(parts, image[None])
     with pytest.raises(CourseInputError, match="inversion=.* is not known"):
-        editing.invert(parts, z0, src, method="exact")
+        editing.invert(parts, z0, src, editing.InversionSettings("exact"))
     for knob, value in (("null_text_steps", 0), ("null_text_steps", -2), ("null_text_lr", 0.0), ("null_text_lr", -1e-3),
                         ("null_text_tolerance", 0.0)):
         with pytest.raises(CourseInputError, match=knob):
-            editing.invert(parts, z0, src, method="null_text", **{knob: value})
+            editing.invert(parts, z0, src, editing.InversionSettings("null_text", **{knob: value}))
     with pytest.raises(CourseInputError, match="nothing to edit"):
         editing.mask_locking(parts, image, src, src)
     with pytest.raises(CourseInputError, match="encode the same"):
@@ -467,17 +504,15 @@ def test_bad_input_gets_clear_errors(parts, cases):
     with pytest.raises(CourseInputError, match="must be an editing.Inversion"):
         editing.edit_latents(parts, z0, tgt)
     with pytest.raises(CourseInputError, match="blend_threshold"):
-        editing.prompt_to_prompt(parts, image, src, tgt, blend_threshold=1.5)
+        editing.prompt_to_prompt(parts, image, src, tgt, settings=editing.PromptToPromptSettings(blend_threshold=1.5))
     with pytest.raises(CourseInputError, match="mask source"):
         editing.edit_mask(parts, image, src, tgt, source="oracle")
-    with pytest.raises(CourseInputError, match="return_mask needs local_blend"):
-        editing.prompt_to_prompt(parts, image, src, tgt, local_blend=False, return_mask=True, num_steps=2)
     with pytest.raises(CourseInputError, match="unknown edit method"):
         editing.run_case("magic", parts, cases[0])
 
 
 def test_inversions_refuse_a_sampler_that_would_not_retrace_them(parts, cases):
     with pytest.raises(CourseInputError, match="sampler must be 'ddim'.*sdedit takes any sampler"):
-        editing.invert(parts, torch.zeros(1, 4, 8, 8), "a red circle", sampler="dpmpp_2m")
+        editing.invert(parts, torch.zeros(1, 4, 8, 8), "a red circle", editing.InversionSettings(sampler="dpmpp_2m"))
     with pytest.raises(CourseInputError, match="unknown sampler"):
         editing.sdedit(parts, _images(cases[:1]), "a", "b", sampler="lms")

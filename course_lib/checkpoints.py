@@ -32,11 +32,12 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from course_lib import environment
-from course_lib.validation import CourseInputError
+from course_lib.validation import CourseInputError, check_int, check_number
 
 MANIFEST = "manifest.json"
 TRAINER_STATE = "trainer_state.json"  # the JSON half of a training state folder
@@ -52,6 +53,8 @@ IGNORED_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")
 
 def sha256_file(path: str | Path) -> str:
     """Return the SHA-256 hex digest of a file's bytes."""
+    if not isinstance(path, (str, Path)) or not Path(path).is_file():
+        raise CourseInputError(f"sha256_file needs the path of an existing file, got {path!r}.")
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -148,12 +151,14 @@ def save_pretrained(obj, name_or_path: str | Path, *, name: str | None = None, c
 
     The folder is emptied first, so that no stale file survives: it must be new, empty, or an earlier
     checkpoint (a folder with a manifest.json); any other folder is refused, never deleted. Weights
-    are written as safetensors.
+    are written as safetensors. Every field is checked before anything is written.
     """
     if not hasattr(obj, "save_pretrained"):
         raise CourseInputError(f"{type(obj).__name__} has no save_pretrained; save diffusers/transformers models.")
     folder = checkpoint_dir(name_or_path)
-    name = name or folder.name
+    fields = _manifest_fields(folder, name=name, command=command, train_config=train_config, recipe=recipe,
+                              data_seed=data_seed, steps=steps, wall_time_s=wall_time_s, metrics=metrics,
+                              num_parameters=None, notes=notes)
     if folder.exists() and not folder.is_dir():
         raise CourseInputError(f"{folder} is a file, not a folder; choose a folder for the checkpoint.")
     if folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST).is_file():
@@ -163,10 +168,9 @@ def save_pretrained(obj, name_or_path: str | Path, *, name: str | None = None, c
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     obj.save_pretrained(folder, safe_serialization=True)
-    num_parameters = int(sum(p.numel() for p in obj.parameters())) if hasattr(obj, "parameters") else None
-    return write_manifest(folder, class_path=_class_path(obj), name=name, command=command, train_config=train_config,
-                          recipe=recipe, data_seed=data_seed, steps=steps, wall_time_s=wall_time_s, metrics=metrics,
-                          num_parameters=num_parameters, notes=notes)
+    if hasattr(obj, "parameters"):
+        fields["num_parameters"] = int(sum(p.numel() for p in obj.parameters()))
+    return _write_manifest(folder, _class_path(obj), fields)
 
 
 def write_manifest(folder: str | Path, *, class_path: str, name: str | None = None, command: str | None = None,
@@ -176,34 +180,71 @@ def write_manifest(folder: str | Path, *, class_path: str, name: str | None = No
     """Hash every file of a folder already written (e.g. by a pipeline's save_pretrained) into its manifest.json; return it.
 
     The manifest has save_pretrained's fields; class_path names the class `load` would call
-    from_pretrained on (e.g. "diffusers.StableDiffusionPipeline"). Refuses pickle files.
+    from_pretrained on (e.g. "diffusers.StableDiffusionPipeline"). Refuses pickle and code files.
     """
     folder = checkpoint_dir(folder)
     if not folder.is_dir():
-        raise CourseInputError(f"no folder {_where(folder, folder)} to write a manifest for; save the model there first.")
-    name = name or folder.name
+        raise CourseInputError(f"no folder {folder} to write a manifest for; save the model there first.")
+    _resolve_class(class_path)  # a manifest names a class `load` can build
+    fields = _manifest_fields(folder, name=name, command=command, train_config=train_config, recipe=recipe,
+                              data_seed=data_seed, steps=steps, wall_time_s=wall_time_s, metrics=metrics,
+                              num_parameters=num_parameters, notes=notes)
+    return _write_manifest(folder, class_path, fields)
+
+
+def _manifest_fields(folder: Path, *, name, command, train_config, recipe, data_seed, steps, wall_time_s, metrics,
+                     num_parameters, notes) -> dict:
+    """Return the manifest's own fields, checked and as JSON values (numpy scalars become numbers), or raise."""
+    if name is not None and (not isinstance(name, str) or not name):
+        raise CourseInputError(f"name must be a non-empty str or None, got {name!r}.")
+    for key, value in (("command", command), ("notes", notes)):
+        if value is not None and not isinstance(value, str):
+            raise CourseInputError(f"{key} must be a str, got {type(value).__name__}.")
+    for key, value in (("metrics", metrics), ("train_config", train_config), ("recipe", recipe)):
+        if value is not None and not isinstance(value, dict):
+            raise CourseInputError(f"{key} must be a dict or None, got {type(value).__name__}.")
+    counts = {key: None if value is None else check_int(value, key, minimum=0)
+              for key, value in (("data_seed", data_seed), ("steps", steps), ("num_parameters", num_parameters))}
+    if wall_time_s is not None:
+        wall_time_s = round(check_number(wall_time_s, "wall_time_s", low=0, hint="seconds of training"), 1)
+    name = name if name is not None else folder.name
+    fields = {"name": name, "command": command or f"python -m course_lib.recipes {name}",
+              "data_seed": counts["data_seed"], "steps": counts["steps"], "wall_time_s": wall_time_s,
+              "metrics": metrics or {}, "train_config": train_config or {}, "recipe": recipe or {},
+              "num_parameters": counts["num_parameters"], "notes": notes or ""}
+    try:
+        return json.loads(json.dumps(fields, default=_plain))
+    except (TypeError, ValueError) as exc:
+        raise CourseInputError(f"the manifest's fields must be JSON values (numbers, str, lists, dicts): {exc}.") from None
+
+
+def _write_manifest(folder: Path, class_path: str, fields: dict) -> dict:
+    """Hash the folder's files and write manifest.json from checked fields; return the manifest."""
     files = _weight_files(folder)
     if _forbidden(files):
         raise CourseInputError(f"pickle or code files were written to {folder}: {_forbidden(files)}; only safetensors "
                                f"weights and JSON/text configs are allowed (save with safe_serialization=True).")
     manifest = {
-        "name": name,
+        "name": fields["name"],
         "class": class_path,
-        "command": command or f"python -m course_lib.recipes {name}",
-        "data_seed": data_seed,
-        "steps": steps,
-        "wall_time_s": None if wall_time_s is None else round(float(wall_time_s), 1),
-        "metrics": metrics or {},
-        "train_config": train_config or {},
-        "recipe": recipe or {},
-        "num_parameters": num_parameters,
+        **{key: fields[key] for key in ("command", "data_seed", "steps", "wall_time_s", "metrics", "train_config",
+                                        "recipe", "num_parameters")},
         "versions": environment.versions(),
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "notes": notes,
+        "notes": fields["notes"],
         "files": {f: {"sha256": sha256_file(folder / f), "bytes": (folder / f).stat().st_size} for f in files},
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _plain(value):
+    """JSON's fallback: numpy scalars and one-element tensors as Python numbers; anything else is refused."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    raise TypeError(f"{type(value).__name__} {value!r} is not a JSON value")
 
 
 def read_manifest(name_or_path: str | Path) -> dict:

@@ -7,10 +7,12 @@ import functools
 from dataclasses import dataclass
 
 import torch
+from diffusers import AutoencoderKL
 
-from course_lib import models, noise, shapes, training
+from course_lib import checkpoints, models, noise, shapes, training
 from course_lib import vae as vae_lib
 from course_lib.recipes.base import LoopRecipe
+from course_lib.validation import CourseInputError
 
 VAE_KL_WEIGHT = 1e-5
 VAE_TRAIN_CONFIG = training.TrainConfig(steps=4000, batch_size=64, lr=1e-3, lr_schedule="cosine", lr_warmup_steps=100,
@@ -35,6 +37,7 @@ def _prior_samples_readable(model: torch.nn.Module, num: int = 256, seed: int = 
 
 def vae_kl_sweep(device=None) -> list[dict]:
     """Train one short VAE per weight in VAE_KL_SWEEP (VAE_SWEEP_CONFIG) and return their figures (nb 04's table)."""
+    device = checkpoints.target_device(device)
     rows = []
     for kl_weight in VAE_KL_SWEEP:
         state = training.train(vae_lib.make_vae(seed=0), vae_lib.vae_batches(VAE_SWEEP_CONFIG.batch_size),
@@ -56,6 +59,8 @@ def finish_vae(model: torch.nn.Module) -> dict:
     The figures are measured on the shipped weights (float16, loaded back as float32), so the
     manifest's PSNR is the one a learner gets; psnr_test_float32 is before halving.
     """
+    if not isinstance(model, AutoencoderKL):
+        raise CourseInputError(f"finish_vae takes a diffusers AutoencoderKL (vae.make_vae), got {type(model).__name__}.")
     model.eval()
     device = models.model_device(model)
     figures = {"psnr_test_float32": vae_lib.measure(model)["psnr_test"]}

@@ -9,6 +9,7 @@ import torch
 
 from course_lib import data, metrics, models, noise, training
 from course_lib.recipes.base import DiffusionRecipe
+from course_lib.validation import CourseInputError, check_int
 
 # The schedule every nb-03 model is trained and sampled with: DDPM's linear betas, 1,000 steps.
 SCHEDULE = models.SCHEDULE  # the models' training schedule (course_lib.models)
@@ -29,6 +30,10 @@ def moons_data(data_seed: int = 0) -> torch.Tensor:
 
 def evaluate_2d(model: torch.nn.Module, draw_data=data.two_moons, num_samples: int = 2000, seed: int = 1) -> dict:
     """Return DDIM-50 and DDPM-1000 distance to data, and the data-data floor, for a 2D model (nb 03's figures)."""
+    num_samples = check_int(num_samples, "num_samples", minimum=2, hint="an energy distance needs two points or more")
+    seed = check_int(seed, "seed", minimum=0)
+    if not callable(draw_data):
+        raise CourseInputError("draw_data must be a function draw_data(n, generator) -> (n, 2), e.g. data.two_moons.")
     out = {}
     for sampler, steps in (("ddim", 50), ("ddpm", 1000)):
         x = models.generate(model, (num_samples, 2), SCHEDULE.alpha_bars, sampler=sampler, num_steps=steps,
@@ -74,6 +79,11 @@ def digits_data(labels: bool = False):
 
 def evaluate_digits(model: torch.nn.Module, num_samples: int = 500, seed: int = 1) -> dict:
     """Return the classifier figures of DDIM-50 samples: unconditional and, for a conditional model, null-label and per-class."""
+    num_samples = check_int(num_samples, "num_samples", minimum=1)
+    seed = check_int(seed, "seed", minimum=0)
+    if not hasattr(model, "config"):
+        raise CourseInputError(f"model must be a digits UNet2DModel (models.digits_unet or checkpoints.load"
+                               f"('ddpm_digits')), got {type(model).__name__}.")
     conditional = getattr(model.config, "num_class_embeds", None) is not None
     runs = [("uncond", {"class_labels": models.NULL_CLASS} if conditional else {})]
     if conditional:

@@ -56,16 +56,16 @@ class LiTRecipe(ContrastiveRecipe):
 
     tower_config: training.TrainConfig = field(default_factory=lambda: clip.TOWER_CONFIG)
 
-    def locked_model(self) -> tuple:
-        """Pretrain the image tower and return (the LiT CLIPModel around it, locked; the pretraining's figures)."""
-        tower, pretraining = clip.pretrain_image_tower(self.tower_config, progress=False)
+    def locked_model(self, device=None) -> tuple:
+        """Pretrain the image tower on `device` and return (the LiT CLIPModel around it, locked; the pretraining's figures)."""
+        tower, pretraining = clip.pretrain_image_tower(self.tower_config, device=device, progress=False)
         return clip.lit_model(tower, self.tokenizer(), seed=self.config.seed), pretraining
 
     def build_model(self):
         return self.locked_model()[0]
 
     def train(self, config, *, device, state_dir=None, progress=True) -> Trained:
-        model, pretraining = self.locked_model()
+        model, pretraining = self.locked_model(device)
         trained = self.fit(model, config, device=device, state_dir=state_dir, progress=progress)
         return Trained(trained.model, trained.state, {**trained.record, "image_tower_pretraining": pretraining})
 

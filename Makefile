@@ -68,7 +68,7 @@ benchmark: install
 	$(BIN)/python benchmarks/bench_samplers.py --quick --threads 1 --out $(BENCH_OUT)/samplers.json
 	$(BIN)/python benchmarks/bench_notebooks.py
 
-# Retrain one shipped checkpoint from scratch: make reproduce NAME=ddpm-2d  (list: make reproduce NAME=--list)
+# Retrain one shipped checkpoint from scratch: make reproduce NAME=ddpm_moons (or NAME=prompt_writer, ...; list: make reproduce NAME=--list)
 reproduce: install
 	$(BIN)/python -m course_lib.recipes $(NAME)
 

@@ -231,14 +231,6 @@ def test_text_encoder_and_tokenizer_load_in_a_stable_diffusion_pipeline(tokenize
         text.warn_unknown_words("a purple circle", loaded.tokenizer)
 
 
-def test_recipes_train_with_the_module_settings():
-    from course_lib import recipes
-
-    assert recipes.RECIPES["clip"].config == clip.CLIP_CONFIG == recipes.RECIPES["clip_lit"].config
-    assert recipes.RECIPES["clip_lit"].tower_config == clip.TOWER_CONFIG
-    assert recipes.RECIPES["clip_lit"].lit and not recipes.RECIPES["clip"].lit
-
-
 # ----------------------------------------------------------------------------------------------
 # The shipped checkpoints (data/clip, data/clip_lit)
 # ----------------------------------------------------------------------------------------------

@@ -43,11 +43,13 @@ from course_lib import noise as noise_lib
 from course_lib.validation import (
     CourseInputError,
     check_alpha_bar_t,
+    check_finite,
     check_float_tensor,
     check_int,
     check_number,
     check_positive_int,
     check_same_shape,
+    check_schedule_table,
 )
 
 DIGITS_SWEEP_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 7.5)  # diffusers' g: 0 unconditional, 1 conditional, 7.5 SD's default
@@ -295,7 +297,8 @@ def generate_digits_cfg(model, labels, guidance_scale: float = 2.0, *, num_steps
         check_float_tensor(x_T, "x_T")
         if tuple(x_T.shape) != shape:
             raise CourseInputError(f"x_T must have shape {shape} (one per label), got {tuple(x_T.shape)}.")
-    ab = (models.SCHEDULE.alpha_bars if alpha_bars is None else alpha_bars).to(device)
+        check_finite(x_T, "x_T")
+    ab = (models.SCHEDULE.alpha_bars if alpha_bars is None else check_schedule_table(alpha_bars)).to(device)
     timesteps = sampler.timesteps(len(ab), num_steps, spacing)
     return samplers.sample(denoiser, x_T.to(device), timesteps, sampler, alpha_bars=ab, generator=generator,
                            callback=callback).x0.clamp(-1, 1)

@@ -149,6 +149,7 @@ class LatentSystem:
         sample_mode 'argmax' (the mean, default) or 'sample' (a draw from `generator`, as img2img
         encodes). Shapes: images (B, 3, H, W) in [-1, 1] -> (B, C, H/f, W/f).
         """
+        vae_lib.check_images(images, self.vae, "images")
         return vae_lib.encode(self.vae, images, generator=generator, sample_mode=sample_mode).float().to(self.device)
 
     def prepare_latents(self, batch_size: int, *, generator=None, latents: torch.Tensor | None = None,

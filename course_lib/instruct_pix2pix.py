@@ -77,8 +77,14 @@ def image_latents(vae, images: torch.Tensor) -> torch.Tensor:
 
 
 def random_pairs(n: int, generator: torch.Generator, split: str = "train") -> list[shapes.EditResult]:
-    """Return n (source, edit, target) cases of `split`: scenes as sample_scenes draws them, one random edit each."""
-    scenes = shapes.sample_scenes(n, split=split, generator=generator)
+    """Return n (source, edit, target) cases of `split`: scenes as sample_scenes draws them, one random edit each.
+
+    generator: a torch.Generator (or an int seed) that draws the scenes and then the edits.
+    """
+    generator = noise_lib.as_generator(generator)
+    if generator is None:
+        raise CourseInputError("random_pairs needs a generator (a torch.Generator or an int seed) to draw the cases.")
+    scenes = shapes.sample_scenes(check_positive_int(n, "n"), split=split, generator=generator)
     return [shapes.make_edit(s, shapes.random_edit(s, generator)) for s in scenes]
 
 

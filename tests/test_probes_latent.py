@@ -282,6 +282,9 @@ def test_instruct_pix2pix_probes(parts, ip2p_parts, image):
                                                                null_text=torch.zeros(1, 2, 3))["image_latents"])),
         ("dual_cfg_denoiser: guidance None", lambda: instruct_pix2pix.dual_cfg_denoiser(ip2p_parts.unet, None, 1.5, None, None, None),
          "guidance_scale must be a finite number"),
+        ("random_pairs: int seed", lambda: [c.target for c in instruct_pix2pix.random_pairs(3, 5)],
+         lambda out: out == [c.target for c in instruct_pix2pix.random_pairs(3, torch.Generator().manual_seed(5))]),
+        ("random_pairs: no generator", lambda: instruct_pix2pix.random_pairs(3, None), "needs a generator"),
         ("pair_dataset: n 0", lambda: instruct_pix2pix.pair_dataset(0, parts.vae, parts.tokenizer, parts.text_encoder), "n must be"),
     ]
     check_table(table)

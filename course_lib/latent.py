@@ -55,6 +55,7 @@ SCHEDULER_CONFIG = dict(
     steps_offset=1,  # leading timesteps + 1: 961, 921, ..., 1 for 25 steps
 )
 
+
 def make_scheduler():
     """Return a DDIMScheduler with SCHEDULER_CONFIG: the UNet family's scheduler.   [DDIM, nb 06]"""
     from diffusers import DDIMScheduler

@@ -12,7 +12,7 @@ h outputs are concatenated and mapped by W_o (+ b_o). Row n of softmax(Q K^T / s
 probability distribution over the L tokens: how much image position n reads each word. Those rows,
 reshaped to the feature map, are the per-word attention maps that prompt-to-prompt edits (nb 08).
 
-`cross_attention` is eq. 5.4 from scratch; tests/test_attention.py checks it equals diffusers'
+`cross_attention` is eq. 5.4 from scratch (`cross_attention_with_probs` returns the probabilities too); tests/test_attention.py checks it equals diffusers'
 `Attention` module (diffusers.models.attention_processor.Attention, the layer inside
 UNet2DConditionModel) with the same weights. `AttentionStore` is an attention processor, installed
 through diffusers' public processor API (set_processor / set_attn_processor) and removed on exit by
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from course_lib.validation import CourseInputError
+from course_lib.validation import CourseInputError, check_float_tensor, check_number, check_positive_int
 
 
 @dataclass
@@ -77,6 +77,11 @@ def _split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 def _check_inputs(hidden_states: torch.Tensor, context: torch.Tensor, w: AttentionWeights) -> None:
+    check_float_tensor(hidden_states, "hidden_states")
+    check_float_tensor(context, "context")
+    if not isinstance(w, AttentionWeights):
+        raise CourseInputError(f"weights must be an attention.AttentionWeights (weights_of(layer)), got {type(w).__name__}.")
+    check_positive_int(w.heads, "heads")
     if hidden_states.ndim != 3 or context.ndim != 3 or hidden_states.shape[0] != context.shape[0]:
         raise CourseInputError(f"hidden_states must be (B, N, Dx) and context (B, L, Dc) with the same B; got "
                                f"{tuple(hidden_states.shape)} and {tuple(context.shape)}. Flatten a feature map "
@@ -97,19 +102,28 @@ def attention_probs(hidden_states: torch.Tensor, context: torch.Tensor, weights:
     return (q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])).softmax(dim=-1)
 
 
-def cross_attention(hidden_states: torch.Tensor, context: torch.Tensor, weights: AttentionWeights,
-                    *, return_probs: bool = False):
-    """Return W_o concat_heads(softmax(Q K^T / sqrt(d)) V) + b_o, Q = x W_q, K = c W_k, V = c W_v.   [eq. 5.4, nb 05]
+def cross_attention_with_probs(hidden_states: torch.Tensor, context: torch.Tensor,
+                               weights: AttentionWeights) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (W_o concat_heads(softmax(Q K^T / sqrt(d)) V) + b_o, softmax(Q K^T / sqrt(d))): the output and the probabilities.   [eq. 5.4, nb 05]
 
-    The same numbers as diffusers' Attention(query_dim=Dx, cross_attention_dim=Dc, heads=h,
-    dim_head=d) called as attn(hidden_states, encoder_hidden_states=context), with its weights
-    (weights_of(attn)). Shapes: (B, N, Dx), (B, L, Dc) -> (B, N, Dx) [and probs (B, h, N, L)].
+    Q = x W_q, K = c W_k, V = c W_v, per head. The same numbers as diffusers'
+    Attention(query_dim=Dx, cross_attention_dim=Dc, heads=h, dim_head=d) called as
+    attn(hidden_states, encoder_hidden_states=context), with its weights (weights_of(attn)).
+    Shapes: (B, N, Dx), (B, L, Dc) -> out (B, N, Dx) and probs (B, h, N, L).
     """
     probs = attention_probs(hidden_states, context, weights)
     v = _split_heads(_linear(context, weights.w_v, weights.b_v), weights.heads)  # (B, h, L, d)
     out = (probs @ v).transpose(1, 2).flatten(2)  # (B, N, h d): heads side by side
-    out = _linear(out, weights.w_o, weights.b_o)
-    return (out, probs) if return_probs else out
+    return _linear(out, weights.w_o, weights.b_o), probs
+
+
+def cross_attention(hidden_states: torch.Tensor, context: torch.Tensor, weights: AttentionWeights) -> torch.Tensor:
+    """Return W_o concat_heads(softmax(Q K^T / sqrt(d)) V) + b_o, Q = x W_q, K = c W_k, V = c W_v.   [eq. 5.4, nb 05]
+
+    The output of cross_attention_with_probs (which also returns the probabilities).
+    Shapes: (B, N, Dx), (B, L, Dc) -> (B, N, Dx).
+    """
+    return cross_attention_with_probs(hidden_states, context, weights)[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -189,6 +203,10 @@ def record_attention(model, store: AttentionStore | None = None, *, layers=None)
     layers: names to record (default: all); the others keep their own processor.
     """
     store = store if store is not None else AttentionStore()
+    if not isinstance(store, AttentionStore):
+        raise CourseInputError(f"store must be an attention.AttentionStore (or a subclass), got {type(store).__name__}.")
+    if isinstance(layers, str):
+        layers = [layers]
     if hasattr(model, "set_attn_processor"):
         originals = dict(model.attn_processors)
         wanted = set(originals) if layers is None else set(layers)
@@ -217,6 +235,10 @@ def cross_attention_layers(unet, resolution: int | None = None) -> list[str]:
     Read from the names: down_blocks.i works at sample_size / 2^i, the mid block at the coarsest
     level, up_blocks.j at sample_size / 2^(len(up_blocks) - 1 - j). resolution None: all of them.
     """
+    if getattr(unet, "attn_processors", None) is None or getattr(unet.config, "block_out_channels", None) is None:
+        raise CourseInputError(f"unet must be a diffusers UNet2DConditionModel, got {type(unet).__name__}.")
+    if resolution is not None:
+        resolution = check_positive_int(resolution, "resolution")
     size = unet.config.sample_size if isinstance(unet.config.sample_size, int) else unet.config.sample_size[0]
     levels = len(unet.config.block_out_channels)
     out = []
@@ -239,6 +261,8 @@ def cross_attention_layers(unet, resolution: int | None = None) -> list[str]:
 # ----------------------------------------------------------------------------------------------
 
 def _as_maps(probs: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    check_float_tensor(probs, "probs")
+    height, width = check_positive_int(height, "height"), check_positive_int(width, "width")
     if probs.ndim == 4:  # (B, h, N, L): average the heads
         probs = probs.mean(1)
     if probs.ndim != 3 or probs.shape[1] != height * width:
@@ -281,6 +305,7 @@ def colour_reader(tokenizer, word_colours: dict[str, tuple[float, float, float]]
     """
     from diffusers.models.attention_processor import Attention
 
+    temperature = check_number(temperature, "temperature", low=0, low_open=True, hint="the softmax's sharpness; 0.02")
     vocab = tokenizer.get_vocab()
     missing = [w for w in word_colours if w not in vocab]
     if missing:
@@ -306,6 +331,7 @@ def colour_reader(tokenizer, word_colours: dict[str, tuple[float, float, float]]
 
 def pixel_features(images: torch.Tensor) -> torch.Tensor:
     """Return colour_reader's query input [r, g, b, 1] per pixel, colours in [0, 1].   Shapes: (B, 3, H, W) -> (B, H*W, 4)."""
+    check_float_tensor(images, "images")
     if images.ndim != 4 or images.shape[1] != 3:
         raise CourseInputError(f"images must be (B, 3, H, W) in [-1, 1], got {tuple(images.shape)}.")
     rgb = (images.clamp(-1, 1) + 1) / 2

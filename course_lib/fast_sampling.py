@@ -24,10 +24,9 @@ import time
 import numpy as np
 import torch
 
-from course_lib import guidance, metrics, mixtures, models, samplers, text2image
+from course_lib import guidance, latent, metrics, mixtures, models, samplers, text2image
 from course_lib import noise as noise_lib
-from course_lib import vae as vae_lib
-from course_lib.validation import CourseInputError, check_positive_int
+from course_lib.validation import CourseInputError, check_number, check_positive_int
 
 STUDY_SAMPLERS = ("ddim", "heun", "dpmpp_2m")  # Euler is DDIM (tests/test_samplers.py), so one line for both
 STUDY_EVALUATIONS = (5, 9, 13, 17, 21, 25, 31, 41, 51)  # odd, so Heun can spend each
@@ -43,7 +42,9 @@ def log_sigma_alpha_bars(sigma_min: float = EDM_SIGMAS[0], sigma_max: float = ED
     float64 because 1 - ab ~ 4e-6 at sigma_min would keep only two digits in float32.
     """
     size = check_positive_int(size, "size")
-    if not 0 < sigma_min < sigma_max:
+    sigma_min = check_number(sigma_min, "sigma_min", low=0, low_open=True)
+    sigma_max = check_number(sigma_max, "sigma_max", low=0, low_open=True)
+    if not sigma_min < sigma_max:
         raise CourseInputError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}.")
     sigmas = torch.logspace(math.log10(sigma_min), math.log10(sigma_max), size, dtype=torch.float64)
     return 1 / (1 + sigmas**2)
@@ -165,18 +166,16 @@ def text_study(parts: text2image.Parts, names=STUDY_SAMPLERS, evaluations=STUDY_
     background), "distance" (RMS latent distance to the reference solve), "seconds_per_image"
     (sampling, the VAE decoder not included: wall clock / num_prompts)}.
     """
+    latent.check_system(parts, latent.UNetSystem)
     scenes, prompts = text2image.prompt_set(check_positive_int(num_prompts, "num_prompts"), "test", seed=seed)
-    config = parts.unet.config
-    size = config.sample_size if isinstance(config.sample_size, int) else config.sample_size[0]
-    z_T = noise_lib.randn((len(prompts), config.in_channels, size, size), torch.Generator().manual_seed(seed))
+    z_T = parts.prepare_latents(len(prompts), generator=torch.Generator().manual_seed(seed))
 
     def generate(sampler, steps):
         return text2image.generate_latents(parts, prompts, guidance_scale=guidance_scale, num_steps=steps,
                                            sampler=sampler, latents=z_T, spacing="trailing", steps_offset=0).cpu()
 
     def score(z):
-        images = vae_lib.decode(parts.vae, z.to(parts.device)).float().clamp(-1, 1).cpu()
-        return {"adherence": text2image.adherence(images, scenes)["all"]}
+        return {"adherence": text2image.adherence(parts.decode_latents(z), scenes)["all"]}
 
     return _study(generate, names, evaluations, reference, score, len(prompts))
 

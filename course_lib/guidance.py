@@ -38,26 +38,29 @@ import math
 import numpy as np
 import torch
 
-from course_lib import metrics, models, samplers
+from course_lib import latent, metrics, models, samplers
 from course_lib import noise as noise_lib
 from course_lib.validation import (
     CourseInputError,
     check_alpha_bar_t,
+    check_finite,
     check_float_tensor,
+    check_int,
+    check_number,
     check_positive_int,
     check_same_shape,
+    check_schedule_table,
 )
 
 DIGITS_SWEEP_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0, 7.5)  # diffusers' g: 0 unconditional, 1 conditional, 7.5 SD's default
 
 
 def check_guidance_scale(guidance_scale, name: str = "guidance_scale") -> float:
-    """Return the guidance scale as a float if it is a finite real number, else raise saying what is expected."""
-    if (isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float, np.integer, np.floating))
-            or not math.isfinite(guidance_scale)):
-        raise CourseInputError(f"{name} must be a finite number (1 = no guidance, 7.5 is SD's default), "
-                               f"got {guidance_scale!r}.")
-    return float(guidance_scale)
+    """Return the guidance scale as a float if it is a finite real number (numpy scalars too), else raise saying what is expected."""
+    hint = "1 = no guidance, 7.5 is SD's default"
+    if isinstance(guidance_scale, torch.Tensor):  # one scale per call: a tensor is usually a batch by mistake
+        raise CourseInputError(f"{name} must be a finite number ({hint}), got a tensor; pass float(...).")
+    return check_number(guidance_scale, name, hint=hint)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -133,15 +136,15 @@ def tilted_moments(mixture, component: int, guidance_scale: float, *, step: floa
     if getattr(mixture, "means", None) is None or mixture.means.ndim != 2 or mixture.means.shape[1] != 2:
         raise CourseInputError("tilted_moments takes a 2-D mixtures.GaussianMixture (means of shape (K, 2)).")
     k = mixture.means.shape[0]
-    if isinstance(component, bool) or not isinstance(component, (int, np.integer)) or not 0 <= component < k:
-        raise CourseInputError(f"component must be an int in [0, {k - 1}] (which Gaussian is c), got {component!r}.")
+    component = check_int(component, "component", minimum=0, maximum=k - 1, hint="which Gaussian is c")
     if float(mixture.weights[component]) <= 0:
         raise CourseInputError(f"component {component} has weight 0: p(c | x) is 0 everywhere, so there is nothing to tilt to.")
     g = check_guidance_scale(guidance_scale)
     if g < 0:
         raise CourseInputError(f"guidance_scale must be >= 0 here (the tilted law may not normalise below 0), got {g}.")
-    if not (isinstance(step, (int, float)) and math.isfinite(step) and step > 0):
-        raise CourseInputError(f"step must be a positive grid spacing, got {step!r}.")
+    step = check_number(step, "step", low=0, low_open=True, hint="the grid spacing")
+    if lim is not None:
+        lim = check_number(lim, "lim", low=0, low_open=True, hint="the grid's half-width")
     means, stds = mixture.means.double().cpu(), mixture.stds.double().cpu()
     weights = mixture.weights.double().cpu()
     if lim is None:
@@ -200,28 +203,30 @@ def cfg_denoiser(model, guidance_scale: float, cond: dict, uncond: dict | None =
                  pipeline_convention: bool = False, both_rows: bool = False):
     """Return denoiser(xt, t) -> eps_u + g (eps_c - eps_u) with ONE model call per step: the course's only CFG loop body.   [eq. 6.4, nb 06]
 
-    cond and uncond are the model's keyword arguments for the conditional and the unconditional rows
-    (class_labels=(B,) for the digits UNet, encoder_hidden_states=(B, L, D) for a text UNet), one row
-    per row of x_t. The batch sent is [x_t; x_t] with the conditions [uncond; cond]: null rows first,
-    as StableDiffusionPipeline lays it out. Where the combination needs one half only, only that half
-    runs: g = 1 the conditional rows, g = 0 the unconditional ones; with pipeline_convention=True every
-    g <= 1 runs the conditional rows alone, as the pipeline turns CFG off there (uncond may then be
-    None). both_rows=True always runs both halves (attention control reads the whole layout). The
-    model runs in its own dtype; the output comes back in x_t's.
+    model: a denoiser (nn.Module, run through latent.call_model) or a latent.LatentSystem (run through
+    its predict). cond and uncond are the conditions of the conditional and the unconditional rows
+    (class_labels=(B,) for the digits UNet, encoder_hidden_states=(B, L, D) for a text UNet: what
+    system.encode_prompt returns), one row per row of x_t. The batch sent is [x_t; x_t] with the
+    conditions [uncond; cond]: null rows first, as StableDiffusionPipeline lays it out. Where the
+    combination needs one half only, only that half runs: g = 1 the conditional rows, g = 0 the
+    unconditional ones; with pipeline_convention=True every g <= 1 runs the conditional rows alone, as
+    the pipeline turns CFG off there (uncond may then be None). both_rows=True always runs both halves
+    (attention control reads the whole layout). The model runs in its own dtype; the output comes back
+    in x_t's.
     """
     g = check_guidance_scale(guidance_scale)
-    model.eval()
-    dtype = next(model.parameters()).dtype
+    if isinstance(model, latent.LatentSystem):
+        model.denoiser.eval()
+        predict = model.predict
+    else:
+        model.eval()
+
+        def predict(x, t, condition):
+            return latent.call_model(model, x, t, condition)
+
     cond_only = g == 1.0 or (pipeline_convention and g <= 1.0)
     if uncond is None and (both_rows or not cond_only):
         raise CourseInputError(f"guidance at g = {g:g} needs the unconditional rows (uncond).")
-
-    def rows(condition: dict, device) -> dict:
-        return {k: (v.to(device, dtype) if torch.is_floating_point(v) else v.to(device)) for k, v in condition.items()}
-
-    def call(x, t, condition):
-        t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
-        return models.model_output(model, x.to(dtype), t_batch, **rows(condition, x.device)).to(x.dtype)
 
     @torch.no_grad()
     def denoiser(xt: torch.Tensor, t: int) -> torch.Tensor:
@@ -230,11 +235,11 @@ def cfg_denoiser(model, guidance_scale: float, cond: dict, uncond: dict | None =
         if any(n != b for n in sizes.values()):
             raise CourseInputError(f"x_t holds {b} samples but the conditions hold {sizes} rows; give one per sample (one label or prompt each).")
         if not both_rows and cond_only:
-            return call(xt, t, cond)
+            return predict(xt, t, cond).to(xt.dtype)
         if not both_rows and g == 0.0:
-            return call(xt, t, uncond)
+            return predict(xt, t, uncond).to(xt.dtype)
         both = {k: torch.cat([uncond[k], cond[k]]) for k in cond}
-        eps_u, eps_c = call(torch.cat([xt, xt]), t, both).chunk(2)
+        eps_u, eps_c = predict(torch.cat([xt, xt]), t, both).to(xt.dtype).chunk(2)
         return eps_c if cond_only else cfg_combine(eps_u, eps_c, g)
 
     return denoiser
@@ -275,6 +280,7 @@ def generate_digits_cfg(model, labels, guidance_scale: float = 2.0, *, num_steps
     clipped x0_hat) is consistent too. callback(i, t, Step) is passed to samplers.sample.
     """
     labels = check_digit_labels(labels)
+    generator = noise_lib.as_generator(generator)
     denoiser = cfg_digits_denoiser(model, labels, guidance_scale)
     clipping = {"clip_sample": clip_sample, "use_clipped_model_output": use_clipped_model_output}
     if sampler == "ddim":
@@ -291,7 +297,8 @@ def generate_digits_cfg(model, labels, guidance_scale: float = 2.0, *, num_steps
         check_float_tensor(x_T, "x_T")
         if tuple(x_T.shape) != shape:
             raise CourseInputError(f"x_T must have shape {shape} (one per label), got {tuple(x_T.shape)}.")
-    ab = (models.SCHEDULE.alpha_bars if alpha_bars is None else alpha_bars).to(device)
+        check_finite(x_T, "x_T")
+    ab = (models.SCHEDULE.alpha_bars if alpha_bars is None else check_schedule_table(alpha_bars)).to(device)
     timesteps = sampler.timesteps(len(ab), num_steps, spacing)
     return samplers.sample(denoiser, x_T.to(device), timesteps, sampler, alpha_bars=ab, generator=generator,
                            callback=callback).x0.clamp(-1, 1)
@@ -342,7 +349,7 @@ def digits_guidance_sweep(model, scales=DIGITS_SWEEP_SCALES, per_class: int = 50
     scales = [check_guidance_scale(g) for g in scales]
     labels = torch.arange(per_class * models.NUM_DIGIT_CLASSES) % models.NUM_DIGIT_CLASSES
     size = model.config.sample_size
-    x_T = torch.randn((len(labels), model.config.in_channels, size, size), generator=torch.Generator().manual_seed(seed))
+    x_T = noise_lib.randn((len(labels), model.config.in_channels, size, size), torch.Generator().manual_seed(seed))
     rows = []
     for g in scales:
         x0 = torch.cat([generate_digits_cfg(model, labels[i: i + batch_size], g, num_steps=num_steps,

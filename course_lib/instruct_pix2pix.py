@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import torch
 
-from course_lib import models, samplers, shapes, text, text2image
+from course_lib import latent, models, samplers, shapes, text, text2image
 from course_lib import noise as noise_lib
 from course_lib import vae as vae_lib
 from course_lib.guidance import check_guidance_scale
-from course_lib.validation import CourseInputError
+from course_lib.validation import CourseInputError, check_int, check_number, check_positive_int
 
 NAME = "instruct_pix2pix"  # data/instruct_pix2pix: the UNet
 IMAGE_CHANNELS = 4  # the source latent's channels, concatenated after z_t's
@@ -66,14 +66,25 @@ def make_unet(base: torch.nn.Module | None = None):
 
 @torch.no_grad()
 def image_latents(vae, images: torch.Tensor) -> torch.Tensor:
-    """Return the source condition: the mode of the VAE posterior, unscaled (B, 4, h, w), as the pipeline encodes it."""
+    """Return the source condition: the mode of the VAE posterior, unscaled (B, 4, h, w), as the pipeline encodes it.   [IP2P, nb 09]
+
+    StableDiffusionInstructPix2PixPipeline.prepare_image_latents: the posterior's mode, neither
+    shifted nor scaled (unlike latent.LatentSystem.encode_image, the latents the denoiser starts from).
+    """
+    vae_lib.check_images(images, vae, "images")
     mean, _ = vae_lib.posterior(vae, images.to(models.model_device(vae), vae.dtype))
     return mean
 
 
 def random_pairs(n: int, generator: torch.Generator, split: str = "train") -> list[shapes.EditResult]:
-    """Return n (source, edit, target) cases of `split`: scenes as sample_scenes draws them, one random edit each."""
-    scenes = shapes.sample_scenes(n, split=split, generator=generator)
+    """Return n (source, edit, target) cases of `split`: scenes as sample_scenes draws them, one random edit each.
+
+    generator: a torch.Generator (or an int seed) that draws the scenes and then the edits.
+    """
+    generator = noise_lib.as_generator(generator)
+    if generator is None:
+        raise CourseInputError("random_pairs needs a generator (a torch.Generator or an int seed) to draw the cases.")
+    scenes = shapes.sample_scenes(check_positive_int(n, "n"), split=split, generator=generator)
     return [shapes.make_edit(s, shapes.random_edit(s, generator)) for s in scenes]
 
 
@@ -84,19 +95,17 @@ def pair_dataset(n: int, vae, tokenizer, text_encoder, *, seed: int = INSTRUCT_D
 
     n scenes of `split` ('train': never ShapesEdit's 'test' scenes, never a held-out colour-shape
     pair), one random edit each (shapes.random_edit, all five kinds), drawn from `seed`. x0 is drawn
-    from the VAE posterior of the target and scaled (as text2image.latent_dataset); image_latents is
+    from the VAE posterior of the target and scaled (vae_lib.encode, as text2image.latent_dataset); image_latents is
     the source's posterior mode, unscaled; the text is the canonical instruction.
     """
-    generator = torch.Generator().manual_seed(seed)
+    n, batch_size = check_positive_int(n, "n"), check_positive_int(batch_size, "batch_size")
+    generator = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
     cases = random_pairs(n, generator, split)
-    device = models.model_device(vae)
     x0, cond_images, states = [], [], []
     for i in range(0, n, batch_size):
         chunk = cases[i: i + batch_size]
-        targets = torch.stack([c.target_image for c in chunk]).to(device)
-        mean, logvar = vae_lib.posterior(vae, targets)
-        noise = noise_lib.randn_like(mean, generator)
-        x0.append((vae_lib.reparameterise(mean, logvar, noise) * vae.config.scaling_factor).float().cpu())
+        targets = torch.stack([c.target_image for c in chunk])
+        x0.append(vae_lib.encode(vae, targets, generator=generator, sample_mode="sample").float().cpu())
         cond_images.append(image_latents(vae, torch.stack([c.source_image for c in chunk])).float().cpu())
         states.append(text.encode_prompt([c.instruction for c in chunk], tokenizer, text_encoder).float().cpu())
     return {"x0": torch.cat(x0), "image_latents": torch.cat(cond_images), "encoder_hidden_states": torch.cat(states)}
@@ -106,6 +115,8 @@ def conditioning_dropout(cond: dict, generator: torch.Generator | None, *, null_
                          p: float = DROPOUT) -> dict:
     """Drop the instruction (to "") where r < 2p and the image (to zeros) where p <= r < 3p, r ~ U(0, 1) per example.   [IP2P sec. 3.2.1]"""
     b = cond["image_latents"].shape[0]
+    generator = noise_lib.as_generator(generator)
+    p = check_number(p, "p", low=0, high=1 / 3, hint="the share of each of the three dropouts")
     device = generator.device if generator is not None else torch.device("cpu")
     r = torch.rand(b, generator=generator, device=device).to(cond["image_latents"].device)
     out = dict(cond)
@@ -122,10 +133,8 @@ def conditioning_dropout(cond: dict, generator: torch.Generator | None, *, null_
 # ----------------------------------------------------------------------------------------------
 
 def check_image_guidance_scale(value) -> float:
-    """Return the image guidance scale s_I as a float >= 0, else raise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value != value:
-        raise CourseInputError(f"image_guidance_scale must be a number >= 0 (1.5 is the paper's default), got {value!r}.")
-    return float(value)
+    """Return the image guidance scale s_I as a float >= 0 (numpy scalars too), else raise."""
+    return check_number(value, "image_guidance_scale", low=0, hint="1.5 is the paper's default")
 
 
 def uses_guidance(guidance_scale: float, image_guidance_scale: float) -> bool:
@@ -139,24 +148,21 @@ def dual_cfg_denoiser(unet, guidance_scale: float, image_guidance_scale: float, 
 
     The rows are [(image, text); (image, ""); (zeros, "")], the pipeline's order, and
     eps = e_uncond + s_T (e_text - e_image) + s_I (e_image - e_uncond). When uses_guidance() is False
-    the conditional rows run alone (the pipeline's convention). Shapes: cond, uncond (B, L, D); image (B, 4, h, w).
+    the conditional rows run alone (the pipeline's convention). The UNet runs through latent.call_model
+    (in its own dtype). Shapes: cond, uncond (B, L, D); image (B, 4, h, w).
     """
     s_t, s_i = check_guidance_scale(guidance_scale), check_image_guidance_scale(image_guidance_scale)
-    guided = uses_guidance(s_t, s_i)
-    dtype = next(unet.parameters()).dtype
+    if uses_guidance(s_t, s_i):
+        rows = {"encoder_hidden_states": torch.cat([cond, uncond, uncond]),
+                "image_latents": torch.cat([image, image, torch.zeros_like(image)])}
+    else:
+        rows = {"encoder_hidden_states": cond, "image_latents": image}
+    blocks = len(rows["image_latents"]) // len(image)
 
     @torch.no_grad()
     def denoiser(zt: torch.Tensor, t: int) -> torch.Tensor:
-        if not guided:
-            rows = {"encoder_hidden_states": cond, "image_latents": image}
-            x = zt
-        else:
-            rows = {"encoder_hidden_states": torch.cat([cond, uncond, uncond]),
-                    "image_latents": torch.cat([image, image, torch.zeros_like(image)])}
-            x = torch.cat([zt, zt, zt])
-        t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
-        eps = models.model_output(unet, x.to(dtype), t_batch, **{k: v.to(x.device, dtype) for k, v in rows.items()}).to(zt.dtype)
-        if not guided:
+        eps = latent.call_model(unet, torch.cat([zt] * blocks), t, rows).to(zt.dtype)
+        if blocks == 1:
             return eps
         e_text, e_image, e_uncond = eps.chunk(3)
         return e_uncond + s_t * (e_text - e_image) + s_i * (e_image - e_uncond)
@@ -165,49 +171,55 @@ def dual_cfg_denoiser(unet, guidance_scale: float, image_guidance_scale: float, 
 
 
 def check_parts(parts: text2image.Parts) -> None:
-    """Raise unless parts.unet takes the latent and the source image (in_channels = latent + image channels)."""
-    latent = parts.vae.config.latent_channels
-    if parts.unet.config.in_channels != latent + IMAGE_CHANNELS:
+    """Raise unless parts is a UNet system whose UNet takes the latent and the source image (in_channels = latent + image)."""
+    latent.check_system(parts, latent.UNetSystem)
+    channels = parts.vae.config.latent_channels
+    if parts.unet.config.in_channels != channels + IMAGE_CHANNELS:
         raise CourseInputError(f"this UNet takes {parts.unet.config.in_channels} input channels; InstructPix2Pix needs "
-                               f"{latent + IMAGE_CHANNELS} (z_t and the source latent). Load it with "
+                               f"{channels + IMAGE_CHANNELS} (z_t and the source latent). Load it with "
                                f"instruct_pix2pix.load_parts().")
 
 
 @torch.no_grad()
 def edit_latents(parts: text2image.Parts, images: torch.Tensor, instructions, *, guidance_scale: float = TEXT_GUIDANCE,
                  image_guidance_scale: float = IMAGE_GUIDANCE, num_steps: int = NUM_STEPS, sampler="ddim",
-                 negative_prompt: str = "", generator: torch.Generator | None = None,
-                 latents: torch.Tensor | None = None) -> torch.Tensor:
+                 negative_prompt: str = "", generator=None, latents: torch.Tensor | None = None) -> torch.Tensor:
     """Return the edited z_0 (B, 4, h, w): StableDiffusionInstructPix2PixPipeline's loop, step by step.   [IP2P, nb 09]
 
-    1. c = encode_prompt(instructions), c_u = encode_prompt(negative_prompt); 2. the source latents
-    E(x) (posterior mode, unscaled); 3. z_T ~ N(0, I) from the generator in the text encoder's dtype
-    (unless `latents`); 4. the sampler (DDIM by default, the folder's scheduler) with dual_cfg_denoiser.
+    1. c = parts.encode_prompt(instructions), c_u = parts.encode_prompt(negative_prompt); 2. the source
+    latents E(x) (posterior mode, unscaled: image_latents); 3. z_T = parts.prepare_latents (N(0, I)
+    from the generator, a torch.Generator or an int seed, in the text encoder's dtype, unless `latents`);
+    4. the sampler (DDIM by default, the system's scheduler and table) with dual_cfg_denoiser.
     """
     check_parts(parts)
     instructions = text.as_prompts(instructions)
-    if images.ndim != 4 or images.shape[0] != len(instructions):
+    vae_lib.check_images(images, parts.vae, "images")
+    if images.shape[0] != len(instructions):
         raise CourseInputError(f"give one (3, H, W) image per instruction: {len(instructions)} instruction(s), "
                                f"images of shape {tuple(images.shape)}.")
-    device = parts.device
+    if not isinstance(negative_prompt, str):
+        raise CourseInputError(f"negative_prompt must be one str ('' for none), got {type(negative_prompt).__name__}.")
+    s_t, s_i = check_guidance_scale(guidance_scale), check_image_guidance_scale(image_guidance_scale)
     sampler = samplers.get_sampler(sampler)
-    cond = text.encode_prompt(instructions, parts.tokenizer, parts.text_encoder, device=device)
-    uncond = text.encode_prompt([negative_prompt] * len(instructions), parts.tokenizer, parts.text_encoder, device=device)
-    image = image_latents(parts.vae, images).to(device, cond.dtype)
-    shape = (len(instructions), parts.vae.config.latent_channels, *image.shape[-2:])
-    x_T = noise_lib.randn(shape, generator, device=device, dtype=cond.dtype) if latents is None \
-        else latents.to(device, cond.dtype)
-    ab = text2image.scheduler_alpha_bars().to(device)
-    denoiser = dual_cfg_denoiser(parts.unet, guidance_scale, image_guidance_scale, cond, uncond, image)
-    timesteps = sampler.timesteps(len(ab), num_steps, text2image.SCHEDULER_CONFIG["timestep_spacing"],
-                                  offset=text2image.SCHEDULER_CONFIG["steps_offset"])
-    return samplers.sample(denoiser, x_T, timesteps, sampler, alpha_bars=ab, final_alpha_bar=float(ab[0]),
-                           generator=generator).x0
+    generator = noise_lib.as_generator(generator)
+    timesteps = parts.timesteps(num_steps, sampler)
+    cond = parts.encode_prompt(instructions)["encoder_hidden_states"]
+    uncond = parts.encode_prompt([negative_prompt] * len(instructions))["encoder_hidden_states"]
+    image = image_latents(parts.vae, images).to(parts.device, cond.dtype)
+    x_T = parts.prepare_latents(len(instructions), generator=generator, latents=latents, dtype=cond.dtype,
+                                size=tuple(image.shape[-2:]))
+    denoiser = dual_cfg_denoiser(parts.unet, s_t, s_i, cond, uncond, image)
+    ending = {"final_alpha_bar": parts.final_alpha_bar} if isinstance(sampler, samplers.DDIM) else {}
+    return samplers.sample(denoiser, x_T, timesteps, sampler, alpha_bars=parts.alpha_bars, generator=generator,
+                           **ending).x0
 
 
 @torch.no_grad()
 def edit(parts: text2image.Parts, image: torch.Tensor, instruction, **options) -> torch.Tensor:
-    """Return the edited image(s) in [-1, 1], same shape as `image` ((3, H, W) or (B, 3, H, W)).   [nb 09]"""
+    """Return the edited image(s) in [-1, 1], same shape as `image` ((3, H, W) or (B, 3, H, W)).   [nb 09]
+
+    options: edit_latents' (guidance scales, num_steps, sampler, negative_prompt, generator, latents).
+    """
     if not isinstance(image, torch.Tensor) or image.ndim not in (3, 4) or image.shape[-3] != 3:
         raise CourseInputError(f"image must be a (3, H, W) or (B, 3, H, W) tensor in [-1, 1], got "
                                f"{getattr(image, 'shape', type(image).__name__)}.")
@@ -216,8 +228,7 @@ def edit(parts: text2image.Parts, image: torch.Tensor, instruction, **options) -
     instructions = text.as_prompts(instruction)
     if len(instructions) == 1 and len(images) > 1:
         instructions = instructions * len(images)
-    z = edit_latents(parts, images, instructions, **options)
-    out = vae_lib.decode(parts.vae, z.to(parts.vae.dtype)).float().clamp(-1, 1).cpu()
+    out = parts.decode_latents(edit_latents(parts, images, instructions, **options))
     return out[0] if single else out
 
 
@@ -251,7 +262,7 @@ def make_pipeline(parts: text2image.Parts):
     check_parts(parts)
     pipe = StableDiffusionInstructPix2PixPipeline(
         vae=parts.vae, text_encoder=text.text_encoder_of(parts.text_encoder), tokenizer=parts.tokenizer,
-        unet=parts.unet, scheduler=text2image.scheduler(), safety_checker=None, feature_extractor=None,
+        unet=parts.unet, scheduler=parts.scheduler, safety_checker=None, feature_extractor=None,
         requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -260,8 +271,15 @@ def make_pipeline(parts: text2image.Parts):
 def pipeline_images(pipe, images: torch.Tensor, instructions, *, num_steps: int = NUM_STEPS,
                     guidance_scale: float = TEXT_GUIDANCE, image_guidance_scale: float = IMAGE_GUIDANCE,
                     generator: torch.Generator | None = None) -> torch.Tensor:
-    """Return the pipeline's edits as (B, 3, H, W) in [-1, 1] on the CPU: pipe(instructions, image=(images + 1) / 2, ...)."""
-    out = pipe(text.as_prompts(instructions), image=(images + 1) / 2, num_inference_steps=num_steps,
-               guidance_scale=guidance_scale, image_guidance_scale=image_guidance_scale, generator=generator,
-               output_type="pt").images
+    """Return the pipeline's edits as (B, 3, H, W) in [-1, 1] on the CPU: pipe(instructions, image=(images + 1) / 2, ...).
+
+    generator: a torch.Generator or an int seed. Instructions longer than the tokenizer's limit are
+    refused here (the pipeline would cut them and only log a line).
+    """
+    instructions = text.check_prompt_lengths(instructions, pipe.tokenizer)
+    vae_lib.check_images(images, pipe.vae, "images")
+    out = pipe(instructions, image=(images + 1) / 2, num_inference_steps=check_positive_int(num_steps, "num_steps"),
+               guidance_scale=check_guidance_scale(guidance_scale),
+               image_guidance_scale=check_image_guidance_scale(image_guidance_scale),
+               generator=noise_lib.as_generator(generator), output_type="pt").images
     return (out.float() * 2 - 1).cpu()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from course_lib.validation import CourseInputError, check_float_tensor
+from course_lib import data
+from course_lib import noise as noise_lib
+from course_lib.validation import CourseInputError, check_finite, check_float_tensor, check_number, check_positive_int
 
 
 def energy_distance(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -54,12 +56,17 @@ def distance_to_data(samples: torch.Tensor, draw_data, generator: torch.Generato
     draw_data(n, generator) -> (n, D) draws real data (e.g. data.two_moons). Averaging over several
     reference draws steadies a number that jumps from draw to draw.
     """
+    check_float_tensor(samples, "samples")
+    repeats = check_positive_int(repeats, "repeats")
+    generator = noise_lib.as_generator(generator)
     n = len(samples)
     return sum(energy_distance_plugin(samples.cpu(), draw_data(n, generator)) for _ in range(repeats)) / repeats
 
 
 def data_floor(draw_data, n: int, generator: torch.Generator | None = None, repeats: int = 4) -> float:
     """Return the mean plug-in energy distance between two independent data draws of n points: the floor.   [nb 03]"""
+    n, repeats = check_positive_int(n, "n"), check_positive_int(repeats, "repeats")
+    generator = noise_lib.as_generator(generator)
     return sum(energy_distance_plugin(draw_data(n, generator), draw_data(n, generator)) for _ in range(repeats)) / repeats
 
 
@@ -85,8 +92,6 @@ def digits_classifier(size: int = 16):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
     from threadpoolctl import threadpool_limits
-
-    from course_lib import data
 
     x, y = data.load_digits(size)
     order = np.random.RandomState(0).permutation(len(x))  # a fixed split, independent of torch's RNG
@@ -130,15 +135,35 @@ def digit_figures(images: torch.Tensor, threshold: float = 0.9) -> dict:
     }
 
 
-def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0) -> float:
-    """Return the peak signal-to-noise ratio 10 log10(data_range^2 / MSE) in dB over a whole batch.   [nb 04, 07]
+def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 2.0, *, keep: torch.Tensor | None = None,
+         cap: float | None = None) -> float:
+    """Return the peak signal-to-noise ratio 10 log10(data_range^2 / MSE) in dB, min(cap, .) if capped.   [nb 04, 07]
 
-    data_range is max - min of the pixel scale: 2 for the course's images in [-1, 1] (1 for [0, 1]).
-    Identical inputs give inf. Shapes: x and y alike, any shape.
+    data_range is max - min of the pixel scale: 2 for the course's images in [-1, 1] (1 for [0, 1],
+    255 for bytes). The MSE averages over the whole batch, or only over the pixels where `keep` is
+    True: a bool mask over the last two axes (H, W), e.g. the pixels an edit must leave alone; a mask
+    that keeps no pixel is refused (there is nothing to measure). Identical inputs give inf, or `cap`.
+    Computed in float64. Shapes: x and y alike (..., H, W); keep (H, W).
     """
     check_float_tensor(x, "x")
     check_float_tensor(y, "y")
     if x.shape != y.shape:
         raise CourseInputError(f"x and y must have one shape, got {tuple(x.shape)} and {tuple(y.shape)}.")
-    mse = torch.mean((x.double() - y.double()) ** 2).item()
-    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(data_range**2 / mse, dtype=torch.float64)).item()
+    if not x.numel():
+        raise CourseInputError("x and y are empty: there is no pixel to compare.")
+    check_finite(x, "x")
+    check_finite(y, "y")
+    data_range = check_number(data_range, "data_range", low=0, low_open=True, hint="max - min of the pixel scale: 2 for [-1, 1]")
+    if cap is not None:
+        cap = check_number(cap, "cap", hint="the largest value reported, in dB")
+    diff2 = (x.double() - y.double()) ** 2
+    if keep is not None:
+        if not isinstance(keep, torch.Tensor) or keep.dtype != torch.bool or x.ndim < 2 or keep.shape != x.shape[-2:]:
+            raise CourseInputError(f"keep must be a bool tensor of shape {tuple(x.shape[-2:])} (H, W), got "
+                                   f"{getattr(keep, 'dtype', type(keep).__name__)} {tuple(getattr(keep, 'shape', ()))}.")
+        if not bool(keep.any()):
+            raise CourseInputError("keep selects no pixel: there is nothing to compare (check the mask's polarity).")
+        diff2 = diff2[..., keep.to(diff2.device)]
+    mse = torch.mean(diff2).item()
+    value = float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(data_range**2 / mse, dtype=torch.float64)).item()
+    return value if cap is None else min(cap, value)

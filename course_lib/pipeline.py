@@ -48,30 +48,40 @@ from pathlib import Path
 
 import torch
 
-from course_lib import attention, checkpoints, environment, models, text, text2image
-from course_lib.text2image import SCHEDULER_CONFIG, scheduler  # noqa: F401  (the folder's scheduler)
-from course_lib.text2image import scheduler_alpha_bars as alpha_bars  # noqa: F401
-from course_lib.validation import CourseInputError
+from course_lib import attention, checkpoints, environment, latent, models, text, text2image
+from course_lib import noise as noise_lib
+from course_lib.guidance import check_guidance_scale
+from course_lib.latent import SCHEDULER_CONFIG  # noqa: F401  (the folder's scheduler config)
+from course_lib.latent import make_scheduler as scheduler  # noqa: F401  (a fresh DDIMScheduler of the folder)
+from course_lib.text2image import scheduler_alpha_bars as alpha_bars  # noqa: F401  (its alphas_cumprod)
+from course_lib.validation import CourseInputError, check_positive_int
 
 PIPELINE_NAME = "sd_shapes"  # data/sd_shapes: the course's model as a StableDiffusionPipeline folder
 STABLE_DIFFUSION = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 def make_pipeline(parts: text2image.Parts):
-    """Return a StableDiffusionPipeline of the parts (same modules, not copies) and the course's scheduler.   [nb 06]"""
+    """Return a StableDiffusionPipeline of the parts and their scheduler (the same objects, not copies).   [nb 06]"""
     from diffusers import StableDiffusionPipeline
 
+    latent.check_system(parts, latent.UNetSystem)
     return StableDiffusionPipeline(vae=parts.vae, text_encoder=text.text_encoder_of(parts.text_encoder),
-                                   tokenizer=parts.tokenizer, unet=parts.unet,
-                                   scheduler=scheduler(),
+                                   tokenizer=parts.tokenizer, unet=parts.unet, scheduler=parts.scheduler,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
 
 def parts_from_pipeline(pipe) -> text2image.Parts:
-    """Return text2image.Parts(unet, vae, tokenizer, text_encoder) of a StableDiffusionPipeline (shared modules)."""
-    missing = [n for n in ("unet", "vae", "tokenizer", "text_encoder") if getattr(pipe, n, None) is None]
+    """Return text2image.Parts of a StableDiffusionPipeline: its modules (shared) and a DDIMScheduler of its schedule.
+
+    The pipeline's own scheduler may be another class (PNDM for Stable Diffusion 1.5); the system holds
+    DDIMScheduler.from_config(its config): the same betas, alphas_cumprod, spacing and steps_offset.
+    """
+    from diffusers import DDIMScheduler
+
+    missing = [n for n in ("unet", "vae", "tokenizer", "text_encoder", "scheduler") if getattr(pipe, n, None) is None]
     if missing:
         raise CourseInputError(f"the pipeline has no {missing}; expected a StableDiffusionPipeline.")
-    return text2image.Parts(pipe.unet, pipe.vae, pipe.tokenizer, pipe.text_encoder)
+    return text2image.Parts(pipe.unet, pipe.vae, pipe.tokenizer, pipe.text_encoder,
+                            scheduler=DDIMScheduler.from_config(pipe.scheduler.config))
 
 
 def pipeline_images(pipe, prompts, *, num_steps: int = 25, guidance_scale: float = 4.0,
@@ -79,11 +89,17 @@ def pipeline_images(pipe, prompts, *, num_steps: int = 25, guidance_scale: float
     """Return the pipeline's images as a (B, 3, H, W) float tensor in [-1, 1] on the CPU, like text2image.generate.
 
     pipe(prompts, num_inference_steps, guidance_scale, generator, height=width=size, output_type="pt"),
-    then x * 2 - 1. size defaults to the UNet's sample_size times the VAE's downsampling factor.
+    then x * 2 - 1. size defaults to the UNet's sample_size times the VAE's downsampling factor;
+    generator: a torch.Generator or an int seed. Prompts longer than the tokenizer's limit are refused
+    here (the pipeline would cut them and only log a line: text.check_prompt_lengths).
     """
-    if size is None:
-        size = pipe.unet.config.sample_size * 2 ** (len(pipe.vae.config.block_out_channels) - 1)
-    out = pipe(prompts, num_inference_steps=num_steps, guidance_scale=guidance_scale, generator=generator,
+    prompts = text.check_prompt_lengths(prompts, pipe.tokenizer)
+    factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    size = pipe.unet.config.sample_size * factor if size is None else check_positive_int(size, "size")
+    if size % factor:
+        raise CourseInputError(f"size must be a multiple of the VAE's factor {factor}, got {size}.")
+    out = pipe(prompts, num_inference_steps=check_positive_int(num_steps, "num_steps"),
+               guidance_scale=check_guidance_scale(guidance_scale), generator=noise_lib.as_generator(generator),
                height=size, width=size, output_type="pt", **kwargs).images
     return (out.float() * 2 - 1).cpu()
 
@@ -102,6 +118,7 @@ def save_pipeline(parts: text2image.Parts, folder: str | Path = PIPELINE_NAME, *
     folder: a name under data/ or a path; it is emptied first. Weights are safetensors, float32, except
     files whose every value is a float16 number (data/vae's), stored in float16: the same numbers, half the bytes.
     """
+    latent.check_system(parts, latent.UNetSystem)
     pipe = make_pipeline(parts)
     folder = checkpoints.checkpoint_dir(folder)
     if folder.exists():
@@ -150,6 +167,20 @@ def verify(folder_or_name: str | Path = PIPELINE_NAME) -> dict:
                                f"or restore the shipped files with `git checkout data/{folder.name}`.") from None
 
 
+def check_device(device) -> torch.device:
+    """Return torch.device(device) if this machine has it (CUDA, Apple's MPS, the CPU), else raise before anything loads."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise CourseInputError(f"device must be 'cpu', 'cuda', 'cuda:0', 'mps' or a torch.device, got {device!r}.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CourseInputError(f"device={str(device)!r} but this machine has no CUDA GPU (torch.cuda.is_available() "
+                               f"is False). Use device='cpu', or leave device out (environment.default_device()).")
+    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise CourseInputError("device='mps' but Apple's MPS is not available here. Use device='cpu'.")
+    return device
+
+
 def check_dtype_for_device(dtype, device) -> None:
     """Raise if the weights' dtype does not suit the device: float16 needs a GPU (CUDA or Apple's MPS)."""
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
@@ -168,7 +199,7 @@ def load_pipeline(folder_or_name: str | Path = PIPELINE_NAME, device=None, *, dt
     """
     from diffusers import StableDiffusionPipeline
 
-    device = torch.device(device) if device is not None else environment.default_device()
+    device = check_device(device) if device is not None else environment.default_device()
     check_dtype_for_device(dtype, device)
     folder = checkpoints.checkpoint_dir(folder_or_name)
     verify(folder)
@@ -204,7 +235,7 @@ def load_stable_diffusion(model_id: str = STABLE_DIFFUSION, device=None, *, dtyp
         if not torch.cuda.is_available():
             raise CourseInputError(f"no CUDA GPU here: {model_id} needs one (float16, about 4 GB of GPU memory).")
         device = torch.device("cuda")
-    device = torch.device(device)
+    device = check_device(device)
     if dtype is None:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
     check_dtype_for_device(dtype, device)
@@ -278,11 +309,12 @@ def cross_attention_maps(parts: text2image.Parts, prompt: str, *, guidance_scale
     64x64 latents; 8 for the course's model). The store is emptied after every step, so memory
     stays at one step's maps. skip: tokens left out of `words` (default: the tokenizer's padding token).
     """
+    latent.check_system(parts, latent.UNetSystem)
     if not isinstance(prompt, str):
         raise CourseInputError(f"cross_attention_maps takes one prompt (a str), got {type(prompt).__name__}.")
     size = parts.unet.config.sample_size
     size = size if isinstance(size, int) else size[0]
-    side = min(size, 16) if resolution is None else resolution
+    side = min(size, 16) if resolution is None else check_positive_int(resolution, "resolution")
     layers = attention.cross_attention_layers(parts.unet, side)
     if not layers:
         sizes = sorted({size // 2**i for i in range(len(parts.unet.config.block_out_channels))})
@@ -306,9 +338,7 @@ def cross_attention_maps(parts: text2image.Parts, prompt: str, *, guidance_scale
         z0 = text2image.generate_latents(parts, [prompt], guidance_scale=guidance_scale, num_steps=num_steps,
                                          generator=generator, callback=collect, **kwargs)
     probs = (total / count)[None]  # (1, N, L): each row still sums to 1
-    from course_lib import vae as vae_lib
-
-    image = vae_lib.decode(parts.vae, z0.to(parts.vae.dtype)).float().clamp(-1, 1)[0].cpu()
+    image = parts.decode_latents(z0)[0]
     tokens = text.tokens(text.tokenize([prompt], parts.tokenizer)[0], parts.tokenizer)
     skip = (parts.tokenizer.pad_token,) if skip is None else tuple(skip)
     words = attention.word_maps(probs, tokens, side, side, skip=skip)

@@ -18,7 +18,8 @@ right only when the end token has the largest id. With eos_token_id = 3 it pools
 Stable Diffusion's pipeline pads every prompt to tokenizer.model_max_length (77 for CLIP; MAX_LENGTH
 here), truncates longer ones, passes no attention mask, and encodes "" for the unconditional branch
 of classifier-free guidance. `tokenize` and `encode_prompt` do exactly that, so that what a model is
-trained with is what the pipeline feeds it.
+trained with is what the pipeline feeds it, with one difference: a prompt longer than the limit is
+refused (check_prompt_lengths) unless truncation=True asks for the pipeline's silent cut.
 
 A word outside the vocabulary becomes <|unk|>, and `tokenize` / `encode_prompt` warn naming it
 (UnknownWordWarning): the pipeline itself would drop its meaning in silence. Call `unknown_words`
@@ -31,10 +32,11 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from course_lib import shapes
-from course_lib.validation import CourseInputError
+from course_lib.validation import CourseInputError, check_int
 
 PAD, UNK, BOS, EOS = "<|pad|>", "<|unk|>", "<|startoftext|>", "<|endoftext|>"
 SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)  # ids 0, 1, 2, 3: the end token is not 2 (see the module docstring)
@@ -79,8 +81,7 @@ def build_tokenizer(words: Sequence[str] | None = None, max_length: int = MAX_LE
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 3:
-        raise CourseInputError(f"max_length must be an int >= 3 (start, one word, end), got {max_length!r}.")
+    max_length = check_int(max_length, "max_length", minimum=3, hint="start, one word, end")
     vocab = vocabulary(words)
     backend = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
     backend.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
@@ -195,14 +196,39 @@ def warn_unknown_words(prompts, tokenizer, stacklevel: int = 2) -> list[list[str
 # Tokenize and encode, the way StableDiffusionPipeline.encode_prompt does
 # ----------------------------------------------------------------------------------------------
 
-def tokenize(prompts, tokenizer, *, max_length: int | None = None) -> torch.Tensor:
-    """Return input_ids (B, L), padded and truncated to L = tokenizer.model_max_length, as the SD pipeline calls it.   [nb 05]
+def check_prompt_lengths(prompts, tokenizer, *, max_length: int | None = None) -> list[str]:
+    """Return the prompts (as_prompts) if each fits the tokenizer's length with its start and end tokens, else raise.   [nb 05]
 
-    tokenizer(prompts, padding="max_length", max_length=L, truncation=True); warns naming unknown words.
+    A longer prompt would lose its tail: the SD pipeline truncates it (and only logs a line), and a
+    tokenizer called without truncation triggers transformers' note about "indexing errors", which is
+    not what happens. The course refuses instead, naming the prompt, its token count and the limit
+    (max_length: tokenizer.model_max_length unless given).
     """
     prompts = as_prompts(prompts)
-    warn_unknown_words(prompts, tokenizer, stacklevel=2)
+    limit = tokenizer.model_max_length if max_length is None else max_length
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=True, verbose=False).input_ids]
+    for prompt, n in zip(prompts, lengths):
+        if n > limit:
+            shown = prompt if len(prompt) <= 60 else prompt[:57] + "..."
+            raise CourseInputError(f"the prompt {shown!r} is {n} tokens long with its start and end tokens; this "
+                                   f"tokenizer reads at most {limit}, so the words past the limit would be dropped "
+                                   f"without a word. Shorten the prompt (or pass truncation=True to cut it as "
+                                   f"StableDiffusionPipeline does).")
+    return prompts
+
+
+def tokenize(prompts, tokenizer, *, max_length: int | None = None, truncation: bool = False) -> torch.Tensor:
+    """Return input_ids (B, L), padded to L = tokenizer.model_max_length, as the SD pipeline calls the tokenizer.   [nb 05]
+
+    tokenizer(prompts, padding="max_length", max_length=L, truncation=True); warns naming unknown words.
+    A prompt longer than L is refused (check_prompt_lengths) unless truncation=True, which cuts it to
+    L tokens keeping the end token, as StableDiffusionPipeline does.
+    """
+    prompts = as_prompts(prompts)
     max_length = tokenizer.model_max_length if max_length is None else max_length
+    if not truncation:
+        check_prompt_lengths(prompts, tokenizer, max_length=max_length)
+    warn_unknown_words(prompts, tokenizer, stacklevel=2)
     return tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True,
                      return_tensors="pt").input_ids
 
@@ -240,8 +266,10 @@ def truncate_text_encoder(text_encoder, num_layers: int):
 
     encoder = text_encoder_of(text_encoder)
     depth = encoder.config.num_hidden_layers
-    if not isinstance(num_layers, int) or isinstance(num_layers, bool) or not 0 <= num_layers <= depth:
+    is_int = isinstance(num_layers, (int, np.integer)) and not isinstance(num_layers, (bool, np.bool_))
+    if not is_int or not 0 <= num_layers <= depth:
         raise CourseInputError(f"num_layers must be an int from 0 to the encoder's {depth} layers, got {num_layers!r}.")
+    num_layers = int(num_layers)
     config = CLIPTextConfig(**{**encoder.config.to_dict(), "num_hidden_layers": num_layers})
     out = CLIPTextModel(config).to(device=encoder.device, dtype=encoder.dtype)
     missing, _ = out.load_state_dict(encoder.state_dict(), strict=False)  # the dropped layers are 'unexpected'
@@ -250,17 +278,20 @@ def truncate_text_encoder(text_encoder, num_layers: int):
     return out.eval()
 
 
-def encode_prompt(prompts, tokenizer, text_encoder, *, device=None) -> torch.Tensor:
+def encode_prompt(prompts, tokenizer, text_encoder, *, device=None, truncation: bool = False) -> torch.Tensor:
     """Return the prompt embeddings the UNet cross-attends to: last_hidden_state (B, L, D).   [LDM sec. 3.3, nb 05-06]
 
-    As StableDiffusionPipeline.encode_prompt: pad/truncate to model_max_length, no attention mask
-    (unless text_encoder.config.use_attention_mask), output [0] of the text encoder (after its
-    final layer norm). "" gives the unconditional embedding of classifier-free guidance.
+    As StableDiffusionPipeline.encode_prompt: pad to model_max_length, no attention mask (unless
+    text_encoder.config.use_attention_mask), output [0] of the text encoder (after its final layer
+    norm). "" gives the unconditional embedding of classifier-free guidance. A prompt longer than
+    model_max_length is refused unless truncation=True (the pipeline's cut, see tokenize).
     text_encoder may be a CLIPTextModel or a CLIPModel (its text tower is used).
     """
     encoder = text_encoder_of(text_encoder)
     device = torch.device(device) if device is not None else encoder.device
     prompts = as_prompts(prompts)
+    if not truncation:
+        check_prompt_lengths(prompts, tokenizer)
     warn_unknown_words(prompts, tokenizer, stacklevel=2)
     enc = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt")

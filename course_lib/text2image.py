@@ -18,15 +18,14 @@ guidance. Its noise schedule is Stable Diffusion's (scaled_linear, beta 0.00085 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from course_lib import checkpoints, clip, environment, guidance, models, samplers, schedules, shapes, text
+from course_lib import checkpoints, clip, environment, guidance, latent, models, samplers, shapes, text
 from course_lib import noise as noise_lib
 from course_lib import vae as vae_lib
-from course_lib.guidance import check_guidance_scale
-from course_lib.validation import CourseInputError
+from course_lib.guidance import check_guidance_scale  # noqa: F401  (editing reads text2image.check_guidance_scale)
+from course_lib.validation import (CourseInputError, check_float_tensor, check_int, check_positive_int,
+                                   check_schedule_table)
 
 # The denoiser. 8x8 latents need only two resolutions (8x8 with cross-attention, then 4x4) and
 # the cross-attention mid block at 4x4; cross_attention_dim is the text encoder's hidden size.
@@ -42,7 +41,6 @@ UNET_CONFIG = dict(
     attention_head_dim=8,
     norm_num_groups=16,
 )
-SCHEDULE = schedules.NoiseSchedule("scaled_linear", 1000)  # Stable Diffusion's betas
 CAPTION_DROPOUT = 0.1  # share of training captions replaced by "" (the unconditional branch of CFG)
 TEXT_ENCODER = "clip"  # data/clip: its text tower is the frozen text encoder
 # ... read at its embedding layer: the tiny CLIP's 3 transformer layers learnt colour-shape *pairs*,
@@ -52,33 +50,24 @@ TEXT_ENCODER = "clip"  # data/clip: its text tower is the frozen text encoder
 # g = 4 (the manifest of commit 8d69c27); at layer 0, 94 % (data/text2image's manifest).
 TEXT_LAYERS = 0
 
-# The DDIMScheduler the pipeline folder ships: text2image.SCHEDULE's betas, and Stable Diffusion 1.5's
-# choices for the rest. StableDiffusionPipeline rewrites steps_offset != 1 and clip_sample=True itself
-# (with a deprecation warning), so these two are not free; generate_latents follows them. It lives here,
-# with the model it samples; pipeline.py re-exports it.
-SCHEDULER_CONFIG = dict(
-    **SCHEDULE.diffusers_config(),  # num_train_timesteps, beta_schedule, beta_start, beta_end
-    prediction_type="epsilon",
-    clip_sample=False,
-    set_alpha_to_one=False,  # after the last step, alpha_bar = alphas_cumprod[0], not 1
-    timestep_spacing="leading",
-    steps_offset=1,  # leading timesteps + 1: 961, 921, ..., 1 for 25 steps
-)
+# The UNet family's noise schedule and the DDIMScheduler the pipeline folder ships live with the latent
+# system that holds them (latent.SCHEDULE, latent.SCHEDULER_CONFIG); here under their old names.
+SCHEDULE = latent.SCHEDULE  # Stable Diffusion's betas: scaled_linear, 0.00085 to 0.012, 1,000 steps
+SCHEDULER_CONFIG = latent.SCHEDULER_CONFIG
+scheduler = latent.make_scheduler  # a fresh DDIMScheduler(**SCHEDULER_CONFIG)
 
-
-def scheduler():
-    """Return the DDIMScheduler of the course's pipeline folder (SCHEDULER_CONFIG).   [DDIM, nb 06]"""
-    from diffusers import DDIMScheduler
-
-    return DDIMScheduler(**SCHEDULER_CONFIG)
+# The text-to-image model of the course: latent.UNetSystem(unet, vae, tokenizer, text_encoder, scheduler=None),
+# the components of StableDiffusionPipeline with the course's DDIMScheduler by default.
+Parts = latent.UNetSystem
 
 
 def scheduler_alpha_bars() -> torch.Tensor:
-    """Return the scheduler's alphas_cumprod (1000,) float32: the table the pipeline's DDIM steps use.
+    """Return the course scheduler's alphas_cumprod (1000,) float32: the table the pipeline's DDIM steps use.   [nb 06]
 
-    diffusers computes the cumulative product in float32; SCHEDULE.alpha_bars is the float64
-    product rounded to float32. They differ by <= 5e-7, which moves 25-step latents by ~3e-5 (measured on
-    the course's UNet; the decoded images by ~2e-6): the course's loop uses this table to match the pipeline.
+    A system holds its own (Parts(...).alpha_bars, read once from its scheduler); this is the same table
+    for a notebook cell that has no system at hand. diffusers computes the cumulative product in float32;
+    SCHEDULE.alpha_bars is the float64 product rounded to float32. They differ by <= 5e-7, which moves
+    25-step latents by ~3e-5 (measured on the course's UNet; the decoded images by ~2e-6).
     """
     return scheduler().alphas_cumprod.clone()
 
@@ -89,20 +78,6 @@ def make_unet(seed: int = 0, **overrides):
 
     with models.seeded(seed):
         return UNet2DConditionModel(**{**UNET_CONFIG, **overrides})
-
-
-@dataclass
-class Parts:
-    """The four parts a text-to-image model is made of (the components of StableDiffusionPipeline but the scheduler)."""
-
-    unet: torch.nn.Module
-    vae: torch.nn.Module
-    tokenizer: object
-    text_encoder: torch.nn.Module
-
-    @property
-    def device(self) -> torch.device:
-        return models.model_device(self.unet)
 
 
 def load_text_encoder(name: str = TEXT_ENCODER, device=None, *, num_layers: int | None = TEXT_LAYERS):
@@ -180,18 +155,16 @@ def latent_dataset(n: int, vae, tokenizer, text_encoder, *, seed: int = 0, split
 
     Scenes come from `split` ('train' never holds the held-out colour-shape pairs), each captioned
     with a random phrasing; latents are drawn from the VAE's posterior (as Stable Diffusion's
-    training does) and scaled by vae.config.scaling_factor. Everything is drawn from `seed`.
+    training does) and scaled (vae_lib.encode, sample_mode "sample"). Everything is drawn from `seed`.
     """
-    generator = torch.Generator().manual_seed(seed)
+    n, batch_size = check_positive_int(n, "n"), check_positive_int(batch_size, "batch_size")
+    generator = torch.Generator().manual_seed(check_int(seed, "seed", minimum=0))
     scenes = shapes.sample_scenes(n, split=split, num_objects=num_objects, generator=generator)
     captions = shapes.random_captions(scenes, generator)
-    device = models.model_device(vae)
     latents, states = [], []
     for i in range(0, n, batch_size):
-        images = shapes.render(scenes[i: i + batch_size]).to(device)
-        mean, logvar = vae_lib.posterior(vae, images)
-        noise = noise_lib.randn_like(mean, generator)
-        latents.append((vae_lib.reparameterise(mean, logvar, noise) * vae.config.scaling_factor).float().cpu())
+        images = shapes.render(scenes[i: i + batch_size])
+        latents.append(vae_lib.encode(vae, images, generator=generator, sample_mode="sample").float().cpu())
         states.append(text.encode_prompt(captions[i: i + batch_size], tokenizer, text_encoder).float().cpu())
     return {"x0": torch.cat(latents), "encoder_hidden_states": torch.cat(states)}
 
@@ -208,20 +181,21 @@ def null_condition(tokenizer, text_encoder) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def generate_latents(parts: Parts, prompts, *, guidance_scale: float = 4.0, num_steps: int = 25,
-                     negative_prompt: str = "", generator: torch.Generator | None = None,
-                     latents: torch.Tensor | None = None, alpha_bars: torch.Tensor | None = None,
-                     sampler="ddim", spacing: str = "leading", steps_offset: int = 1, callback=None) -> torch.Tensor:
-    """Return z_0 (B, C, h, w) for the prompts: encode, then a sampler with CFG (one batched UNet call per step).   [nb 06]
+                     negative_prompt: str = "", generator=None, latents: torch.Tensor | None = None,
+                     alpha_bars: torch.Tensor | None = None, sampler="ddim", spacing: str | None = None,
+                     steps_offset: int | None = None, callback=None) -> torch.Tensor:
+    """Return z_0 (B, C, h, w) for the prompts: the system's steps, then a sampler with CFG (one batched UNet call per step).   [nb 06]
 
-    Step by step what StableDiffusionPipeline does with the course's scheduler (SCHEDULER_CONFIG), so
-    that both give the same image for the same generator (tests/test_pipeline.py):
-    1. c = encode_prompt(prompts), and c_u = encode_prompt(negative_prompt) when g > 1;
-    2. z_T ~ N(0, I) drawn from `generator` (on its device; the CPU by default) in the text
-       encoder's dtype, unless `latents` is given (the pipeline's init_noise_sigma scaling is the
-       sampler's business: samplers work on z_t itself);
-    3. "leading" timesteps + steps_offset (961, 921, ..., 1 for 25 DDIM steps), the scheduler's
-       float32 alphas_cumprod (scheduler_alpha_bars(), unless given); DDIM (eta = 0) lands on
-       alphas_cumprod[0] after the last step, as set_alpha_to_one=False;
+    Step by step what StableDiffusionPipeline does with the system's scheduler (by default the course's,
+    SCHEDULER_CONFIG), so that both give the same image for the same generator (tests/test_pipeline.py):
+    1. c = parts.encode_prompt(prompts), and c_u = parts.encode_prompt(negative_prompt) when g > 1;
+    2. z_T = parts.prepare_latents: N(0, I) drawn from `generator` (a torch.Generator or an int seed, on
+       its device; the CPU by default) in the text encoder's dtype, unless `latents` is given (checked:
+       shape, finite). The pipeline's init_noise_sigma scaling is the sampler's business;
+    3. the scheduler's spacing and steps_offset ("leading" + 1: 961, 921, ..., 1 for 25 DDIM steps;
+       `spacing` and `steps_offset` override them) over parts.alpha_bars, the scheduler's float32
+       alphas_cumprod (or `alpha_bars`, given); DDIM (eta = 0) lands on parts.final_alpha_bar
+       (alphas_cumprod[0], as set_alpha_to_one=False) after the last step;
     4. each step, guidance.cfg_denoiser: the UNet on [unconditional rows; conditional rows] and
        eps = eps_u + g (eps_c - eps_u) when g > 1; for g <= 1 the pipeline turns CFG off and runs
        the conditional rows alone (eps = eps_c), and so does this loop. For the unconditional
@@ -230,47 +204,52 @@ def generate_latents(parts: Parts, prompts, *, guidance_scale: float = 4.0, num_
     'euler', 'heun' and 'dpmpp_2m' equal the pipeline with EulerDiscreteScheduler,
     HeunDiscreteScheduler and DPMSolverMultistepScheduler made from_config(SCHEDULER_CONFIG).
     """
+    latent.check_system(parts, latent.UNetSystem)
     prompts = text.as_prompts(prompts)
     g = check_guidance_scale(guidance_scale)
+    if not isinstance(negative_prompt, str):
+        raise CourseInputError(f"negative_prompt must be one str ('' for none), got {type(negative_prompt).__name__}.")
     sampler = samplers.get_sampler(sampler)
-    device = parts.device
-    b = len(prompts)
-    # 1. prompt embeddings: c, and c_u under CFG (B, L, D) each
-    cond = text.encode_prompt(prompts, parts.tokenizer, parts.text_encoder, device=device)
-    uncond = text.encode_prompt([negative_prompt] * b, parts.tokenizer, parts.text_encoder, device=device) \
-        if g > 1.0 else None
-    # 2. z_T, drawn as diffusers' randn_tensor draws it (on the generator's device, then moved)
-    config = parts.unet.config
-    size = config.sample_size if isinstance(config.sample_size, int) else config.sample_size[0]
-    shape = (b, config.in_channels, size, size)
-    if latents is None:
-        x_T = noise_lib.randn(shape, generator, device=device, dtype=cond.dtype)
+    generator = noise_lib.as_generator(generator)
+    if alpha_bars is None:
+        ab, final_alpha_bar = parts.alpha_bars, parts.final_alpha_bar
     else:
-        x_T = latents.to(device=device, dtype=cond.dtype)
-    ab = (scheduler_alpha_bars() if alpha_bars is None else alpha_bars).to(device)
-    # 3.-4. the sampler through the timesteps with the CFG denoiser, then z_0
-    denoiser = guidance.cfg_denoiser(parts.unet, g, {"encoder_hidden_states": cond},
-                                     None if uncond is None else {"encoder_hidden_states": uncond},
-                                     pipeline_convention=True)
-    timesteps = sampler.timesteps(len(ab), num_steps, spacing, offset=steps_offset)
-    return samplers.sample(denoiser, x_T, timesteps, sampler, alpha_bars=ab, final_alpha_bar=float(ab[0]),
-                           generator=generator, callback=callback).x0
+        ab = check_schedule_table(alpha_bars).to(parts.device)
+        final_alpha_bar = float(ab[0])  # set_alpha_to_one=False, as the course's scheduler
+    timesteps = sampler.timesteps(len(ab), num_steps, parts.spacing if spacing is None else spacing,
+                                  offset=parts.steps_offset if steps_offset is None else steps_offset)
+    # 1. prompt embeddings: c, and c_u under CFG, {"encoder_hidden_states": (B, L, D)} each
+    cond = parts.encode_prompt(prompts)
+    uncond = parts.encode_prompt([negative_prompt] * len(prompts)) if g > 1.0 else None
+    # 2. z_T, drawn as diffusers' randn_tensor draws it (on the generator's device, then moved)
+    x_T = parts.prepare_latents(len(prompts), generator=generator, latents=latents,
+                                dtype=cond["encoder_hidden_states"].dtype)
+    # 3.-4. the sampler through the timesteps with the CFG denoiser, then z_0; only DDIM reads final_alpha_bar
+    denoiser = guidance.cfg_denoiser(parts, g, cond, uncond, pipeline_convention=True)
+    ending = {"final_alpha_bar": final_alpha_bar} if isinstance(sampler, samplers.DDIM) else {}
+    return samplers.sample(denoiser, x_T, timesteps, sampler, alpha_bars=ab, generator=generator,
+                           callback=callback, **ending).x0
 
 
 @torch.no_grad()
 def generate(parts: Parts, prompts, *, guidance_scale: float = 4.0, num_steps: int = 25, batch_size: int = 256,
-             generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
-    """Return images (B, 3, H, W) in [-1, 1] on the CPU for the prompts: generate_latents, then the VAE decoder.   [nb 06]
+             generator=None, latents: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+    """Return images (B, 3, H, W) in [-1, 1] on the CPU for the prompts: generate_latents, then parts.decode_latents.   [nb 06]
 
     decoder(z_0 / scaling_factor) clamped to [-1, 1]: the pipeline's output_type="pt" image is
-    (this + 1) / 2. Prompts go through in batches of batch_size (one z_T draw per batch).
+    (this + 1) / 2. Prompts go through in batches of batch_size (one z_T draw per batch; given
+    `latents` (B, C, h, w) are split the same way). kwargs: generate_latents' options.
     """
+    latent.check_system(parts, latent.UNetSystem)
     prompts = text.as_prompts(prompts)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    generator = noise_lib.as_generator(generator)
     out = []
     for i in range(0, len(prompts), batch_size):
+        chunk = None if latents is None else latents[i: i + batch_size]
         z = generate_latents(parts, prompts[i: i + batch_size], guidance_scale=guidance_scale, num_steps=num_steps,
-                             generator=generator, **kwargs)
-        out.append(vae_lib.decode(parts.vae, z.to(parts.vae.dtype)).float().clamp(-1, 1).cpu())
+                             generator=generator, latents=chunk, **kwargs)
+        out.append(parts.decode_latents(z))
     return torch.cat(out)
 
 
@@ -286,8 +265,10 @@ def adherence(images: torch.Tensor, expected) -> dict[str, float]:
 
     expected: one Scene or caption per image. 'all' needs colour, shape, position, count and background.
     """
-    if len(images) != len(expected):
-        raise CourseInputError(f"got {len(images)} images but {len(expected)} expectations; give one per image.")
+    check_float_tensor(images, "images")
+    if images.ndim != 4 or len(images) != len(expected) or not len(images):
+        raise CourseInputError(f"got {len(images)} images of shape {tuple(images.shape[1:])} but {len(expected)} "
+                               f"expectations; give one per image, images as (B, 3, H, W).")
     verdicts = [shapes.judge(image, want) for image, want in zip(images, expected)]
     out = {}
     for key in ADHERENCE_KEYS[:-1]:
@@ -317,6 +298,9 @@ def adherence_sweep(parts: Parts, scales, *, num_prompts: int = 50, repeats: int
     keys of adherence() (shares of the num_prompts x repeats images), "diversity" (the mean distance
     between two images of the same prompt, guidance.within_class_diversity)}.
     """
+    latent.check_system(parts, latent.UNetSystem)
+    scales = [check_guidance_scale(g) for g in (scales if isinstance(scales, (list, tuple)) else [scales])]
+    num_prompts, repeats = check_positive_int(num_prompts, "num_prompts"), check_positive_int(repeats, "repeats")
     scenes, prompts = prompt_set(num_prompts, split, num_objects=num_objects, seed=seed)
     scenes, prompts = [s for s in scenes for _ in range(repeats)], [p for p in prompts for _ in range(repeats)]
     labels = torch.arange(num_prompts).repeat_interleave(repeats)

@@ -29,9 +29,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from course_lib import environment, metrics, models, shapes
+from course_lib import checkpoints, environment, metrics, models, shapes
 from course_lib import noise as noise_lib
-from course_lib.validation import CourseInputError, check_choice, check_finite, check_float_tensor
+from course_lib.validation import (CourseInputError, check_choice, check_finite, check_float_tensor, check_number,
+                                   check_positive_int)
 
 # 32x32 RGB -> 4 x 8 x 8: three blocks (two downsamplings, f = 4), about 2.7 M parameters.
 VAE_CONFIG = dict(
@@ -64,18 +65,22 @@ def downsampling_factor(vae) -> int:
 
 
 def latent_shape(vae, image_size: int = shapes.DEFAULT_SIZE) -> tuple[int, int, int]:
-    """Return (C, H, W) of the latents of a square image of side `image_size`."""
+    """Return (C, H, W) of the latents of a square image of side `image_size` (a multiple of the factor f)."""
     f = downsampling_factor(vae)
+    image_size = check_positive_int(image_size, "image_size")
+    if image_size % f:
+        raise CourseInputError(f"image_size must be a multiple of this VAE's factor {f}, got {image_size}.")
     return vae.config.latent_channels, image_size // f, image_size // f
 
 
-def check_images(x0, vae) -> torch.Tensor:
+def check_images(x0, vae, name: str = "x0") -> torch.Tensor:
     """Return x0 if it is a (B, C, H, W) float batch in [-1, 1] that the VAE can take, else raise."""
-    check_float_tensor(x0, "x0")
+    check_float_tensor(x0, name)
     if x0.ndim == 3:
-        raise CourseInputError(f"x0 must be a batch (B, C, H, W); got one image {tuple(x0.shape)}: use x0[None].")
-    if x0.ndim != 4 or x0.shape[1] != vae.config.in_channels:
-        raise CourseInputError(f"x0 must have shape (B, {vae.config.in_channels}, H, W), got {tuple(x0.shape)}.")
+        raise CourseInputError(f"{name} must be a batch (B, C, H, W); got one image {tuple(x0.shape)}: use {name}[None].")
+    if x0.ndim != 4 or x0.shape[1] != vae.config.in_channels or x0.shape[0] == 0:
+        raise CourseInputError(f"{name} must have shape (B, {vae.config.in_channels}, H, W) with B >= 1, "
+                               f"got {tuple(x0.shape)}.")
     f = downsampling_factor(vae)
     h, w = x0.shape[-2:]
     if h % f or w % f:
@@ -91,7 +96,7 @@ def check_images(x0, vae) -> torch.Tensor:
 def check_latents(latents, vae) -> torch.Tensor:
     """Return latents if they are a (B, latent_channels, h, w) float batch, else raise."""
     check_float_tensor(latents, "latents")
-    if latents.ndim != 4 or latents.shape[1] != vae.config.latent_channels:
+    if latents.ndim != 4 or latents.shape[1] != vae.config.latent_channels or latents.shape[0] == 0:
         raise CourseInputError(f"latents must have shape (B, {vae.config.latent_channels}, h, w), got {tuple(latents.shape)}.")
     return check_finite(latents, "latents")
 
@@ -140,9 +145,10 @@ def vae_loss_terms(vae, x0: torch.Tensor, generator: torch.Generator | None = No
     so that kl_weight compares nats per value with squared error per value.
     """
     check_choice(reconstruction, RECONSTRUCTION_LOSSES, "reconstruction")
+    kl_weight = check_number(kl_weight, "kl_weight", low=0, hint="the weight of the KL term; 1e-4 here")
     mean, logvar = posterior(vae, x0)
     if noise is None:
-        noise = noise_lib.randn_like(mean, generator)
+        noise = noise_lib.randn_like(mean, noise_lib.as_generator(generator))
     z = reparameterise(mean, logvar, noise)
     x0_hat = vae.decode(z).sample
     if reconstruction == "mse":  # a Gaussian decoder, eq. (4.2)
@@ -173,6 +179,8 @@ def compute_scaling_factor(vae, x0: torch.Tensor, generator: torch.Generator | N
     latent_dist.sample(generator), as diffusers' training scripts encode.
     """
     check_images(x0, vae)
+    generator = noise_lib.as_generator(generator)
+    batch_size = check_positive_int(batch_size, "batch_size")
     device = models.model_device(vae)
     z = torch.cat([vae.encode(x0[i: i + batch_size].to(device)).latent_dist.sample(generator=generator).float().cpu()
                    for i in range(0, len(x0), batch_size)])
@@ -181,38 +189,49 @@ def compute_scaling_factor(vae, x0: torch.Tensor, generator: torch.Generator | N
 
 def set_scaling_factor(vae, value: float) -> None:
     """Store the scaling factor in vae.config, so that save_pretrained writes it to config.json."""
-    if not value > 0:
-        raise CourseInputError(f"the scaling factor must be > 0, got {value}.")
-    vae.register_to_config(scaling_factor=float(value))
+    value = check_number(value, "the scaling factor", low=0, low_open=True, hint="1 / std of the latents")
+    vae.register_to_config(scaling_factor=value)
 
 
-def encode(vae, x0: torch.Tensor, *, generator: torch.Generator | None = None, sample_mode: str = "sample") -> torch.Tensor:
-    """Return scaled latents scaling_factor * z, z ~ q(z | x0) ("sample") or z = mean ("argmax").   [LDM, nb 04]
+def shift_factor(vae) -> float:
+    """Return the VAE's shift_factor (Stable Diffusion 3's VAEs have one; the course's and SD 1.x's: 0)."""
+    return float(getattr(vae.config, "shift_factor", None) or 0.0)
 
-    sample_mode and generator work as in diffusers' pipelines (retrieve_latents), so an img2img
-    pipeline given the same generator starts from the same latents. Shapes: (B, 3, H, W) -> (B, C, H/f, W/f).
+
+def encode(vae, x0: torch.Tensor, *, generator=None, sample_mode: str = "sample") -> torch.Tensor:
+    """Return scaled latents (z - shift_factor) * scaling_factor, z ~ q(z | x0) ("sample") or z = mean ("argmax").   [LDM, nb 04]
+
+    sample_mode and generator (a torch.Generator or an int seed) work as in diffusers' pipelines
+    (retrieve_latents), so an img2img pipeline given the same generator starts from the same latents;
+    the shift is Stable Diffusion 3's (0 here and in SD 1.x). The images go to the VAE's device and
+    dtype. Shapes: (B, 3, H, W) -> (B, C, H/f, W/f).
     """
     if sample_mode not in ("sample", "argmax"):
         raise CourseInputError(f"sample_mode must be 'sample' or 'argmax' (the mean), got {sample_mode!r}.")
     check_images(x0, vae)
-    dist = vae.encode(x0).latent_dist
+    generator = noise_lib.as_generator(generator)
+    dist = vae.encode(x0.to(models.model_device(vae), next(vae.parameters()).dtype)).latent_dist
     z = dist.sample(generator=generator) if sample_mode == "sample" else dist.mode()
-    return z * vae.config.scaling_factor
+    shift = shift_factor(vae)
+    return (z - shift if shift else z) * vae.config.scaling_factor
 
 
 def decode(vae, latents: torch.Tensor) -> torch.Tensor:
-    """Return images decoder(latents / scaling_factor), unclamped, about [-1, 1].   [LDM, nb 04]
+    """Return images decoder(latents / scaling_factor + shift_factor), unclamped, about [-1, 1].   [LDM, nb 04]
 
-    Shapes: (B, C, h, w) -> (B, 3, f h, f w).
+    The latents go to the VAE's device and dtype. Shapes: (B, C, h, w) -> (B, 3, f h, f w).
     """
     check_latents(latents, vae)
-    return vae.decode(latents / vae.config.scaling_factor).sample
+    z = latents.to(models.model_device(vae), next(vae.parameters()).dtype) / vae.config.scaling_factor
+    shift = shift_factor(vae)
+    return vae.decode(z + shift if shift else z).sample
 
 
 @torch.no_grad()
 def reconstruct(vae, x0: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Return decode(encode(x0)) with the posterior mean, clamped to [-1, 1], in batches."""
     check_images(x0, vae)
+    batch_size = check_positive_int(batch_size, "batch_size")
     device = models.model_device(vae)
     out = [decode(vae, encode(vae, x0[i: i + batch_size].to(device), sample_mode="argmax")).float().clamp(-1, 1).cpu()
            for i in range(0, len(x0), batch_size)]
@@ -256,7 +275,8 @@ def measure(vae, num_images: int = 512, seed: int = 0) -> dict:
     x0 = shapes.render(shapes.sample_scenes(num_images, seed=seed, split="test"))
     device = models.model_device(vae)
     mean, logvar = posterior(vae, x0.to(device))
-    z = reparameterise(mean, logvar, torch.randn(mean.shape, generator=torch.Generator().manual_seed(seed)).to(mean))
+    z = reparameterise(mean, logvar, noise_lib.randn(mean.shape, torch.Generator().manual_seed(seed),
+                                                     device=mean.device, dtype=mean.dtype))
     out["kl_per_latent"] = round(float(gaussian_kl(mean.float(), logvar.float()).mean() / mean[0].numel()), 4)
     out["latent_std"] = round(float(z.float().std()), 4)
     out["posterior_std_mean"] = round(float(torch.exp(0.5 * logvar.float()).mean()), 5)
@@ -269,8 +289,6 @@ def load_vae(name_or_path: str | Path = "vae", device: torch.device | str | None
     The weights ship in float16 (half the bytes); they are loaded back as float32.
     """
     from diffusers import AutoencoderKL
-
-    from course_lib import checkpoints
 
     checkpoints.verify(name_or_path)
     vae = AutoencoderKL.from_pretrained(checkpoints.checkpoint_dir(name_or_path), torch_dtype=torch.float32,

@@ -28,7 +28,7 @@ def test_cross_attention_equals_diffusers(heads, dim_head, bias, worst):
     x, c = torch.randn(3, 20, 24, generator=g), torch.randn(3, 7, 40, generator=g)
     w = attention.weights_of(layer)
     with torch.no_grad():
-        ours, probs = attention.cross_attention(x, c, w, return_probs=True)
+        ours, probs = attention.cross_attention_with_probs(x, c, w)
         for processor in (AttnProcessor2_0(), AttnProcessor()):
             layer.set_processor(processor)
             ref = layer(x, encoder_hidden_states=c)
@@ -47,7 +47,7 @@ def test_recording_processor_matches_and_is_removed_on_exit(worst):
         ref = layer(x, encoder_hidden_states=c)
         with attention.record_attention(layer) as store:
             got = layer(x, encoder_hidden_states=c)
-        _, probs = attention.cross_attention(x, c, attention.weights_of(layer), return_probs=True)
+        _, probs = attention.cross_attention_with_probs(x, c, attention.weights_of(layer))
     assert layer.processor is original
     worst("attention: recording processor vs diffusers", (got - ref).abs().max())
     assert torch.allclose(got, ref, atol=1e-6)
@@ -95,8 +95,8 @@ def test_word_maps_and_dominant_words():
     ids = text.tokenize(shapes.caption(scene), tokenizer)
     context = torch.nn.functional.one_hot(ids, len(tokenizer)).float()
     with torch.no_grad():
-        out, probs = attention.cross_attention(attention.pixel_features(image), context,
-                                               attention.weights_of(reader), return_probs=True)
+        out, probs = attention.cross_attention_with_probs(attention.pixel_features(image), context,
+                                                          attention.weights_of(reader))
     tokens = text.tokens(ids[0], tokenizer)
     pairs = attention.word_maps(probs, tokens, 32, 32)
     assert [t for t, _ in pairs] == tokens[: tokens.index("<|endoftext|>") + 1]  # every token but the padding

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -27,10 +28,45 @@ def test_probability_flow_reference_equals_the_closed_form_for_one_gaussian():
         mixtures.probability_flow_solution(one, x_T, 1.0)
 
 
-def test_optimal_eps_at_a_table_entry_is_optimal_eps():
-    ab, ring = models.SCHEDULE.alpha_bars, mixtures.ring()
-    x = torch.randn(50, 2, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(mixtures.optimal_eps(x, 300, ab, ring), mixtures.optimal_eps_at(x, float(ab[300]), ring))
+def gaussian_conditioning_eps(x: np.ndarray, ab: float, means: np.ndarray, stds: np.ndarray,
+                              weights: np.ndarray) -> np.ndarray:
+    """E[eps | x_t] for mixture data, by conditioning jointly Gaussian (x_t, eps) within each component.
+
+    Given component k: x_t ~ N(sqrt(ab) mu_k, v_k I) with v_k = ab s_k^2 + 1 - ab, Cov(eps, x_t) = sqrt(1 - ab) I,
+    so E[eps | x_t, k] = sqrt(1 - ab) (x_t - sqrt(ab) mu_k) / v_k; then average over the posterior r_k(x_t)
+    proportional to w_k N(x_t; sqrt(ab) mu_k, v_k I). numpy, float64, one component at a time.
+    """
+    d = x.shape[1]
+    log_r, cond = [], []
+    for mu, s, w in zip(means, stds, weights):
+        v = ab * s**2 + 1 - ab
+        centred = x - math.sqrt(ab) * mu
+        log_r.append(math.log(w) - 0.5 * (centred**2).sum(1) / v - 0.5 * d * math.log(2 * math.pi * v))
+        cond.append(math.sqrt(1 - ab) * centred / v)
+    log_r = np.stack(log_r)  # (K, n)
+    r = np.exp(log_r - log_r.max(0))
+    r /= r.sum(0)
+    return (r[:, :, None] * np.stack(cond)).sum(0)
+
+
+@pytest.mark.parametrize("t", [0, 300, 999])
+def test_optimal_eps_is_gaussian_conditioning_and_reads_the_table(t, worst):
+    ab, ring32 = models.SCHEDULE.alpha_bars.double(), mixtures.ring()
+    ring = mixtures.GaussianMixture(ring32.means.double(), ring32.stds.double(), ring32.weights.double())
+    x = torch.randn(50, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ours = mixtures.optimal_eps(x, t, ab, ring)
+    oracle = gaussian_conditioning_eps(x.numpy(), float(ab[t]), ring.means.double().numpy(),
+                                       ring.stds.double().numpy(), ring.weights.double().numpy())
+    worst("mixtures.optimal_eps vs Gaussian conditioning", float(np.abs(ours.numpy() - oracle).max()))
+    np.testing.assert_allclose(ours.numpy(), oracle, atol=1e-10, rtol=1e-10)
+    assert torch.equal(ours, mixtures.optimal_eps_at(x, float(ab[t]), ring))  # a table entry is that noise level
+    # one timestep per row reads each row's own entry of the table
+    rows = torch.tensor([t, 10] * 25)
+    mixed = mixtures.optimal_eps(x, rows, ab, ring)
+    other = gaussian_conditioning_eps(x.numpy(), float(ab[10]), ring.means.double().numpy(),
+                                      ring.stds.double().numpy(), ring.weights.double().numpy())
+    want = np.where((rows == t).numpy()[:, None], oracle, other)
+    np.testing.assert_allclose(mixed.numpy(), want, atol=1e-10, rtol=1e-10)
 
 
 def test_log_sigma_table_is_even_in_log_sigma():

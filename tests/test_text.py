@@ -47,9 +47,11 @@ def test_tokenize_pads_truncates_like_the_sd_pipeline(tokenizer):
     assert text.tokens(ids[0], tokenizer)[:5] == ["<|startoftext|>", "a", "red", "circle", "on"]
     assert ids[1, :2].tolist() == [text.BOS_ID, text.EOS_ID] and (ids[1, 2:] == text.PAD_ID).all()  # the "" prompt
     long = " ".join(["red"] * 50)
+    with pytest.raises(CourseInputError, match="52 tokens long with its start and end tokens; this tokenizer reads at most 32"):
+        text.tokenize(long, tokenizer)  # the course refuses to drop the tail in silence
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        cut = text.tokenize(long, tokenizer)[0]
+        cut = text.tokenize(long, tokenizer, truncation=True)[0]  # the pipeline's cut, asked for
     assert len(cut) == text.MAX_LENGTH and cut[-1] == text.EOS_ID  # truncation keeps the end token
     assert tokenizer.decode(ids[0], skip_special_tokens=True) == "a red circle on the left, on a white background"
 

@@ -282,7 +282,7 @@ def test_the_registry_takes_flat_options_or_settings_objects_and_refuses_unknown
 
 def test_doors_of_the_lower_level_functions(parts, case, z0):
     src, tgt = case.source_caption, case.target_caption
-    with pytest.raises(CourseInputError, match="parts must be a text2image.Parts"):
+    with pytest.raises(CourseInputError, match="parts must be a latent.UNetSystem"):
         editing.sdedit(object(), case.source_image, src, tgt)
     with pytest.raises(CourseInputError, match="prompts: prompts must be a str or a non-empty list"):
         editing.embed(parts, 3)

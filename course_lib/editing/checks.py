@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from course_lib import text
+from course_lib import latent, text
 from course_lib import vae as vae_lib
 from course_lib.validation import CourseInputError, check_finite, check_float_tensor, check_number
 
@@ -74,12 +74,9 @@ def latent_batch(latents, channels: int, name: str = "latents") -> torch.Tensor:
     return check_finite(latents, name)
 
 
-def check_parts(parts):
-    """Return parts if it holds a UNet, a VAE, a tokenizer and a text encoder (text2image.Parts), else raise."""
-    if not all(hasattr(parts, name) for name in ("unet", "vae", "tokenizer", "text_encoder")):
-        raise CourseInputError(f"parts must be a text2image.Parts (unet, vae, tokenizer, text_encoder), e.g. "
-                               f"text2image.load_parts(); got {type(parts).__name__}.")
-    return parts
+def check_parts(parts) -> latent.UNetSystem:
+    """Return parts if it is the UNet family's latent system (latent.UNetSystem = latent.UNetSystem), else raise."""
+    return latent.check_system(parts, latent.UNetSystem)
 
 
 def prompt_batch(tokenizer, prompts, batch: int | None, name: str) -> list[str]:

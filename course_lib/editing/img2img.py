@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from course_lib import guidance, noise, samplers, schedules, text2image
+from course_lib import guidance, latent, noise, samplers, schedules
 from course_lib.editing.checks import (check_edit_window, check_parts, check_strength, image_batch, prompt_batch,
                                        single_or_batch)
 from course_lib.editing.primitives import (alpha_bars, guided_denoiser, image_latents, latent_images,
@@ -13,7 +13,7 @@ from course_lib.validation import check_positive_int
 
 
 @torch.no_grad()
-def sdedit(parts: text2image.Parts, image: torch.Tensor, source_prompt, target_prompt, *, strength: float = 0.6,
+def sdedit(parts: latent.UNetSystem, image: torch.Tensor, source_prompt, target_prompt, *, strength: float = 0.6,
            guidance_scale: float = 4.0, num_steps: int = 25, negative_prompt: str = "",
            generator: torch.Generator | int | None = None, sampler="ddim") -> torch.Tensor:
     """Edit by noising to a strength and denoising under the target prompt: z_t = sqrt(ab_t) z0 + sqrt(1 - ab_t) eps.   [SDEdit, nb 07]
@@ -45,6 +45,7 @@ def sdedit(parts: text2image.Parts, image: torch.Tensor, source_prompt, target_p
     if len(timesteps):
         ab = alpha_bars(parts)
         z = schedules.q_sample(z, int(timesteps[0]), ab, noise.randn_like(z, generator))
-        z = samplers.sample(guided_denoiser(parts, g, uncond, cond), z, timesteps, sampler, alpha_bars=ab, final_alpha_bar=float(ab[0]),
-                            generator=generator).x0
+        ending = {"final_alpha_bar": parts.final_alpha_bar} if isinstance(sampler, samplers.DDIM) else {}  # only DDIM reads it
+        z = samplers.sample(guided_denoiser(parts, g, uncond, cond), z, timesteps, sampler, alpha_bars=ab,
+                            generator=generator, **ending).x0
     return single_or_batch(latent_images(parts, z), single)

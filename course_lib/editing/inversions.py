@@ -27,7 +27,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from course_lib import guidance, noise, samplers, schedules, text2image
+from course_lib import guidance, latent, noise, samplers, schedules
 from course_lib.editing.checks import (check_edit_window, check_parts, check_strength, latent_batch, prompt_batch)
 from course_lib.editing.primitives import (Level, alpha_bars, ddim_step, guided_eps, levels, prompt_embeddings,
                                            strength_timesteps, unet_eps)
@@ -105,7 +105,7 @@ def ddim_inverse_step(eps: torch.Tensor, z: torch.Tensor, ab_from: torch.Tensor,
     return torch.sqrt(ab_to) * x0_hat + torch.sqrt(1 - ab_to) * eps
 
 
-def ddim_path(parts: text2image.Parts, z0: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, g: float,
+def ddim_path(parts: latent.UNetSystem, z0: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor, g: float,
               timesteps: torch.Tensor) -> list[torch.Tensor]:
     """Return [z_0, z_{t_1}, ..., z_{t_k}]: DDIM backwards through `timesteps` (descending, as sampling visits them)."""
     ab = alpha_bars(parts)
@@ -119,7 +119,7 @@ def ddim_path(parts: text2image.Parts, z0: torch.Tensor, cond: torch.Tensor, unc
 
 
 @torch.no_grad()
-def ddim_invert(parts: text2image.Parts, latents: torch.Tensor, prompt, *, num_steps: int = 25,
+def ddim_invert(parts: latent.UNetSystem, latents: torch.Tensor, prompt, *, num_steps: int = 25,
                 guidance_scale: float = 1.0, strength: float = 1.0, negative_prompt: str = "") -> list[torch.Tensor]:
     """Return [z_0, z_{t_1}, ..., z_{t_k}]: DDIM run backwards from clean latents toward noise under `prompt`.   [DDIM sec. 4.3, nb 07]
 
@@ -204,7 +204,7 @@ def _null_text_steps(parts, path, steps: list[Level], cond, empty, settings: Inv
     return uncond
 
 
-def run_inversion(parts: text2image.Parts, z0: torch.Tensor, prompts: list[str], settings: InversionSettings,
+def run_inversion(parts: latent.UNetSystem, z0: torch.Tensor, prompts: list[str], settings: InversionSettings,
                   generator: torch.Generator | None) -> Inversion:
     """Return the Inversion of checked latents (B, C, h, w) under checked prompts (one per row), as invert() describes."""
     start = time.perf_counter()
@@ -249,7 +249,7 @@ def run_inversion(parts: text2image.Parts, z0: torch.Tensor, prompts: list[str],
 
 
 @torch.no_grad()
-def invert(parts: text2image.Parts, latents: torch.Tensor, prompt, settings: InversionSettings = InversionSettings(),
+def invert(parts: latent.UNetSystem, latents: torch.Tensor, prompt, settings: InversionSettings = InversionSettings(),
            *, generator: torch.Generator | int | None = None) -> Inversion:
     """Return an Inversion of clean latents under the source prompt, by settings.method (one of INVERSIONS).   [nb 07]
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from course_lib import attention, guidance, metrics, noise, text2image
+from course_lib import attention, guidance, latent, metrics, noise
 from course_lib.editing.checks import check_parts, image_batch, latent_batch, prompt_batch
 from course_lib.editing.controllers import AttentionController
 from course_lib.editing.inversions import Inversion, InversionSettings, run_inversion
@@ -24,7 +24,7 @@ from course_lib.validation import CourseInputError
 Blend = Callable[[int, int, torch.Tensor, torch.Tensor], torch.Tensor]  # (step i, k, source after step, target) -> target
 
 
-def sample_edit(parts: text2image.Parts, inversion: Inversion, cond_tgt: torch.Tensor, g: float, *,
+def sample_edit(parts: latent.UNetSystem, inversion: Inversion, cond_tgt: torch.Tensor, g: float, *,
                 source_branch: bool = False, controller: AttentionController | None = None,
                 blend: Blend | None = None, start: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Return (z0 of the source branch or None, z0 of the target), as edit_latents describes; inputs already checked."""
@@ -81,7 +81,7 @@ def _loop_door(parts, inversion, target_prompt, guidance_scale, blend, start):
 
 
 @torch.no_grad()
-def edit_latents(parts: text2image.Parts, inversion: Inversion, target_prompt, *, guidance_scale: float = 4.0,
+def edit_latents(parts: latent.UNetSystem, inversion: Inversion, target_prompt, *, guidance_scale: float = 4.0,
                  source_branch: bool = False, controller: AttentionController | None = None,
                  blend: Blend | None = None, start: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Return (z0 of the source branch or None, z0 of the target): DDIM + CFG from the inversion's noisiest latent.   [nb 07-08]
@@ -103,7 +103,7 @@ def edit_latents(parts: text2image.Parts, inversion: Inversion, target_prompt, *
                        blend=blend, start=start)
 
 
-def sample_with_controller(parts: text2image.Parts, inversion: Inversion, cond_tgt: torch.Tensor,
+def sample_with_controller(parts: latent.UNetSystem, inversion: Inversion, cond_tgt: torch.Tensor,
                            controller: AttentionController, g: float, *, layers=None,
                            blend: Blend | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Return sample_edit's (z0_source, z0_target) with the controller installed on `layers`; inputs already checked."""
@@ -112,7 +112,7 @@ def sample_with_controller(parts: text2image.Parts, inversion: Inversion, cond_t
 
 
 @torch.no_grad()
-def p2p_latents(parts: text2image.Parts, inversion: Inversion, target_prompt, controller: AttentionController, *,
+def p2p_latents(parts: latent.UNetSystem, inversion: Inversion, target_prompt, controller: AttentionController, *,
                 guidance_scale: float = 4.0, layers=None, blend: Blend | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (z0_source, z0_target): both prompts sampled side by side from the inversion, the controller installed.   [P2P, nb 08]
 
@@ -158,7 +158,7 @@ class _UNetCallCounter:
 
 
 @torch.no_grad()
-def reconstruction(parts: text2image.Parts, image: torch.Tensor, prompt, inversions: Sequence[InversionSettings], *,
+def reconstruction(parts: latent.UNetSystem, image: torch.Tensor, prompt, inversions: Sequence[InversionSettings], *,
                    generator: torch.Generator | int | None = None) -> list[dict]:
     """Return, per InversionSettings, how well invert-then-sample under the SAME prompt comes back.   [nb 07]
 

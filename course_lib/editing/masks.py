@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from course_lib import attention, noise, schedules, text2image
+from course_lib import attention, latent, noise, schedules
 from course_lib.editing.checks import (check_fraction, check_parts, check_strength, image_batch, latent_batch,
                                        prompt_batch)
 from course_lib.editing.primitives import alpha_bars, image_latents, prompt_embeddings, unet_eps
@@ -102,7 +102,7 @@ def _noisy(parts, z0, strength, generator):
     return t, schedules.q_sample(z0, t, ab, noise.randn_like(z0, generator))
 
 
-def eps_difference(parts: text2image.Parts, z0: torch.Tensor, sources: list[str], targets: list[str], num_draws: int,
+def eps_difference(parts: latent.UNetSystem, z0: torch.Tensor, sources: list[str], targets: list[str], num_draws: int,
                    strength: float, generator: torch.Generator | None) -> torch.Tensor:
     """Return difference_map of checked latents and prompts (one per row)."""
     cond = prompt_embeddings(parts, sources + targets)
@@ -124,7 +124,7 @@ def _check_map_inputs(parts, latents, source_prompt, target_prompt, num_draws, s
 
 
 @torch.no_grad()
-def difference_map(parts: text2image.Parts, latents: torch.Tensor, source_prompt, target_prompt, *,
+def difference_map(parts: latent.UNetSystem, latents: torch.Tensor, source_prompt, target_prompt, *,
                    num_draws: int = 4, strength: float = 0.7, generator: torch.Generator | int | None = None) -> torch.Tensor:
     """Return where the prompts disagree: mean |eps(z_t, tgt) - eps(z_t, src)| over draws and channels.   [DiffEdit, nb 08]
 
@@ -149,7 +149,7 @@ def word_maps(probs: torch.Tensor, rows: list[int], positions: list[list[int]], 
     return torch.stack(maps).view(len(rows), 1, h, w)
 
 
-def word_attention(parts: text2image.Parts, z0: torch.Tensor, sources: list[str], targets: list[str], num_draws: int,
+def word_attention(parts: latent.UNetSystem, z0: torch.Tensor, sources: list[str], targets: list[str], num_draws: int,
                    strength: float, generator: torch.Generator | None) -> torch.Tensor:
     """Return attention_map of checked latents and prompts (one per row)."""
     b = len(z0)
@@ -172,7 +172,7 @@ def word_attention(parts: text2image.Parts, z0: torch.Tensor, sources: list[str]
 
 
 @torch.no_grad()
-def attention_map(parts: text2image.Parts, latents: torch.Tensor, source_prompt, target_prompt, *,
+def attention_map(parts: latent.UNetSystem, latents: torch.Tensor, source_prompt, target_prompt, *,
                   num_draws: int = 4, strength: float = 0.7, generator: torch.Generator | int | None = None) -> torch.Tensor:
     """Return the changed words' cross-attention at latent size, at one noise level: a mask map like difference_map's.   [nb 08]
 
@@ -316,7 +316,7 @@ class MaskSettings:
         keep("peak_only", bool(self.peak_only))
 
 
-def automatic_mask(parts: text2image.Parts, z0: torch.Tensor, sources: list[str], targets: list[str],
+def automatic_mask(parts: latent.UNetSystem, z0: torch.Tensor, sources: list[str], targets: list[str],
                    settings: MaskSettings, generator: torch.Generator | None) -> torch.Tensor:
     """Return edit_mask's mask (B, 1, h, w) bool, on the CPU, of checked latents and prompts."""
     mapper = eps_difference if settings.source == "diffedit" else word_attention
@@ -340,7 +340,7 @@ def _automatic_mask_door(parts, image, source_prompt, target_prompt, settings: M
 
 
 @torch.no_grad()
-def edit_mask(parts: text2image.Parts, image: torch.Tensor, source_prompt, target_prompt, *, source: str = "diffedit",
+def edit_mask(parts: latent.UNetSystem, image: torch.Tensor, source_prompt, target_prompt, *, source: str = "diffedit",
               num_draws: int = 4, strength: float = 0.7, threshold: float | None = None, grow_cells: int = 1,
               normalise: str | None = None, peak_only: bool = False,
               generator: torch.Generator | int | None = None) -> torch.Tensor:
@@ -355,7 +355,7 @@ def edit_mask(parts: text2image.Parts, image: torch.Tensor, source_prompt, targe
 
 
 @torch.no_grad()
-def diffedit_mask(parts: text2image.Parts, image: torch.Tensor, source_prompt, target_prompt, *, num_draws: int = 4,
+def diffedit_mask(parts: latent.UNetSystem, image: torch.Tensor, source_prompt, target_prompt, *, num_draws: int = 4,
                   strength: float = 0.7, threshold: float | None = None, grow_cells: int = 1,
                   generator: torch.Generator | int | None = None) -> torch.Tensor:
     """Return DiffEdit's automatic mask at image size (B, 1, H, W) bool (edit_mask with source="diffedit").   [DiffEdit, nb 08]"""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from course_lib import noise, text2image
+from course_lib import latent, noise
 from course_lib import vae as vae_lib
 from course_lib.editing.checks import (check_fraction, check_parts, check_window, image_batch, prompt_batch,
                                        single_or_batch)
@@ -60,7 +60,7 @@ def _edit_door(parts, image, source_prompt, target_prompt, inversion, generator)
 # ----------------------------------------------------------------------------------------------
 
 @torch.no_grad()
-def inversion_edit(parts: text2image.Parts, image: torch.Tensor, source_prompt, target_prompt, *,
+def inversion_edit(parts: latent.UNetSystem, image: torch.Tensor, source_prompt, target_prompt, *,
                    inversion: InversionSettings = InversionSettings(), generator: torch.Generator | int | None = None
                    ) -> torch.Tensor:
     """Edit by inverting under the source prompt, then sampling the target prompt from there with CFG.   [nb 07]
@@ -140,7 +140,7 @@ P2P_INVERSION = InversionSettings("edit_friendly")  # prompt-to-prompt's default
 
 
 @torch.no_grad()
-def prompt_to_prompt(parts: text2image.Parts, image: torch.Tensor, source_prompt, target_prompt, *,
+def prompt_to_prompt(parts: latent.UNetSystem, image: torch.Tensor, source_prompt, target_prompt, *,
                      inversion: InversionSettings = P2P_INVERSION,
                      settings: PromptToPromptSettings = PromptToPromptSettings(),
                      generator: torch.Generator | int | None = None) -> EditOutput:
@@ -233,7 +233,7 @@ def _given_mask(parts, mask, images: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 @torch.no_grad()
-def mask_locking(parts: text2image.Parts, image: torch.Tensor, source_prompt, target_prompt, *, mask=None,
+def mask_locking(parts: latent.UNetSystem, image: torch.Tensor, source_prompt, target_prompt, *, mask=None,
                  inversion: InversionSettings = InversionSettings(),
                  settings: MaskLockingSettings = MaskLockingSettings(),
                  generator: torch.Generator | int | None = None) -> EditOutput:

@@ -1,22 +1,23 @@
 """The latent system's steps that editing composes: timesteps, the prompt and image encoders, the UNet, a DDIM step.   [nb 06-08]
 
 Stable Diffusion's pipeline names these steps encode_prompt, prepare_latents (an image encoded by
-the VAE), the UNet call, scheduler.step and decode_latents. Editing runs the model parts only
-through this module (the controllers install attention processors on the UNet, nothing more), so
-that all of it can be routed to the latent system in one place:
+the VAE), the UNet call, scheduler.step and decode_latents; the latent system (course_lib.latent)
+holds each of them once, with the scheduler's noise table built at construction. Editing runs the
+model parts only through this module (the controllers install attention processors on the UNet,
+nothing more), and this module only through the system's steps:
 
     edit_timesteps / strength_timesteps   the scheduler's timesteps, the last int(N * strength)
     embed / prompt_embeddings             encode_prompt: prompts -> (B, L, D)
     encode_image / image_latents          the VAE encoder, scaled: images -> (B, C, h, w)
     decode_latents / latent_images        the VAE decoder: latents -> images in [-1, 1]
-    alpha_bars                            the scheduler's float32 alphas_cumprod, built ONCE per device
+    alpha_bars                            the scheduler's float32 alphas_cumprod (parts.alpha_bars, read once)
     unet_eps / guided_denoiser / guided_eps   the UNet's eps, alone or under classifier-free guidance
     Level, levels, ddim_step              one DDIM step between two of the scheduler's noise levels
 
 The doors (edit_timesteps, embed, encode_image, decode_latents) check their inputs; the other
 functions take what the editing functions have already checked.
 
-Conventions (text2image.SCHEDULER_CONFIG, as StableDiffusionPipeline with the course's DDIMScheduler):
+Conventions (the system's scheduler: latent.SCHEDULER_CONFIG, as StableDiffusionPipeline with the course's DDIMScheduler):
 SD 1.5's "leading" spacing with steps_offset = 1, so timesteps k*(T//N) + 1; DDIM with eta = 0 on the
 scheduler's float32 alphas_cumprod; the last step lands on alphas_cumprod[0] (set_alpha_to_one =
 False); the CFG batch is [unconditional rows; conditional rows], and for g <= 1 the pipeline turns
@@ -25,18 +26,16 @@ CFG off (conditional rows alone), as here.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
 
-from course_lib import guidance, models, noise, samplers, text, text2image
-from course_lib import vae as vae_lib
+from course_lib import guidance, latent, noise, samplers
 from course_lib.editing.checks import check_parts, check_strength, image_batch, latent_batch, prompt_batch
 from course_lib.validation import check_choice, check_int, check_positive_int
 
-SPACING = text2image.SCHEDULER_CONFIG["timestep_spacing"]  # "leading", as Stable Diffusion 1.5
-STEPS_OFFSET = text2image.SCHEDULER_CONFIG["steps_offset"]  # 1
+SPACING = latent.SCHEDULER_CONFIG["timestep_spacing"]  # "leading", as Stable Diffusion 1.5
+STEPS_OFFSET = latent.SCHEDULER_CONFIG["steps_offset"]  # 1
 
 
 # ----------------------------------------------------------------------------------------------
@@ -47,7 +46,7 @@ def strength_timesteps(num_steps: int, strength: float, sampler: samplers.Sample
                        num_train_steps: int | None = None) -> torch.Tensor:
     """Return the last int(N * strength) of the sampler's (default DDIM's) N timesteps, descending; inputs already checked."""
     sampler = samplers.DDIM() if sampler is None else sampler
-    num_train_steps = text2image.SCHEDULE.num_steps if num_train_steps is None else num_train_steps
+    num_train_steps = latent.SCHEDULE.num_steps if num_train_steps is None else num_train_steps
     timesteps = sampler.timesteps(num_train_steps, num_steps, SPACING, offset=STEPS_OFFSET)
     kept = min(int(num_steps * strength), num_steps)
     return timesteps[num_steps - kept:]
@@ -67,40 +66,32 @@ def edit_timesteps(num_steps: int, strength: float = 1.0, num_train_steps: int |
     return strength_timesteps(num_steps, strength, samplers.get_sampler(sampler), num_train_steps)
 
 
-@functools.cache
-def _noise_table(device: str) -> torch.Tensor:
-    return text2image.scheduler_alpha_bars().to(device)
-
-
-def alpha_bars(parts: text2image.Parts) -> torch.Tensor:
-    """Return the scheduler's float32 alphas_cumprod on the parts' device, built once per device (do not modify it)."""
-    return _noise_table(str(parts.device))
+def alpha_bars(parts: latent.UNetSystem) -> torch.Tensor:
+    """Return the scheduler's float32 alphas_cumprod on the parts' device: the system's table, read once (parts.alpha_bars)."""
+    return parts.alpha_bars
 
 
 # ----------------------------------------------------------------------------------------------
-# Encoders and decoder
+# Encoders and decoder: the system's own steps
 # ----------------------------------------------------------------------------------------------
 
-def prompt_embeddings(parts: text2image.Parts, prompts: list[str]) -> torch.Tensor:
-    """Return the embeddings (B, L, D) the UNet cross-attends to, of checked prompts (text.encode_prompt)."""
-    return text.encode_prompt(prompts, parts.tokenizer, parts.text_encoder, device=parts.device).to(parts.unet.dtype)
+def prompt_embeddings(parts: latent.UNetSystem, prompts: list[str]) -> torch.Tensor:
+    """Return the embeddings (B, L, D) the UNet cross-attends to, of checked prompts (parts.encode_prompt)."""
+    return parts.encode_prompt(prompts)["encoder_hidden_states"].to(parts.dtype)
 
 
-def embed(parts: text2image.Parts, prompts) -> torch.Tensor:
-    """Return the prompt embeddings (B, L, D) the UNet cross-attends to (text.encode_prompt, as the SD pipeline)."""
+def embed(parts: latent.UNetSystem, prompts) -> torch.Tensor:
+    """Return the prompt embeddings (B, L, D) the UNet cross-attends to (parts.encode_prompt, as the SD pipeline)."""
     return prompt_embeddings(check_parts(parts), prompt_batch(parts.tokenizer, prompts, None, "prompts"))
 
 
-@torch.no_grad()
-def image_latents(parts: text2image.Parts, images: torch.Tensor, *, generator=None,
+def image_latents(parts: latent.UNetSystem, images: torch.Tensor, *, generator=None,
                   sample_mode: str = "argmax") -> torch.Tensor:
     """Return scaled latents (float32) of checked images (B, 3, H, W): the posterior mean ('argmax') or a draw ('sample')."""
-    vae = parts.vae
-    return vae_lib.encode(vae, images.to(parts.device, next(vae.parameters()).dtype), generator=generator,
-                          sample_mode=sample_mode).float()
+    return parts.encode_image(images, generator=generator, sample_mode=sample_mode)
 
 
-def encode_image(parts: text2image.Parts, images: torch.Tensor, *, generator=None,
+def encode_image(parts: latent.UNetSystem, images: torch.Tensor, *, generator=None,
                  sample_mode: str = "argmax") -> torch.Tensor:
     """Return scaled latents (float32) of images (B, 3, H, W): the posterior mean ('argmax') or a draw ('sample', as img2img)."""
     images, _ = image_batch(images, check_parts(parts).vae)
@@ -108,14 +99,12 @@ def encode_image(parts: text2image.Parts, images: torch.Tensor, *, generator=Non
     return image_latents(parts, images, generator=noise.as_generator(generator), sample_mode=sample_mode)
 
 
-@torch.no_grad()
-def latent_images(parts: text2image.Parts, latents: torch.Tensor) -> torch.Tensor:
-    """Return images decoder(latents / scaling_factor) clamped to [-1, 1], float32 on the CPU, of checked latents."""
-    vae = parts.vae
-    return vae_lib.decode(vae, latents.to(next(vae.parameters()).dtype)).float().clamp(-1, 1).cpu()
+def latent_images(parts: latent.UNetSystem, latents: torch.Tensor) -> torch.Tensor:
+    """Return images decoder(latents / scaling_factor) clamped to [-1, 1], float32 on the CPU (parts.decode_latents)."""
+    return parts.decode_latents(latents)
 
 
-def decode_latents(parts: text2image.Parts, latents: torch.Tensor) -> torch.Tensor:
+def decode_latents(parts: latent.UNetSystem, latents: torch.Tensor) -> torch.Tensor:
     """Return images decoder(latents / scaling_factor) clamped to [-1, 1], float32 on the CPU."""
     return latent_images(parts, latent_batch(latents, check_parts(parts).vae.config.latent_channels))
 
@@ -124,21 +113,19 @@ def decode_latents(parts: text2image.Parts, latents: torch.Tensor) -> torch.Tens
 # The UNet and one DDIM step
 # ----------------------------------------------------------------------------------------------
 
-def unet_eps(parts: text2image.Parts, x: torch.Tensor, t: int, context: torch.Tensor) -> torch.Tensor:
-    """Return eps(x, t, context) for every row, float32, the UNet run in its own dtype."""
-    t_batch = torch.full((x.shape[0],), int(t), dtype=torch.long, device=x.device)
-    return models.model_output(parts.unet, x.to(parts.unet.dtype), t_batch,
-                               encoder_hidden_states=context.to(parts.unet.dtype)).float()
+def unet_eps(parts: latent.UNetSystem, x: torch.Tensor, t: int, context: torch.Tensor) -> torch.Tensor:
+    """Return eps(x, t, context) for every row, float32, the UNet run in its own dtype (parts.predict)."""
+    return parts.predict(x, int(t), {"encoder_hidden_states": context})
 
 
-def guided_denoiser(parts: text2image.Parts, g: float, uncond: torch.Tensor, cond: torch.Tensor, *,
+def guided_denoiser(parts: latent.UNetSystem, g: float, uncond: torch.Tensor, cond: torch.Tensor, *,
                     both_rows: bool = False):
     """Return denoiser(x, t) -> eps_u + g (eps_c - eps_u) on [x; x] (guidance.cfg_denoiser, SD's layout); eps_c alone when g <= 1."""
-    return guidance.cfg_denoiser(parts.unet, g, {"encoder_hidden_states": cond}, {"encoder_hidden_states": uncond},
+    return guidance.cfg_denoiser(parts, g, {"encoder_hidden_states": cond}, {"encoder_hidden_states": uncond},
                                  pipeline_convention=True, both_rows=both_rows)
 
 
-def guided_eps(parts: text2image.Parts, x: torch.Tensor, t: int, uncond: torch.Tensor, cond: torch.Tensor, g: float,
+def guided_eps(parts: latent.UNetSystem, x: torch.Tensor, t: int, uncond: torch.Tensor, cond: torch.Tensor, g: float,
                both_rows: bool = False) -> torch.Tensor:
     """Return guided_denoiser's eps at step t for the rows of x (float32)."""
     return guided_denoiser(parts, g, uncond, cond, both_rows=both_rows)(x.float(), t)
@@ -154,22 +141,21 @@ class Level:
     ab_prev: torch.Tensor
 
 
-def levels(parts: text2image.Parts, timesteps: torch.Tensor) -> list[Level]:
-    """Return the Level of each sampling step through `timesteps` (descending); the last lands on alpha_bars[0]."""
-    ab = alpha_bars(parts)
+def levels(parts: latent.UNetSystem, timesteps: torch.Tensor) -> list[Level]:
+    """Return the Level of each sampling step through `timesteps` (descending); the last lands on the final alpha_bar."""
+    ab = parts.alpha_bars
+    final = torch.tensor(parts.final_alpha_bar, dtype=ab.dtype, device=ab.device)
     ts = [int(t) for t in timesteps]
     out = []
     for i, t in enumerate(ts):
         t_prev = ts[i + 1] if i + 1 < len(ts) else -1
-        out.append(Level(t, t_prev, ab[t], ab[t_prev] if t_prev >= 0 else ab[0]))
+        out.append(Level(t, t_prev, ab[t], ab[t_prev] if t_prev >= 0 else final))
     return out
 
 
-def ddim_step(parts: text2image.Parts, level: Level, eps: torch.Tensor, z: torch.Tensor,
+def ddim_step(parts: latent.UNetSystem, level: Level, eps: torch.Tensor, z: torch.Tensor,
               noise: torch.Tensor | None = None) -> torch.Tensor:
-    """Take one DDIM step (samplers.ddim_step, SD's final alpha_bar): eta = 0, or eta = 1 with the given noise."""
-    ab = alpha_bars(parts)
+    """Take one DDIM step (samplers.ddim_step, the system's final alpha_bar): eta = 0, or eta = 1 with the given noise."""
     eta = 0.0 if noise is None else 1.0
-    return samplers.ddim_step(eps, z, level.t, level.t_prev, ab, eta=eta, final_alpha_bar=float(ab[0]),
-                              noise=noise).x_prev
-
+    return samplers.ddim_step(eps, z, level.t, level.t_prev, parts.alpha_bars, eta=eta,
+                              final_alpha_bar=parts.final_alpha_bar, noise=noise).x_prev

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from course_lib import text2image
+from course_lib import latent
 from course_lib.editing.inversions import InversionSettings
 from course_lib.editing.methods import (P2P_INVERSION, EditOutput, MaskLockingSettings, PromptToPromptSettings,
                                         inversion_edit, mask_locking, prompt_to_prompt)
@@ -77,7 +77,7 @@ class EditMethod:
                                        f"its options: {', '.join(sorted(names))}.")
         return {**plain, **{k: dataclasses.replace(base[k], **fields[k]) if fields[k] else base[k] for k in base}}
 
-    def __call__(self, parts: text2image.Parts, image: torch.Tensor, source_prompt, target_prompt, *,
+    def __call__(self, parts: latent.UNetSystem, image: torch.Tensor, source_prompt, target_prompt, *,
                  generator: torch.Generator | int | None = None, **options) -> torch.Tensor:
         """Run the method with flat options; return the edited image(s), the input's shape, in [-1, 1]."""
         out = self.run(parts, image, source_prompt, target_prompt, generator=generator, **self.arguments(options))
@@ -103,7 +103,7 @@ def register(name: str, method: EditMethod) -> None:
     METHODS[name] = method
 
 
-def run_case(method: str | Callable[..., torch.Tensor], parts: text2image.Parts, case, *,
+def run_case(method: str | Callable[..., torch.Tensor], parts: latent.UNetSystem, case, *,
              generator: torch.Generator | int | None = None, **options) -> torch.Tensor:
     """Run one edit method on a shapes.EditResult-like case (source_image, source_caption, target_caption).   [nb 08]
 

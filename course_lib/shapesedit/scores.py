@@ -71,9 +71,9 @@ def capped_psnr(x: torch.Tensor, y: torch.Tensor, keep: torch.Tensor | None = No
                                    f"got {getattr(keep, 'shape', type(keep).__name__)}.")
         if not keep.any():
             return float("nan")
-        x, y = x[..., keep], y[..., keep]
-    value = metrics.psnr(x.double(), y.double(), data_range=data_range)
-    return value if math.isnan(value) else min(cap, value)
+    if not (bool(torch.isfinite(x).all()) and bool(torch.isfinite(y).all())):
+        return float("nan")  # NaN in, NaN out: a broken output is never scored as a capped 60 dB
+    return metrics.psnr(x, y, data_range=data_range, keep=keep, cap=cap)
 
 
 def _gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch.Tensor:

@@ -14,13 +14,15 @@ from dataclasses import dataclass
 
 import torch
 
-from course_lib.schedules import gather
+from course_lib import noise as noise_lib
 from course_lib.validation import (
     CourseInputError,
+    check_alpha_bars,
     check_batch_timesteps,
+    check_finite,
     check_float_tensor,
+    check_number,
     check_positive_int,
-    check_schedule_table,
     check_timestep,
 )
 
@@ -36,6 +38,7 @@ class GaussianMixture:
     def __post_init__(self):
         for name in ("means", "stds", "weights"):
             check_float_tensor(getattr(self, name), name)
+            check_finite(getattr(self, name), name)
         k = self.means.shape[0]
         if self.means.ndim != 2 or self.stds.shape != (k,) or self.weights.shape != (k,):
             raise CourseInputError(
@@ -52,13 +55,17 @@ class GaussianMixture:
     def dim(self) -> int:
         return self.means.shape[1]
 
-    def sample(self, n: int, generator=None, return_labels: bool = False):
-        """Draw n points (n, D); with return_labels, also the component of each (n,)."""
+    def sample(self, n: int, generator=None) -> torch.Tensor:
+        """Draw n points, shape (n, D): a component k ~ weights, then mu_k + s_k eps (sample_with_labels keeps k)."""
+        return self.sample_with_labels(n, generator)[0]
+
+    def sample_with_labels(self, n: int, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw n points (n, D) and the component each came from (n,): the same draws as sample."""
         n = check_positive_int(n, "n")
+        generator = noise_lib.as_generator(generator)
         labels = torch.multinomial(self.weights, n, replacement=True, generator=generator)
-        noise = torch.randn(n, self.dim, generator=generator, dtype=self.means.dtype)
-        x = self.means[labels] + self.stds[labels, None] * noise
-        return (x, labels) if return_labels else x
+        noise = noise_lib.randn((n, self.dim), generator, device=self.means.device, dtype=self.means.dtype)
+        return self.means[labels] + self.stds[labels, None] * noise, labels
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Return log p(x) for x (n, D), shape (n,)."""
@@ -92,7 +99,7 @@ class GaussianMixture:
 
     def noised(self, alpha_bar: float) -> GaussianMixture:
         """Return the law of x_t = sqrt(ab) x0 + sqrt(1 - ab) eps: a mixture again.   [nb 02]"""
-        alpha_bar = float(alpha_bar)
+        alpha_bar = check_number(alpha_bar, "alpha_bar", finite=False)
         if not 0 < alpha_bar <= 1:
             raise CourseInputError(
                 f"alpha_bar must be in (0, 1], got {alpha_bar}. Pass one value of the table, e.g. "
@@ -111,7 +118,8 @@ def optimal_eps(xt: torch.Tensor, t, alpha_bars: torch.Tensor, mixture: Gaussian
     Shapes: xt (n, D); t an int or (n,); returns (n, D). The ideal denoiser that training approaches.
     """
     check_float_tensor(xt, "xt")
-    check_schedule_table(alpha_bars, "alpha_bars")
+    _check_mixture(mixture)
+    check_alpha_bars(alpha_bars, "alpha_bars")
     t = check_timestep(t, len(alpha_bars))
     check_batch_timesteps(t, xt)
     if xt.ndim != 2 or xt.shape[1] != mixture.dim:
@@ -121,13 +129,14 @@ def optimal_eps(xt: torch.Tensor, t, alpha_bars: torch.Tensor, mixture: Gaussian
     out = torch.empty_like(xt)
     for value in t.unique():
         rows = t == value
-        out[rows] = optimal_eps(xt[rows], int(value), alpha_bars, mixture)
+        out[rows] = optimal_eps_at(xt[rows], float(alpha_bars[value]), mixture)
     return out
 
 
 def optimal_eps_at(xt: torch.Tensor, alpha_bar: float, mixture: GaussianMixture) -> torch.Tensor:
     """Return eps*(x_t) = -sqrt(1 - ab) grad log p(x_t) at any noise level ab in (0, 1], not only a table's.   [Tweedie, nb 02, nb 03b]"""
     check_float_tensor(xt, "xt")
+    _check_mixture(mixture)
     return -math.sqrt(1 - float(alpha_bar)) * mixture.noised(alpha_bar).score(xt)
 
 
@@ -142,16 +151,23 @@ def probability_flow_solution(mixture: GaussianMixture, x_T: torch.Tensor, alpha
     the samplers' errors are measured against; for one Gaussian N(mu, s^2 I) it equals the closed form
     mu + (x_bar_T - mu) s / sqrt(s^2 + sigma_T^2). Shapes: x_T (n, D) -> (n, D) float64.
     """
+    _check_mixture(mixture)
     check_float_tensor(x_T, "x_T")
+    check_finite(x_T, "x_T")
+    if x_T.ndim != 2 or x_T.shape[1] != mixture.dim:
+        raise CourseInputError(f"x_T must have shape (n, {mixture.dim}) for this mixture, got {tuple(x_T.shape)}.")
     num_steps = check_positive_int(num_steps, "num_steps")
-    if not 0 < float(alpha_bar_T) < 1:
+    alpha_bar_T = check_number(alpha_bar_T, "alpha_bar_T", finite=False)
+    if not 0 < alpha_bar_T < 1:
         raise CourseInputError(f"alpha_bar_T must be in (0, 1) (a noisy start), got {alpha_bar_T}.")
+    sigma_T = math.sqrt((1 - alpha_bar_T) / alpha_bar_T)
+    sigma_min = check_number(sigma_min, "sigma_min", low=0, high=sigma_T, low_open=True, high_open=True,
+                             hint="the noise level the ODE is solved down to, below sigma_T")
     mix = GaussianMixture(mixture.means.double(), mixture.stds.double(), mixture.weights.double())
 
     def slope(x_bar, sigma):
         return optimal_eps_at(x_bar / math.sqrt(sigma**2 + 1), 1 / (1 + sigma**2), mix)
 
-    sigma_T = math.sqrt((1 - alpha_bar_T) / alpha_bar_T)
     sigmas = torch.logspace(math.log10(sigma_T), math.log10(sigma_min), num_steps + 1, dtype=torch.float64).tolist()
     x = x_T.double() * math.sqrt(sigma_T**2 + 1)
     for s, s_next in zip(sigmas, sigmas[1:]):
@@ -164,9 +180,17 @@ def probability_flow_solution(mixture: GaussianMixture, x_T: torch.Tensor, alpha
     return x - sigma_min * slope(x, sigma_min)
 
 
+def _check_mixture(mixture) -> None:
+    if not isinstance(mixture, GaussianMixture):
+        raise CourseInputError(f"mixture must be a mixtures.GaussianMixture (e.g. mixtures.ring()), "
+                               f"got {type(mixture).__name__}.")
+
+
 def ring(num_modes: int = 8, radius: float = 2.0, std: float = 0.1) -> GaussianMixture:
     """Return num_modes equal-weight Gaussians evenly spaced on a circle of the given radius."""
     num_modes = check_positive_int(num_modes, "num_modes")
+    radius = check_number(radius, "radius", low=0)
+    std = check_number(std, "std", low=0, low_open=True)
     angles = torch.arange(num_modes) * 2 * math.pi / num_modes
     means = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
     return GaussianMixture(means, torch.full((num_modes,), float(std)), torch.full((num_modes,), 1 / num_modes))

@@ -110,6 +110,21 @@ def check_bool(value, name: str) -> bool:
     return bool(value)
 
 
+def check_device(device, name: str = "device") -> torch.device:
+    """Return `device` as a torch.device if it names one this machine has (cpu, or an available cuda/mps), else raise."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise CourseInputError(f"{name}={device!r} is not a device: use 'cpu', 'cuda' or 'mps' "
+                               f"(environment.default_device() picks the best one here).") from exc
+    available = {"cpu": True, "meta": True, "cuda": torch.cuda.is_available(),
+                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+    if not available.get(parsed.type, False):
+        raise CourseInputError(f"{name}={device!r}: this machine has no {parsed.type} device. Use 'cpu', or "
+                               f"environment.default_device() for the best one available.")
+    return parsed
+
+
 def check_positive_int(value, name: str) -> int:
     """Return `value` as an int if it is a positive integer, else raise."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -184,9 +199,8 @@ def check_alpha_bar_t(alpha_bar_t, like: torch.Tensor, name: str = "alpha_bar_t"
     broadcast along the last axis instead of the batch.
     """
     if not isinstance(alpha_bar_t, torch.Tensor):
-        value = check_number(alpha_bar_t, name, low=0, high=1, hint="1 is clean data, 0 pure noise; "
-                                                                    "take it from the table, e.g. alpha_bars[t]")
-        return torch.tensor(value, dtype=like.dtype, device=like.device)
+        value = check_number(alpha_bar_t, name, finite=False, hint="an alpha_bar in [0, 1], e.g. alpha_bars[t]")
+        alpha_bar_t = torch.tensor(value, dtype=like.dtype, device=like.device)
     check_float_tensor(alpha_bar_t, name)
     shape = tuple(alpha_bar_t.shape)
     fits = alpha_bar_t.ndim <= like.ndim and (

@@ -288,9 +288,12 @@ def euler_step(v: torch.Tensor, x_sigma: torch.Tensor, sigma, sigma_next) -> sam
     in v's dtype. With sigma' = 0 it lands on x0_hat: one step is the straight line v points along.
     """
     _check_pair(v, x_sigma, "v", "x_sigma")
-    sigma, sigma_next = _sigma_like(sigma, x_sigma), _sigma_like(sigma_next, x_sigma, "sigma_next")
+    return _euler_update(v, x_sigma, _sigma_like(sigma, x_sigma), _sigma_like(sigma_next, x_sigma, "sigma_next"))
+
+
+def _euler_update(v, x_sigma, sigma, sigma_next) -> samplers.Step:
     x_next = x_sigma.to(torch.promote_types(x_sigma.dtype, torch.float32)) + (sigma_next - sigma) * v
-    return samplers.Step(x_next.to(v.dtype), x0_from_velocity(v, x_sigma, sigma))
+    return samplers.Step(x_next.to(v.dtype), x_sigma - sigma * v)
 
 
 def evaluations(num_steps: int) -> int:
@@ -358,7 +361,7 @@ def generate(model, shape: tuple[int, ...] | None, num_steps: int = 50, *, noise
         return models.model_output(model, x, timestep.expand(x.shape[0]))
 
     def step(v, x, k, k_next, generator=None):
-        return euler_step(v, x, level(k), level(k_next))
+        return _euler_update(v, x, level(k), level(k_next))
 
     return samplers.sample(velocity, x1, range(num_steps - 1, -1, -1), step, keep_trajectory=keep_trajectory,
                            progress=progress)

@@ -137,7 +137,8 @@ def optimal_eps_at(xt: torch.Tensor, alpha_bar: float, mixture: GaussianMixture)
     """Return eps*(x_t) = -sqrt(1 - ab) grad log p(x_t) at any noise level ab in (0, 1], not only a table's.   [Tweedie, nb 02, nb 03b]"""
     check_float_tensor(xt, "xt")
     _check_mixture(mixture)
-    return -math.sqrt(1 - float(alpha_bar)) * mixture.noised(alpha_bar).score(xt)
+    noised = mixture.noised(alpha_bar)  # checks alpha_bar in (0, 1]
+    return -math.sqrt(1 - float(alpha_bar)) * noised.score(xt)
 
 
 def probability_flow_solution(mixture: GaussianMixture, x_T: torch.Tensor, alpha_bar_T: float, *,

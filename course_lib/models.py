@@ -20,8 +20,8 @@ from torch import nn
 
 from course_lib import noise as noise_lib
 from course_lib import posterior, samplers, schedules
-from course_lib.validation import (CourseInputError, check_alpha_bars, check_bool, check_choice, check_float_tensor,
-                                   check_int)
+from course_lib.validation import (CourseInputError, check_alpha_bars, check_bool, check_choice, check_device,
+                                   check_float_tensor, check_int)
 
 # The schedule every model of notebooks 03 and 06 (2D, digits) is trained and sampled with: DDPM's linear
 # betas over 1,000 steps. It lives with the models; the retraining recipes and the notebooks import it.
@@ -281,7 +281,7 @@ def generate(model: nn.Module, shape: tuple[int, ...], alpha_bars: torch.Tensor,
             raise CourseInputError(f"prediction_type={prediction_type!r}, but {sampler!r} was built with "
                                    f"prediction_type={sampler.prediction_type!r}; build it with the one you mean.")
         check_diffusion_model(model, sampler.prediction_type)
-    device = torch.device(device) if device is not None else model_device(model)
+    device = check_device(device) if device is not None else model_device(model)
     x_T = noise_lib.randn(shape, generator, device=device)
     timesteps = sampler.timesteps(len(alpha_bars), num_steps, spacing)
     return samplers.sample(as_denoiser(model, **condition), x_T, timesteps, sampler, alpha_bars=alpha_bars.to(device),

@@ -38,8 +38,12 @@ def randn(shape, generator: torch.Generator | None = None, *, device=None, dtype
     shape = tuple(check_int(s, "every entry of shape", minimum=0) for s in shape)
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise CourseInputError(f"dtype must be a floating-point torch.dtype such as torch.float32, got {dtype!r}.")
-    generator = as_generator(generator)
-    device = check_device(device) if device is not None else torch.device("cpu")
+    return _draw(shape, as_generator(generator), check_device(device) if device is not None else torch.device("cpu"),
+                 dtype)
+
+
+def _draw(shape: tuple, generator: torch.Generator | None, device: torch.device, dtype) -> torch.Tensor:
+    """randn's rule, for checked arguments: draw on the generator's device (else `device`), then move to `device`."""
     draw_device = generator.device if generator is not None else device
     return torch.randn(shape, generator=generator, device=draw_device, dtype=dtype).to(device)
 
@@ -47,7 +51,7 @@ def randn(shape, generator: torch.Generator | None = None, *, device=None, dtype
 def randn_like(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Return N(0, I) shaped like `like`, on its device and in its dtype (randn's rule for where it is drawn)."""
     check_float_tensor(like, "like")
-    return randn(like.shape, generator, device=like.device, dtype=like.dtype)
+    return _draw(tuple(like.shape), as_generator(generator), like.device, like.dtype)
 
 
 def given_or_drawn(noise, like: torch.Tensor, generator: torch.Generator | None = None,

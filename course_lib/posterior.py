@@ -64,9 +64,15 @@ def alpha_bars_at(t, t_prev, alpha_bars: torch.Tensor, like: torch.Tensor, final
             f"got t={t.tolist()} and t_prev={t_prev.tolist()}."
         )
     ab_t = gather(alpha_bars, t, like)
-    # Append the alpha_bar that t_prev = -1 (clean data) stands for, so that -1 indexes it.
-    table = torch.cat([alpha_bars, alpha_bars.new_tensor([final_alpha_bar])])
-    ab_prev = gather(table, t_prev % len(table), like)
+    ab_prev = gather(alpha_bars, t_prev, like)  # 1.0 where t_prev = -1, then the final_alpha_bar asked for
+    if final_alpha_bar != 1.0:
+        ab_prev = torch.where((t_prev < 0).to(like.device).reshape(ab_prev.shape) if ab_prev.ndim else t_prev < 0,
+                              torch.tensor(final_alpha_bar, dtype=ab_prev.dtype, device=ab_prev.device), ab_prev)
+    if final_alpha_bar != 1.0 and bool((ab_prev < ab_t).any()):
+        raise CourseInputError(
+            f"final_alpha_bar={final_alpha_bar:g} is below alpha_bar at t={t.min().item()} "
+            f"({alpha_bars[t.min()].item():.6g}): the last step would go back towards noise. Use 1.0 (clean data) "
+            f"or alpha_bars[0] (diffusers' set_alpha_to_one=False).")
     return ab_t, ab_prev
 
 
@@ -76,6 +82,9 @@ def check_levels(alpha_bar_t, alpha_bar_prev) -> tuple[torch.Tensor, torch.Tenso
     Numbers (numpy scalars too) become tensors of the default dtype; tensors must be floating point and finite.
     """
     alpha_bar_t, alpha_bar_prev = _level(alpha_bar_t, "alpha_bar_t"), _level(alpha_bar_prev, "alpha_bar_prev")
+    # one pass for the common case (NaN fails every comparison), then the diagnosis
+    if bool(((alpha_bar_t > 0) & (alpha_bar_t < 1) & (alpha_bar_prev <= 1) & (alpha_bar_prev >= alpha_bar_t)).all()):
+        return alpha_bar_t, alpha_bar_prev
     if not bool(((alpha_bar_t > 0) & (alpha_bar_t < 1)).all()) or not bool((alpha_bar_prev <= 1).all()):
         raise CourseInputError("need 0 < alpha_bar_t < 1 and alpha_bar_prev <= 1: at alpha_bar_t = 1 (clean data) "
                                "there is no step to take, and at 0 no signal to keep.")
@@ -86,12 +95,11 @@ def check_levels(alpha_bar_t, alpha_bar_prev) -> tuple[torch.Tensor, torch.Tenso
 
 
 def _level(value, name: str) -> torch.Tensor:
-    """Return an alpha_bar given as a number or a float tensor as a finite float tensor."""
+    """Return an alpha_bar given as a number or a float tensor as a float tensor (check_levels checks its values)."""
     if not isinstance(value, torch.Tensor):
         return torch.as_tensor(check_number(value, name, low=0, high=1, hint="an alpha_bar, e.g. float(alpha_bars[t])"),
                                dtype=torch.get_default_dtype())
-    check_float_tensor(value, name)
-    return check_finite(value, name)
+    return check_float_tensor(value, name)
 
 
 def posterior_coefficients(alpha_bar_t, alpha_bar_prev):
@@ -136,6 +144,8 @@ def _check_conversion(first, second, alpha_bar_t, first_name: str, second_name: 
     check_float_tensor(second, second_name)
     check_same_shape(**{first_name: first, second_name: second})
     alpha_bar_t = check_alpha_bar_t(alpha_bar_t, first)
+    if open_end is not None and alpha_bar_t.numel() == 1 and float(alpha_bar_t) != open_end:
+        return alpha_bar_t
     if open_end is not None and bool((alpha_bar_t == open_end).any()):
         what = "pure noise, no signal left to recover x0 from" if open_end == 0 else "clean data, no noise to recover"
         raise CourseInputError(f"alpha_bar_t = {open_end:g} is {what}: this conversion divides by zero there. "

@@ -8,6 +8,7 @@ inside torch.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterable
 
 import numpy as np
@@ -112,15 +113,16 @@ def check_bool(value, name: str) -> bool:
 
 def check_device(device, name: str = "device") -> torch.device:
     """Return `device` as a torch.device if it names one this machine has (cpu, or an available cuda/mps), else raise."""
+    shown = str(device) if isinstance(device, torch.device) else device
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise CourseInputError(f"{name}={device!r} is not a device: use 'cpu', 'cuda' or 'mps' "
+        raise CourseInputError(f"{name}={shown!r} is not a device: use 'cpu', 'cuda' or 'mps' "
                                f"(environment.default_device() picks the best one here).") from exc
     available = {"cpu": True, "meta": True, "cuda": torch.cuda.is_available(),
                  "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
     if not available.get(parsed.type, False):
-        raise CourseInputError(f"{name}={device!r}: this machine has no {parsed.type} device. Use 'cpu', or "
+        raise CourseInputError(f"{name}={shown!r}: this machine has no {parsed.type} device. Use 'cpu', or "
                                f"environment.default_device() for the best one available.")
     return parsed
 
@@ -141,7 +143,31 @@ def check_schedule_table(values, name: str = "alpha_bars") -> torch.Tensor:
             f"{name} must be a non-empty 1-D floating-point tensor with one value per timestep, got {got}. "
             f"Pass the table itself, e.g. schedules.NoiseSchedule('linear').{name}."
         )
-    return check_finite(values, name)
+    if _seen(values, "table"):
+        return values
+    check_finite(values, name)
+    return _remember(values, "table")
+
+
+# Tables already checked, by kind: a sampling loop passes the same table to a public step function a thousand times,
+# and its values are scanned once. A table changed in place (its _version moves on) is scanned again. Keyed by id,
+# with a weak reference that confirms the object and drops the entry when the table is freed.
+_CHECKED: dict[int, tuple[weakref.ref, dict[str, int]]] = {}
+
+
+def _seen(values: torch.Tensor, kind: str) -> bool:
+    entry = _CHECKED.get(id(values))
+    return entry is not None and entry[0]() is values and entry[1].get(kind) == values._version
+
+
+def _remember(values: torch.Tensor, kind: str) -> torch.Tensor:
+    key = id(values)
+    entry = _CHECKED.get(key)
+    if entry is None or entry[0]() is not values:
+        entry = (weakref.ref(values, lambda _, key=key: _CHECKED.pop(key, None)), {})
+        _CHECKED[key] = entry
+    entry[1][kind] = values._version
+    return values
 
 
 def check_alpha_bars(values, name: str = "alpha_bars") -> torch.Tensor:
@@ -151,10 +177,12 @@ def check_alpha_bars(values, name: str = "alpha_bars") -> torch.Tensor:
     says what the table probably is when it is not one: betas (small and rising), or a table in reverse order.
     """
     check_schedule_table(values, name)
+    if _seen(values, "alpha_bars"):
+        return values
     outside = (values <= 0) | (values > 1)
     rising = values[1:] > values[:-1]
     if not bool(outside.any()) and not bool(rising.any()):
-        return values
+        return _remember(values, "alpha_bars")
     first, last = float(values[0]), float(values[-1])
     if bool(outside.any()):
         bad = float(values[outside][0])
@@ -178,6 +206,8 @@ def check_alpha_bars(values, name: str = "alpha_bars") -> torch.Tensor:
 def check_betas(values, name: str = "betas") -> torch.Tensor:
     """Return `values` if it is a beta table: 1-D, every beta_t in (0, 1] (the variance step t adds).   [DDPM eq. 2]"""
     check_schedule_table(values, name)
+    if _seen(values, "betas"):
+        return values
     outside = (values <= 0) | (values > 1)
     if bool(outside.any()):
         bad = float(values[outside][0])
@@ -188,7 +218,7 @@ def check_betas(values, name: str = "betas") -> torch.Tensor:
     if len(values) > 1 and float(values[0]) > 0.5 and bool((values[1:] <= values[:-1]).all()):
         raise CourseInputError(f"{name} starts at {float(values[0]):g} and falls: these look like alpha_bars, not betas "
                                f"(beta_t is small, e.g. 1e-4 to 0.02). Pass NoiseSchedule(...).betas.")
-    return values
+    return _remember(values, "betas")
 
 
 def check_alpha_bar_t(alpha_bar_t, like: torch.Tensor, name: str = "alpha_bar_t") -> torch.Tensor:
@@ -213,7 +243,9 @@ def check_alpha_bar_t(alpha_bar_t, like: torch.Tensor, name: str = "alpha_bar_t"
             f"{tuple(like.shape)}. Give one number, or one per sample shaped (B, 1, ...): "
             f"schedules.gather(alpha_bars, t, x)."
         )
-    if not bool(((alpha_bar_t >= 0) & (alpha_bar_t <= 1)).all()):  # NaN fails too
+    inside = (0 <= float(alpha_bar_t) <= 1) if alpha_bar_t.numel() == 1 else bool(
+        ((alpha_bar_t >= 0) & (alpha_bar_t <= 1)).all())  # NaN fails too
+    if not inside:
         bad = alpha_bar_t[~((alpha_bar_t >= 0) & (alpha_bar_t <= 1))].flatten()[0].item()
         raise CourseInputError(f"{name} must lie in [0, 1] (1 is clean data, 0 pure noise), got {bad!r}. "
                                f"Take it from the table: schedules.gather(alpha_bars, t, x).")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 
 import torch
@@ -101,6 +102,11 @@ class Sampler:
                 f"(final_sigmas_type='sigma_min').")
         ts = timestep_list(timesteps, len(alpha_bars), fractional=self.fractional_timesteps, who=self.name)
         self.check_steps(len(ts))
+        last = float(alpha_bars[math.floor(ts[-1])])  # alpha_bar at (or just above, for a fractional t) the last timestep
+        if final_alpha_bar < last:
+            raise CourseInputError(
+                f"final_alpha_bar={final_alpha_bar:g} is below alpha_bar at the last timestep {ts[-1]} ({last:.6g}): the "
+                f"last step would go back towards noise. Use 1.0 (clean data) or alpha_bars[0] (set_alpha_to_one=False).")
         self._timesteps, self._alpha_bars, self._final_alpha_bar = ts, alpha_bars, final_alpha_bar
         self._tables: dict = {}
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from course_lib import noise as noise_lib
+from course_lib import schedules
 from course_lib.validation import (
     CourseInputError,
     check_alpha_bars,
@@ -116,21 +118,40 @@ def optimal_eps(xt: torch.Tensor, t, alpha_bars: torch.Tensor, mixture: Gaussian
     """Return the exact eps*(x_t, t) = -sqrt(1 - ab_t) * grad log p_t(x_t) for mixture data.   [Tweedie, nb 02]
 
     Shapes: xt (n, D); t an int or (n,); returns (n, D). The ideal denoiser that training approaches.
+    A fractional t (Euler's and Heun's 'linspace' timesteps, 832.5) is at the noise level the samplers give it:
+    sigma interpolated between the table's entries (schedules.sigmas_at), ab = 1 / (1 + sigma^2).
     """
     check_float_tensor(xt, "xt")
     _check_mixture(mixture)
     check_alpha_bars(alpha_bars, "alpha_bars")
-    t = check_timestep(t, len(alpha_bars))
+    fractional = isinstance(t, (float, np.floating)) or (isinstance(t, torch.Tensor) and t.is_floating_point())
+    t = _fractional_timestep(t, len(alpha_bars)) if fractional else check_timestep(t, len(alpha_bars))
     check_batch_timesteps(t, xt)
     if xt.ndim != 2 or xt.shape[1] != mixture.dim:
         raise CourseInputError(f"xt must have shape (n, {mixture.dim}), got {tuple(xt.shape)}.")
     if t.ndim == 0:
-        return optimal_eps_at(xt, float(alpha_bars[t]), mixture)
+        return optimal_eps_at(xt, _alpha_bar_at(alpha_bars, t), mixture)
     out = torch.empty_like(xt)
     for value in t.unique():
         rows = t == value
-        out[rows] = optimal_eps_at(xt[rows], float(alpha_bars[value]), mixture)
+        out[rows] = optimal_eps_at(xt[rows], _alpha_bar_at(alpha_bars, value), mixture)
     return out
+
+
+def _fractional_timestep(t, num_steps: int) -> torch.Tensor:
+    """Return a float timestep (a number, or a 0-dim or (n,) float tensor) as a float64 tensor after checking its range."""
+    t = torch.as_tensor(t, dtype=torch.float64)
+    if not bool(((t >= 0) & (t <= num_steps - 1)).all()):  # NaN fails too
+        raise CourseInputError(f"t must lie in 0..{num_steps - 1} (timesteps are 0-based; fractional ones are "
+                               f"between two entries of the table), got {t.tolist()}.")
+    return t
+
+
+def _alpha_bar_at(alpha_bars: torch.Tensor, t: torch.Tensor) -> float:
+    """alpha_bar at one timestep: the table's at an integer t, 1 / (1 + sigma^2) with sigma interpolated between."""
+    if float(t).is_integer():
+        return float(alpha_bars[int(t)])
+    return float(1 / (1 + schedules.sigmas_at(alpha_bars, [float(t)])[0].double() ** 2))
 
 
 def optimal_eps_at(xt: torch.Tensor, alpha_bar: float, mixture: GaussianMixture) -> torch.Tensor:

@@ -16,7 +16,6 @@ from course_lib.validation import (
     check_alpha_bars,
     check_batch_timesteps,
     check_choice,
-    check_finite,
     check_float_tensor,
     check_number,
     check_same_shape,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 
 from course_lib import noise as noise_lib
@@ -82,6 +83,40 @@ def cosine_betas(num_steps: int = 1000, s: float = 0.008, max_beta: float = 0.99
     u = torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
     f = cosine_alpha_bar(u, s)
     return (1 - f[1:] / f[:-1]).clamp(max=max_beta).float()
+
+
+def karras_sigma(alpha_bar) -> torch.Tensor:
+    """Return sigma = sqrt((1 - ab) / ab): the noise level of x_bar = x_t / sqrt(ab) = x0 + sigma eps.   [Karras eq. 4, nb 03b]
+
+    In these variables the probability-flow ODE of the forward process is dx_bar / dsigma = eps*(x_t, t)
+    (notebook 03b derives it), and x_t = x_bar / sqrt(sigma^2 + 1). Computed in alpha_bar's dtype (float32
+    for the course's tables), as diffusers' EulerDiscreteScheduler computes its sigmas. alpha_bar: a number
+    or a tensor, every value in (0, 1].
+    """
+    if not isinstance(alpha_bar, torch.Tensor):
+        alpha_bar = torch.tensor(check_number(alpha_bar, "alpha_bar", low=0, high=1, low_open=True))
+    check_float_tensor(alpha_bar, "alpha_bar")
+    if not bool(((alpha_bar > 0) & (alpha_bar <= 1)).all()):
+        raise CourseInputError("alpha_bar must lie in (0, 1]: at 0 (pure noise) sigma is infinite. "
+                               "Take it from a schedule's table, e.g. NoiseSchedule('linear').alpha_bars.")
+    return ((1 - alpha_bar) / alpha_bar) ** 0.5
+
+
+def sigmas_at(alpha_bars: torch.Tensor, timesteps) -> torch.Tensor:
+    """Return Karras' sigma at each timestep; at a fractional one, interpolated linearly between the table's entries.   [nb 03b]
+
+    diffusers' EulerDiscreteScheduler and HeunDiscreteScheduler visit fractional timesteps (832.5 with
+    "linspace" spacing) at sigma = np.interp(t, 0..T-1, sigmas); the ODE solvers and the exact eps* of a
+    mixture (mixtures.optimal_eps) take the noise level of such a t from here. At an integer t it is the
+    table's own sigma. Shapes: alpha_bars (T,), timesteps a sequence of numbers in [0, T-1] -> (len,) in
+    the table's dtype.
+    """
+    check_alpha_bars(alpha_bars, "alpha_bars")
+    t = np.asarray([float(v) for v in timesteps], dtype=np.float64)
+    if not len(t) or not np.isfinite(t).all() or t.min() < 0 or t.max() > len(alpha_bars) - 1:
+        raise CourseInputError(f"timesteps must be finite numbers in 0..{len(alpha_bars) - 1}, got {timesteps!r}.")
+    table = karras_sigma(alpha_bars).detach().cpu()
+    return torch.from_numpy(np.interp(t, np.arange(len(table)), table.double().numpy())).to(alpha_bars.dtype)
 
 
 def alpha_bars_from_betas(betas: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from course_lib import flow, mixtures, models, noise, posterior, samplers, schedules, validation
-from course_lib.validation import CourseInputError
+from probing import accepted, close, equal, refused
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -39,37 +39,6 @@ def g(seed: int = 0) -> torch.Generator:
 
 def zero_eps(x, t):
     return torch.zeros_like(x)
-
-
-def refused(*fragments):
-    """The call must raise CourseInputError; its message holds every fragment (the first names the parameter)."""
-    def expect(call):
-        with pytest.raises(CourseInputError) as info:
-            call()
-        for fragment in fragments:
-            assert fragment in str(info.value), f"{fragment!r} not in {str(info.value)!r}"
-    return expect
-
-
-def accepted(check=None):
-    """The call must succeed; check(result) (if given) asserts the result is right."""
-    def expect(call):
-        result = call()
-        if check is not None:
-            assert check(result) is not False
-    return expect
-
-
-def equal(expected):
-    return accepted(lambda out: torch.equal(out, expected() if callable(expected) else expected))
-
-
-def close(expected, atol=1e-6):
-    return accepted(lambda out: torch.testing.assert_close(out, expected, atol=atol, rtol=0) is None)
-
-
-def x0_of(result):
-    return result.x0
 
 
 PROBES = {

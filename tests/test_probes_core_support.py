@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from course_lib import claims, data, environment, exercises, models, plotting, schedules, training  # noqa: E402
-from course_lib.validation import CourseInputError  # noqa: E402
+from probing import accepted, equal, refused  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -32,27 +32,6 @@ SMALL = dict(hidden_dim=8, num_layers=1, time_embed_dim=4)
 
 def g(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def refused(*fragments):
-    def expect(call, capsys=None):
-        with pytest.raises(CourseInputError) as info:
-            call()
-        for fragment in fragments:
-            assert fragment in str(info.value), f"{fragment!r} not in {str(info.value)!r}"
-    return expect
-
-
-def accepted(check=None):
-    def expect(call, capsys=None):
-        result = call()
-        if check is not None:
-            assert check(result) is not False
-    return expect
-
-
-def equal(expected):
-    return accepted(lambda out: torch.equal(out, expected()))
 
 
 def prints(*fragments):

@@ -18,14 +18,15 @@ The sections, one file each:
     timesteps   inference_timesteps (diffusers' three spacings), previous_timestep
     base        Step and the Sampler interface (begin checks a run once; its steps trust it)
     ancestral   ddpm_step, ddim_step, ddim_sigma, and the DDPM and DDIM samplers   [nb 02]
-    ode         karras_sigma, Euler, Heun, DPM-Solver++(2M)   [nb 03b]
+    ode         Euler, Heun, DPM-Solver++(2M) (their sigma, karras_sigma, lives in schedules)   [nb 03b]
     loop        get_sampler, SAMPLERS, SampleOutput and sample, the one sampling loop
 """
 
 from course_lib.samplers.ancestral import VARIANCE_TYPES, DDIM, DDPM, ddim_sigma, ddim_step, ddpm_step
 from course_lib.samplers.base import Sampler, Step
 from course_lib.samplers.loop import SAMPLERS, SampleOutput, get_sampler, sample
-from course_lib.samplers.ode import DPMSolverPP2M, Euler, Heun, karras_sigma
+from course_lib.samplers.ode import DPMSolverPP2M, Euler, Heun
+from course_lib.schedules import karras_sigma  # Karras' sigma of a schedule; the ODE solvers' variable
 from course_lib.samplers.timesteps import SPACINGS, fractional_linspace, inference_timesteps, previous_timestep
 from course_lib.validation import CourseInputError
 

@@ -5,7 +5,9 @@ dx_bar / dsigma = eps*(x_t, t) (notebook 03b derives it), and x_t = x_bar / sqrt
 solver visits the sigmas of its timesteps (interpolated between the table's entries at a fractional
 timestep, as diffusers' Euler and Heun do for "linspace") and lands on sigma = 0 (clean data), or on the
 sigma of final_alpha_bar (diffusers' final_sigmas_type="sigma_min") where the solver has that ending.
-Every step converts the model output to x0_hat with ab = 1 / (sigma^2 + 1), in x's dtype.
+Every step converts the model output to x0_hat with ab = 1 / (sigma^2 + 1), in x's dtype. The sigmas are
+schedules.karras_sigma and schedules.sigmas_at (the interpolation rule lives with the schedule, so that a model
+of exactly known eps*, mixtures.optimal_eps, is called at the same noise level).
 """
 
 from __future__ import annotations
@@ -15,28 +17,10 @@ import math
 import numpy as np
 import torch
 
-from course_lib import posterior
+from course_lib import posterior, schedules
 from course_lib.samplers.base import Sampler, Step
-from course_lib.samplers.timesteps import fractional_linspace
-from course_lib.validation import CourseInputError, check_choice, check_float_tensor, check_int, check_number
-from course_lib.samplers.timesteps import SPACINGS, inference_timesteps
-
-
-def karras_sigma(alpha_bar) -> torch.Tensor:
-    """Return sigma = sqrt((1 - ab) / ab): the noise level of x_bar = x_t / sqrt(ab) = x0 + sigma eps.   [Karras eq. 4, nb 03b]
-
-    In these variables the probability-flow ODE of the forward process is dx_bar / dsigma = eps*(x_t, t)
-    (notebook 03b derives it), and x_t = x_bar / sqrt(sigma^2 + 1). Computed in alpha_bar's dtype (float32
-    for the course's tables), as diffusers' EulerDiscreteScheduler computes its sigmas. alpha_bar: a number
-    or a tensor, every value in (0, 1].
-    """
-    if not isinstance(alpha_bar, torch.Tensor):
-        alpha_bar = torch.tensor(check_number(alpha_bar, "alpha_bar", low=0, high=1, low_open=True))
-    check_float_tensor(alpha_bar, "alpha_bar")
-    if not bool(((alpha_bar > 0) & (alpha_bar <= 1)).all()):
-        raise CourseInputError("alpha_bar must lie in (0, 1]: at 0 (pure noise) sigma is infinite. "
-                               "Take it from a schedule's table, e.g. NoiseSchedule('linear').alpha_bars.")
-    return ((1 - alpha_bar) / alpha_bar) ** 0.5
+from course_lib.samplers.timesteps import SPACINGS, fractional_linspace, inference_timesteps
+from course_lib.validation import CourseInputError, check_choice, check_float_tensor, check_int
 
 
 class _KarrasSolver(Sampler):
@@ -53,12 +37,9 @@ class _KarrasSolver(Sampler):
         """Return the sigma of every visited timestep, then the final one, in like's dtype (cached per run)."""
         key = ("sigmas", like.dtype)
         if key not in self._tables:
-            table = karras_sigma(self._alpha_bars.to(like.dtype)).cpu()
-            # sigma between the table's entries at a fractional timestep: diffusers' np.interp
-            visited = np.interp(np.asarray(self._timesteps, dtype=np.float64), np.arange(len(table)), table.double().numpy())
-            visited = torch.from_numpy(visited).to(like.dtype).tolist()
-            final = 0.0 if self._final_alpha_bar == 1 else float(karras_sigma(torch.tensor(self._final_alpha_bar,
-                                                                                           dtype=like.dtype)))
+            visited = schedules.sigmas_at(self._alpha_bars.to(like.dtype), self._timesteps).tolist()
+            final = 0.0 if self._final_alpha_bar == 1 else float(
+                schedules.karras_sigma(torch.tensor(self._final_alpha_bar, dtype=like.dtype)))
             self._tables[key] = visited + [final]
         return self._tables[key]
 

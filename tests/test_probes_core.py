@@ -41,6 +41,19 @@ def zero_eps(x, t):
     return torch.zeros_like(x)
 
 
+def _inference_table() -> torch.Tensor:
+    with torch.inference_mode():
+        return torch.linspace(0.9, 0.1, 5)
+
+
+def _spoiled_after_check() -> torch.Tensor:
+    """A table that passed the check once, then was changed in place: the remembered check must not hold for it."""
+    table = AB.clone()
+    validation.check_alpha_bars(table)
+    table[3] = 2.0
+    return table
+
+
 PROBES = {
     # ---------------------------------------------------------------- schedules
     "linear_betas numpy ints and floats": (lambda: schedules.linear_betas(np.int64(10), np.float32(1e-4), np.float64(0.02)),
@@ -332,6 +345,9 @@ PROBES = {
     "check_alpha_bars betas": (lambda: validation.check_alpha_bars(BETAS), refused("alpha_bars", "look like betas")),
     "check_alpha_bars reversed": (lambda: validation.check_alpha_bars(AB.flip(0)), refused("reverse order")),
     "check_alpha_bars zero": (lambda: validation.check_alpha_bars(torch.tensor([0.5, 0.0])), refused("outside (0, 1]")),
+    "check_alpha_bars inference-mode table": (lambda: validation.check_alpha_bars(_inference_table()), accepted()),
+    "check_alpha_bars changed in place after a check": (lambda: validation.check_alpha_bars(_spoiled_after_check()),
+                                                        refused("alpha_bars", "outside (0, 1]")),
     "check_betas alpha_bars": (lambda: validation.check_betas(AB), refused("betas", "alpha_bars")),
     "check_device tpu": (lambda: validation.check_device("tpu"), refused("device='tpu'")),
     "check_device cpu": (lambda: validation.check_device("cpu"), accepted(lambda d: d.type == "cpu")),

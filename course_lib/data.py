@@ -42,7 +42,8 @@ def two_moons(n: int, generator: torch.Generator | None = None, noise: float = 0
     """Draw n points of two interleaved half circles, centred and scaled to unit std per axis.   [nb 03]
 
     The same shape as scikit-learn's make_moons (radius 1, the second moon shifted by (1, 0.5) and
-    flipped), drawn from a torch generator; `noise` is the Gaussian jitter before scaling. Shapes: (n, 2).
+    flipped), drawn from a torch generator (or an int seed); `noise` is the Gaussian jitter before scaling.
+    Shapes: (n, 2).
     """
     n, generator, noise = _check_draw(n, generator, noise)
     which = torch.rand(n, generator=generator) < 0.5

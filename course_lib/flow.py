@@ -317,8 +317,9 @@ def generate(model, shape: tuple[int, ...] | None, num_steps: int = 50, *, noise
 
     The sigmas are inference_sigmas(num_steps), the model is called at timestep = sigma * 1000, and
     every step is euler_step: the same numbers as diffusers' FlowMatchEulerDiscreteScheduler (shift=1.0)
-    step for step, at num_steps model evaluations. x1 is `noise`, or drawn by noise.randn from
-    `generator` on its device, then moved to `device` (default: the model's), as models.generate does.
+    step for step, at num_steps model evaluations. x1 is `noise` (finite), or drawn by noise.randn from
+    `generator` (or an int seed) on its device, then moved to `device` (default: the model's), as
+    models.generate does.
     model: a flow model (config.prediction_type="flow") or any callable v(x, timestep).
     The run goes through samplers.sample, the course's one sampling loop, with the steps numbered
     N-1, ..., 0 (-1 after the last is sigma = 0); keep_trajectory keeps every x (N + 1) and x0_hat (N).

@@ -21,19 +21,31 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
-from course_lib.validation import CourseInputError
+from course_lib.validation import CourseInputError, check_bool, check_int, check_number
 
 
-def _number(value, name: str) -> float:
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise CourseInputError(f"{name} must be one number, got a tensor of shape {tuple(value.shape)}.")
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise CourseInputError(f"{name} must be a number, got {type(value).__name__}.")
-    return float(value)
+def _number(value, name: str, measured: bool = False) -> float:
+    """Return a claim's number as a float: int, float, numpy scalar or one-element tensor. A measured value may be
+    NaN or infinite (the claim then fails with AssertionError); a bound must be finite."""
+    if isinstance(value, torch.Tensor) and value.numel() != 1:
+        raise CourseInputError(f"{name} must be one number, got a tensor of shape {tuple(value.shape)}.")
+    return check_number(value, name, finite=not measured)
+
+
+def _check_label(label) -> None:
+    if not isinstance(label, str) or not label.strip():
+        raise CourseInputError(f"label must be a non-empty str naming the claim, got {label!r}.")
+
+
+def _check_format(percent, digits, unit) -> None:
+    check_bool(percent, "percent")
+    if digits is not None:
+        check_int(digits, "digits", minimum=0, hint="decimal places to print")
+    if not isinstance(unit, str):
+        raise CourseInputError(f"unit must be a str such as ' dB', got {unit!r}.")
 
 
 def _fmt(value: float, percent: bool, digits: int | None) -> str:
@@ -46,7 +58,11 @@ def _fmt(value: float, percent: bool, digits: int | None) -> str:
 
 def max_difference(a, b) -> float:
     """Return max |a - b| over all elements, in float64 (0 for empty tensors); shapes must match."""
-    a_t, b_t = torch.as_tensor(a).detach().double().cpu(), torch.as_tensor(b).detach().double().cpu()
+    try:
+        a_t, b_t = (torch.as_tensor(v).detach().cpu().double() for v in (a, b))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CourseInputError(f"max_difference compares numbers, arrays or tensors; got {type(a).__name__} and "
+                               f"{type(b).__name__} ({exc}).") from None
     if a_t.shape != b_t.shape:
         raise CourseInputError(f"cannot compare shapes {tuple(a_t.shape)} and {tuple(b_t.shape)}.")
     return (a_t - b_t).abs().max().item() if a_t.numel() else 0.0
@@ -59,8 +75,8 @@ def close(label: str, a, b, *, atol: float = 1e-5) -> None:
     round-off of one formula ~1e-6; a loop of UNet calls ~1e-4), not from what this machine printed.
     NaN anywhere fails the claim.
     """
-    if not atol > 0:
-        raise CourseInputError(f"atol must be > 0 (the largest difference the claim allows), got {atol!r}.")
+    _check_label(label)
+    atol = check_number(atol, "atol", low=0, low_open=True, hint="the largest difference the claim allows")
     worst = max_difference(a, b)
     if not worst <= atol:  # also catches NaN
         raise AssertionError(f"{label}: max |difference| = {worst:.3g} is above the claimed {atol:g}.")
@@ -74,7 +90,9 @@ def within(label: str, value, low: float, high: float, *, percent: bool = False,
     For a figure that moves from machine to machine (a metric of sampled images, a trained model's
     score): the band is what the notebook's prose relies on. percent=True shows shares as percentages.
     """
-    value, low, high = _number(value, "value"), _number(low, "low"), _number(high, "high")
+    _check_label(label)
+    _check_format(percent, digits, unit)
+    value, low, high = _number(value, "value", measured=True), _number(low, "low"), _number(high, "high")
     if not low <= high:
         raise CourseInputError(f"the band must have low <= high, got [{low}, {high}].")
     band = f"[{_fmt(low, percent, digits)}, {_fmt(high, percent, digits)}]{unit}"
@@ -87,7 +105,9 @@ def within(label: str, value, low: float, high: float, *, percent: bool = False,
 def at_most(label: str, value, bound: float, *, percent: bool = False, digits: int | None = None,
             unit: str = "") -> None:
     """Print "label: <= bound: yes"; raise AssertionError if value is larger (or NaN)."""
-    value, bound = _number(value, "value"), _number(bound, "bound")
+    _check_label(label)
+    _check_format(percent, digits, unit)
+    value, bound = _number(value, "value", measured=True), _number(bound, "bound")
     if not value <= bound:
         raise AssertionError(f"{label} = {value:.4g} is above the claimed bound {_fmt(bound, percent, digits)}{unit}.")
     print(f"{label}: <= {_fmt(bound, percent, digits)}{unit}: yes")
@@ -96,16 +116,25 @@ def at_most(label: str, value, bound: float, *, percent: bool = False, digits: i
 def at_least(label: str, value, bound: float, *, percent: bool = False, digits: int | None = None,
              unit: str = "") -> None:
     """Print "label: >= bound: yes"; raise AssertionError if value is smaller (or NaN)."""
-    value, bound = _number(value, "value"), _number(bound, "bound")
+    _check_label(label)
+    _check_format(percent, digits, unit)
+    value, bound = _number(value, "value", measured=True), _number(bound, "bound")
     if not value >= bound:
         raise AssertionError(f"{label} = {value:.4g} is below the claimed bound {_fmt(bound, percent, digits)}{unit}.")
     print(f"{label}: >= {_fmt(bound, percent, digits)}{unit}: yes")
 
 
 def holds(label: str, condition) -> None:
-    """Print "label: yes" if condition is true; raise AssertionError naming the claim if it is not."""
+    """Print "label: yes" if condition is true (for a tensor: every element); raise AssertionError if it is not."""
+    _check_label(label)
     if isinstance(condition, torch.Tensor):
+        if condition.numel() == 0:
+            raise CourseInputError(f"the claim {label!r} is about an empty tensor: it holds of nothing. Check what "
+                                   f"selected the elements.")
         condition = bool(condition.all())
+    elif not isinstance(condition, (bool, np.bool_)):
+        raise CourseInputError(f"condition must be a bool (or a bool tensor), got {type(condition).__name__}: "
+                               f"compare explicitly, e.g. value == expected.")
     if not condition:
         raise AssertionError(f"the claim {label!r} does not hold.")
     print(f"{label}: yes")

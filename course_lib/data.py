@@ -8,7 +8,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from course_lib.validation import CourseInputError, check_choice
+from course_lib import mixtures
+from course_lib import noise as noise_lib
+from course_lib.validation import CourseInputError, check_choice, check_int, check_number, check_positive_int
 
 PHOTOS = ("chelsea", "astronaut", "coffee", "rocket")  # scikit-image's bundled sample photos
 
@@ -16,8 +18,7 @@ PHOTOS = ("chelsea", "astronaut", "coffee", "rocket")  # scikit-image's bundled 
 def load_photo(name: str = "chelsea", size: int = 128) -> torch.Tensor:
     """Return a bundled scikit-image photo as a (3, size, size) float tensor in [-1, 1], centre-cropped."""
     check_choice(name, PHOTOS, "photo name")
-    if not isinstance(size, int) or size < 8:
-        raise CourseInputError(f"size must be an int >= 8, got {size!r}.")
+    size = check_int(size, "size", minimum=8)
     from skimage import data as skdata
     from skimage.transform import resize
 
@@ -41,14 +42,15 @@ def two_moons(n: int, generator: torch.Generator | None = None, noise: float = 0
     """Draw n points of two interleaved half circles, centred and scaled to unit std per axis.   [nb 03]
 
     The same shape as scikit-learn's make_moons (radius 1, the second moon shifted by (1, 0.5) and
-    flipped), drawn from a torch generator; `noise` is the Gaussian jitter before scaling. Shapes: (n, 2).
+    flipped), drawn from a torch generator (or an int seed); `noise` is the Gaussian jitter before scaling.
+    Shapes: (n, 2).
     """
-    _check_count(n)
+    n, generator, noise = _check_draw(n, generator, noise)
     which = torch.rand(n, generator=generator) < 0.5
     angle = torch.rand(n, generator=generator) * np.pi
     upper = torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
     lower = torch.stack([1 - torch.cos(angle), 0.5 - torch.sin(angle)], dim=1)
-    x = torch.where(which[:, None], upper, lower) + noise * torch.randn(n, 2, generator=generator)
+    x = torch.where(which[:, None], upper, lower) + noise * noise_lib.randn((n, 2), generator)
     # Standardise with the noise-free moons' population mean (0.5, 0.25) and stds (sqrt(3)/2, 0.494),
     # so that every draw uses the same map.
     return (x - torch.tensor([0.5, 0.25])) / torch.tensor([0.866, 0.494])
@@ -59,10 +61,10 @@ def swiss_roll(n: int, generator: torch.Generator | None = None, noise: float = 
 
     Shapes: (n, 2).
     """
-    _check_count(n)
+    n, generator, noise = _check_draw(n, generator, noise)
     t = 1.5 * np.pi * (1 + 2 * torch.rand(n, generator=generator))
     x = torch.stack([t * torch.cos(t), t * torch.sin(t)], dim=1) / 7.0
-    return x + noise * torch.randn(n, 2, generator=generator)
+    return x + noise * noise_lib.randn((n, 2), generator)
 
 
 def toy_2d(name: str, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -72,15 +74,13 @@ def toy_2d(name: str, n: int, generator: torch.Generator | None = None) -> torch
         return two_moons(n, generator)
     if name == "swiss_roll":
         return swiss_roll(n, generator)
-    from course_lib import mixtures
-
-    _check_count(n)
     return mixtures.ring().sample(n, generator=generator)
 
 
-def _check_count(n) -> None:
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise CourseInputError(f"n must be a positive int, got {n!r}.")
+def _check_draw(n, generator, noise) -> tuple[int, torch.Generator | None, float]:
+    """The checks of the toy sets: a positive count, a generator or an int seed, a jitter >= 0."""
+    return (check_positive_int(n, "n"), noise_lib.as_generator(generator),
+            check_number(noise, "noise", low=0, hint="the std of the Gaussian jitter"))
 
 
 DIGITS_SIZE = 16  # pixels per side after resizing sklearn's 8x8 digits
@@ -93,8 +93,7 @@ def load_digits(size: int = DIGITS_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
     their content and gives the UNet three resolutions (16, 8, 4) to work at, and pictures a reader
     can recognise; it costs 4x the pixels of 8x8. size=8 returns the originals, only rescaled.
     """
-    if not isinstance(size, int) or size < 8:
-        raise CourseInputError(f"size must be an int >= 8, got {size!r}.")
+    size = check_int(size, "size", minimum=8)
     from sklearn.datasets import load_digits as sk_load_digits
 
     bunch = sk_load_digits()
@@ -120,12 +119,12 @@ def batch_sampler(tensors, batch_size: int):
         n = next(iter(lengths.values()))
     else:
         raise CourseInputError(f"need a tensor or a non-empty dict of tensors, got {type(tensors).__name__}.")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise CourseInputError(f"batch_size must be a positive int, got {batch_size!r}.")
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
     if n == 0:
         raise CourseInputError("cannot draw batches from an empty data set.")
 
     def next_batch(generator: torch.Generator | None = None):
+        generator = noise_lib.as_generator(generator)
         gen_device = generator.device if generator is not None else torch.device("cpu")
         idx = torch.randint(0, n, (batch_size,), generator=generator, device=gen_device)
         if isinstance(tensors, torch.Tensor):

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import platform
+import re
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
+
+from course_lib.validation import CourseInputError, check_int
 
 # The course's home; the README, the notebooks' Colab badges and their setup cells use this address.
 COURSE_REPO = "https://github.com/diffusion-course/diffusion-course"
@@ -60,8 +66,9 @@ def opening(notebook: dict) -> dict:
     The one reader of the opening cell: the course map (README, notebook 00, the website) and the instructor kit
     both call it, so none of them can disagree with the notebooks.
     """
-    import re
-
+    check_notebook(notebook)
+    if not notebook["cells"]:
+        raise CourseInputError("the notebook has no cells: its opening cell (title, goals, time) is missing.")
     source = notebook["cells"][0]["source"]
     text = "".join(source) if isinstance(source, list) else source
     title = re.search(r"^#\s*(.+)$", text, re.M)
@@ -78,14 +85,31 @@ def opening(notebook: dict) -> dict:
     }
 
 
+def check_notebook(notebook, name: str = "notebook") -> dict:
+    """Return `notebook` if it is a notebook's JSON (a dict with a list of cells), else raise saying how to read one."""
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
+        raise CourseInputError(f"{name} must be a notebook's JSON, a dict with a list of 'cells': read one with "
+                               f"json.loads(Path('notebooks/00_welcome.ipynb').read_text()); got {type(notebook).__name__}.")
+    return notebook
+
+
+def notebook_paths(folder: Path | None = None) -> list[Path]:
+    """Return the course's notebooks NN_*.ipynb in `folder` (default: notebooks/) in reading order; raise if none."""
+    folder = Path(folder) if folder is not None else ROOT / "notebooks"
+    found = sorted(folder.glob("[0-9][0-9]*_*.ipynb"))
+    if not found:
+        raise CourseInputError(f"no notebooks named NN_*.ipynb in {folder}/")
+    return found
+
+
 def course_map(folder: Path | None = None) -> list[dict[str, str]]:
     """Return, for each notebook NN_*.ipynb in reading order, its file, title, first goal, time and device.
 
     Read from each notebook's opening cell (`opening`), so the map can never disagree with the notebooks.
     """
-    import json
-
     folder = Path(folder) if folder is not None else ROOT / "notebooks"
+    if not folder.is_dir():
+        raise CourseInputError(f"{folder} is not a folder: give the folder that holds the notebooks (default notebooks/).")
     rows = []
     for path in sorted(folder.glob("[0-9][0-9]*_*.ipynb")):
         head = opening(json.loads(path.read_text()))
@@ -109,18 +133,18 @@ def course_map_markdown(folder: Path | None = None, link_prefix: str = "notebook
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    print(course_map_markdown())
-
-
 def median_seconds(fn, repeats: int = 3) -> float:
     """Return the median wall-clock seconds of `repeats` calls of fn() (benchmarks/)."""
-    import statistics
-    import time
-
+    if not callable(fn):
+        raise CourseInputError(f"fn must be a function to time, got {type(fn).__name__}.")
+    repeats = check_int(repeats, "repeats", minimum=1)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+if __name__ == "__main__":
+    print(course_map_markdown())

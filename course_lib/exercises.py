@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from course_lib import environment
-from course_lib.validation import CourseInputError
+from course_lib.validation import CourseInputError, check_number
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 PLACEHOLDER = 'raise NotImplementedError("Exercise: write your solution here")'
@@ -48,24 +48,53 @@ def _report(label: str, ok: bool, detail: str = "", hint: str = "") -> None:
         print(f"❌ {label}: {detail}" + (f"\n   Hint: {hint}" if hint else ""))
 
 
+NONE_HINT = "your function returned None: did you forget `return`?"
+
+
+def _check_label(label) -> None:
+    if not isinstance(label, str) or not label.strip():
+        raise CourseInputError(f"label must be a non-empty str naming the exercise, got {label!r}.")
+
+
+def _check_tolerances(atol, rtol) -> tuple[float, float]:
+    return check_number(atol, "atol", low=0), check_number(rtol, "rtol", low=0)
+
+
+def _compare(got, expected, atol: float, rtol: float) -> str:
+    """Return "" if the learner's answer `got` equals `expected` within tolerance, else what is wrong, in words."""
+    if got is None:
+        return NONE_HINT
+    try:
+        got_t = torch.as_tensor(got).detach().cpu().to(torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        return f"your answer is a {type(got).__name__}, which cannot be read as numbers: return a tensor or a number"
+    expected_t = torch.as_tensor(expected).detach().cpu().to(torch.float64)
+    if got_t.shape != expected_t.shape:
+        return f"shape {tuple(got_t.shape)}, expected {tuple(expected_t.shape)}"
+    if bool(torch.isnan(got_t).any()):
+        return (f"your answer holds {int(torch.isnan(got_t).sum())} NaN value(s): look for a division by zero, "
+                f"a log or square root of a negative number, or a value that was never filled")
+    if torch.allclose(got_t, expected_t, atol=atol, rtol=rtol):
+        return ""
+    return f"off by up to {(got_t - expected_t).abs().max().item():.3g}"
+
+
 def check_close(label: str, got, expected, *, atol: float = 1e-5, rtol: float = 1e-4, hint: str = "") -> None:
     """Print one line: whether `got` equals `expected` within tolerance, with a hint when not."""
-    try:
-        got_t = torch.as_tensor(got, dtype=torch.float64)
-        expected_t = torch.as_tensor(expected, dtype=torch.float64)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        _report(label, False, f"could not compare ({exc})", hint)
-        return
-    if got_t.shape != expected_t.shape:
-        _report(label, False, f"shape {tuple(got_t.shape)}, expected {tuple(expected_t.shape)}", hint)
-        return
-    worst = (got_t - expected_t).abs().max().item() if got_t.numel() else 0.0
-    ok = torch.allclose(got_t, expected_t, atol=atol, rtol=rtol)
-    _report(label, ok, f"off by up to {worst:.3g}", hint)
+    _check_label(label)
+    atol, rtol = _check_tolerances(atol, rtol)
+    wrong = _compare(got, expected, atol, rtol)
+    _report(label, not wrong, wrong, hint)
 
 
 def check_true(label: str, condition: bool, *, detail: str = "not yet", hint: str = "") -> None:
-    """Print one line: whether a condition the exercise asks for holds."""
+    """Print one line: whether a condition the exercise asks for holds (a tensor: every element)."""
+    _check_label(label)
+    if condition is None:
+        _report(label, False, NONE_HINT, hint)
+        return
+    if isinstance(condition, torch.Tensor):
+        condition = condition.numel() > 0 and bool(condition.all())
     _report(label, bool(condition), detail, hint)
 
 
@@ -83,18 +112,31 @@ def _learner_answer(label: str, fn: Callable, args: tuple, hint: str,
 
 def check_function(label: str, fn: Callable, reference: Callable, cases: Iterable[tuple], *,
                    atol: float = 1e-5, rtol: float = 1e-4, hint: str = "") -> None:
-    """Call the learner's `fn` and the `reference` on each tuple of arguments and compare, in one line."""
+    """Call the learner's `fn` and the `reference` on each tuple of arguments and compare, in one line.
+
+    A case list that is empty, or a case that is not a tuple of arguments, is the exercise author's mistake
+    and raises CourseInputError; everything the learner's function does (raise, return None, a wrong shape,
+    NaN) is one failed line with a hint.
+    """
+    _check_label(label)
+    for value, name in ((fn, "fn"), (reference, "reference")):
+        if not callable(value):
+            raise CourseInputError(f"{name} must be a function, got {type(value).__name__}.")
+    atol, rtol = _check_tolerances(atol, rtol)
+    cases = list(cases)
+    if not cases:
+        raise CourseInputError(f"{label}: cases is empty, so nothing would be checked; give at least one tuple of "
+                               f"arguments, e.g. [(x0, 5)].")
+    if not all(isinstance(args, tuple) for args in cases):
+        raise CourseInputError(f"{label}: each case must be a tuple of arguments, e.g. (x0, 5) or (x,) for one; got "
+                               f"{type(next(a for a in cases if not isinstance(a, tuple))).__name__}.")
     for i, args in enumerate(cases):
         answered, got = _learner_answer(label, fn, args, hint)
         if not answered:
             return
-        expected = reference(*args)
-        got_t, expected_t = torch.as_tensor(got, dtype=torch.float64), torch.as_tensor(expected, dtype=torch.float64)
-        if got_t.shape != expected_t.shape or not torch.allclose(got_t, expected_t, atol=atol, rtol=rtol):
-            detail = (f"case {i}: shape {tuple(got_t.shape)}, expected {tuple(expected_t.shape)}"
-                      if got_t.shape != expected_t.shape else
-                      f"case {i}: off by up to {(got_t - expected_t).abs().max().item():.3g}")
-            _report(label, False, detail, hint)
+        wrong = _compare(got, reference(*args), atol, rtol)
+        if wrong:
+            _report(label, False, f"case {i}: {wrong}", hint)
             return
     _report(label, True)
 
@@ -108,12 +150,25 @@ def check_prediction(label: str, predict: Callable[[], object], outcome, *, choi
     caller passes, so that the line is the same on every machine. `explain` is printed after a right prediction
     too: the point of the exercise is the reason, not the guess.
     """
+    _check_label(label)
+    if not callable(predict):
+        raise CourseInputError(f"predict must be the learner's function predict() -> answer, got {type(predict).__name__}.")
+    if within is not None:
+        within = check_number(within, "within", low=0, hint="how far a number prediction may be from the outcome")
+    if isinstance(outcome, str) and choices is not None:
+        choices = [str(c).strip().lower() for c in choices]
+        if outcome.strip().lower() not in choices:
+            raise CourseInputError(f"{label}: the outcome {outcome!r} is not one of the choices {choices}: the learner "
+                                   f"could never predict it.")
     answered, guess = _learner_answer(label, predict, (), hint,
                                       "not attempted yet: write your prediction before you run the experiment")
     if not answered:
         return
+    if guess is None:
+        _report(label, False, "your prediction returned None: did you forget `return`?", hint)
+        return
     if isinstance(outcome, str):
-        allowed = [str(c).strip().lower() for c in choices] if choices is not None else None
+        allowed = choices
         said = str(guess).strip().lower()
         if allowed is not None and said not in allowed:
             _report(label, False, f"{guess!r} is not one of {', '.join(map(repr, allowed))}", hint)
@@ -134,28 +189,31 @@ def check_prediction(label: str, predict: Callable[[], object], outcome, *, choi
 
 def strip_source(source: str) -> str:
     """Replace every BEGIN/END SOLUTION block in one cell's source by a NotImplementedError line."""
+    if not isinstance(source, str):
+        raise CourseInputError(f"source must be one cell's source as a str, got {type(source).__name__}.")
     lines, out, inside = source.split("\n"), [], False
     for line in lines:
         stripped = line.strip()
         if stripped == BEGIN:
             if inside:
-                raise ValueError(f"nested '{BEGIN}' markers in:\n{source}")
+                raise CourseInputError(f"nested '{BEGIN}' markers in:\n{source}")
             inside = True
             indent = line[: len(line) - len(line.lstrip())]
             out.append(f"{indent}{PLACEHOLDER}")
         elif stripped == END:
             if not inside:
-                raise ValueError(f"'{END}' without '{BEGIN}' in:\n{source}")
+                raise CourseInputError(f"'{END}' without '{BEGIN}' in:\n{source}")
             inside = False
         elif not inside:
             out.append(line)
     if inside:
-        raise ValueError(f"'{BEGIN}' is never closed in:\n{source}")
+        raise CourseInputError(f"'{BEGIN}' is never closed in:\n{source}")
     return "\n".join(out)
 
 
 def student_copy(notebook: dict) -> dict:
     """Return a copy of a notebook (nbformat JSON) with solutions removed and outputs cleared."""
+    environment.check_notebook(notebook)
     nb = json.loads(json.dumps(notebook))
     for cell in nb["cells"]:
         if cell["cell_type"] != "code":
@@ -169,6 +227,7 @@ def student_copy(notebook: dict) -> dict:
 
 def count_exercises(notebook: dict) -> int:
     """Return how many solution blocks a notebook holds."""
+    environment.check_notebook(notebook)
     text = "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
     return len(re.findall(re.escape(BEGIN), text))
 
@@ -199,6 +258,8 @@ def restore_solutions(student: dict, original: dict) -> dict:
     other edits, its cleared outputs) is kept, so a teacher can fill in the solutions of a learner's copy, and
     the tests can check that student copy + solutions == the committed notebook, code cell by code cell.
     """
+    environment.check_notebook(student, "student")
+    environment.check_notebook(original, "original")
     nb = json.loads(json.dumps(student))
     originals = original["cells"]
     by_id = {c["id"]: c for c in originals if c.get("id")}
@@ -244,6 +305,7 @@ def list_exercises(notebook: dict, name: str = "the notebook") -> list[dict]:
 
     `needs_thought` is True for every kind but "practice" (re-writing a cell the notebook showed).
     """
+    environment.check_notebook(notebook)
     rows = []
     for i, cell in enumerate(notebook["cells"]):
         meta = cell.get("metadata", {}).get("exercise")
@@ -271,13 +333,6 @@ PROSE_WORDS_PER_MIN, CODE_LINES_PER_MIN = 150, 25
 KIT_NOTE = "<!-- generated by `python -m course_lib.exercises --kit instructor`; tests/test_exercises.py checks it is current -->"
 
 
-def _notebooks(folder: Path) -> list[Path]:
-    found = sorted(Path(folder).glob("[0-9][0-9]*_*.ipynb"))
-    if not found:
-        raise CourseInputError(f"no notebooks named NN_*.ipynb in {folder}/")
-    return found
-
-
 def _relink(text: str) -> str:
     """Point a notebook's relative markdown links (NOTATION.md, 01_forward_process.ipynb) at notebooks/ from instructor/."""
     return re.sub(r"\]\((?!https?://|#|\.\./)([^)]+)\)", r"](../notebooks/\1)", text)
@@ -298,7 +353,7 @@ def exercises_markdown(folder: Path | None = None) -> str:
              "`make student` writes copies without them. Cells are counted from 0.", "",
              "| notebook | exercises marked | need thought | solution blocks |", "|---|---|---|---|"]
     details = []
-    for path in _notebooks(folder):
+    for path in environment.notebook_paths(folder):
         nb = json.loads(path.read_text())
         rows = list_exercises(nb, path.name)
         thought = sum(r["needs_thought"] for r in rows)
@@ -315,6 +370,7 @@ def exercises_markdown(folder: Path | None = None) -> str:
 
 def reading_minutes(notebook: dict) -> tuple[int, int, int]:
     """Return (prose words, code lines, minutes to read both) at PROSE_WORDS_PER_MIN and CODE_LINES_PER_MIN."""
+    environment.check_notebook(notebook)
     words = sum(len(_source(c).split()) for c in notebook["cells"] if c["cell_type"] == "markdown")
     code = sum(len([l for l in _source(c).splitlines() if l.strip()]) for c in notebook["cells"] if c["cell_type"] == "code")
     return words, code, round(words / PROSE_WORDS_PER_MIN + code / CODE_LINES_PER_MIN)
@@ -322,6 +378,8 @@ def reading_minutes(notebook: dict) -> tuple[int, int, int]:
 
 def run_times(path: Path) -> tuple[list[str], dict[str, str]]:
     """Read a saved `instructor/time_notebooks.py` report: its header lines, and per notebook "9 s CPU (30 s wall, ...)"."""
+    if not Path(path).is_file():
+        raise CourseInputError(f"no run-time report at {path}: write one with python instructor/time_notebooks.py.")
     header, times = [], {}
     for line in Path(path).read_text().splitlines():
         row = re.match(r"^(\S+\.ipynb)\s+cpu\s+([\d.]+) s\s+wall\s+([\d.]+) s\s+(.*?)\s*$", line)
@@ -347,7 +405,7 @@ def notebooks_markdown(folder: Path | None = None, times_file: Path | None = Non
              "", "| notebook | reading (estimate) | run (measured) | the notebook's own estimate | exercises |",
              "|---|---|---|---|---|"]
     details = []
-    for path in _notebooks(folder):
+    for path in environment.notebook_paths(folder):
         nb = json.loads(path.read_text())
         head, (words, code, minutes) = environment.opening(nb), reading_minutes(nb)
         marked = list_exercises(nb, path.name)
@@ -386,9 +444,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.source is None or args.dest is None:
         parser.error("give the notebooks' folder and the student copies' folder (or --kit FOLDER)")
-    notebooks = sorted(args.source.glob("[0-9][0-9]*_*.ipynb"))
-    if not notebooks:
-        raise SystemExit(f"no notebooks named NN_*.ipynb in {args.source}/")
+    try:
+        notebooks = environment.notebook_paths(args.source)
+    except CourseInputError as exc:
+        raise SystemExit(str(exc)) from None
     args.dest.mkdir(parents=True, exist_ok=True)
     for path in notebooks:
         nb = json.loads(path.read_text())

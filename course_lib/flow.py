@@ -59,7 +59,10 @@ from course_lib import noise as noise_lib
 from course_lib.validation import (
     CourseInputError,
     check_alpha_bar_t,
+    check_device,
+    check_finite,
     check_float_tensor,
+    check_number,
     check_positive_int,
     check_same_shape,
 )
@@ -73,10 +76,9 @@ _DIFFUSION_OUTPUTS = {"epsilon": "eps (the noise)", "sample": "x0 (the clean dat
 
 def _sigma_like(sigma, like: torch.Tensor, name: str = "sigma") -> torch.Tensor:
     """Return sigma as a tensor in [0, 1] that broadcasts against `like` sample by sample."""
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.floating, torch.Tensor)):
-        raise CourseInputError(f"{name} must be a number in [0, 1] or a tensor of them, got {type(sigma).__name__}.")
+    hint = f"0 is clean data and 1 pure noise; from a timestep, sigma = timestep / {NUM_TRAIN_TIMESTEPS}"
     if not isinstance(sigma, torch.Tensor):
-        sigma = torch.tensor(float(sigma), dtype=like.dtype, device=like.device)
+        sigma = torch.tensor(check_number(sigma, name, finite=False, hint=hint), dtype=like.dtype, device=like.device)
     check_float_tensor(sigma, name)
     fits = sigma.numel() == 1 or (sigma.ndim == like.ndim and all(a in (1, b) for a, b in zip(sigma.shape, like.shape)))
     if not fits:
@@ -135,17 +137,10 @@ def eps_from_velocity(v: torch.Tensor, x_sigma: torch.Tensor, sigma) -> torch.Te
 # ----------------------------------------------------------------------------------------------
 
 def _alpha_bar_tensor(alpha_bar) -> torch.Tensor:
-    """Return alpha_bar as a floating-point tensor after checking it lies in [0, 1]."""
-    if isinstance(alpha_bar, bool) or not isinstance(alpha_bar, (int, float, np.floating, torch.Tensor)):
-        raise CourseInputError(f"alpha_bar must be a number in [0, 1] or a tensor of them, "
-                               f"got {type(alpha_bar).__name__}.")
-    if not isinstance(alpha_bar, torch.Tensor):
-        alpha_bar = torch.tensor(float(alpha_bar), dtype=torch.get_default_dtype())
-    check_float_tensor(alpha_bar, "alpha_bar")
-    if not bool(((alpha_bar >= 0) & (alpha_bar <= 1)).all()):
-        raise CourseInputError("alpha_bar must lie in [0, 1] (1 is clean data, 0 pure noise); "
-                               "take it from a schedule, e.g. models.SCHEDULE.alpha_bars[t].")
-    return alpha_bar
+    """Return alpha_bar (a number or a tensor) as a floating-point tensor after checking it lies in [0, 1]."""
+    if isinstance(alpha_bar, torch.Tensor):
+        return check_alpha_bar_t(alpha_bar, alpha_bar, "alpha_bar")
+    return check_alpha_bar_t(alpha_bar, torch.empty(()), "alpha_bar")
 
 
 def sigma_from_alpha_bar(alpha_bar) -> torch.Tensor:
@@ -164,8 +159,8 @@ def alpha_bar_from_sigma(sigma) -> torch.Tensor:
 
     The inverse of sigma_from_alpha_bar. sigma: a number or a tensor in [0, 1].
     """
-    if isinstance(sigma, (int, float, np.floating)) and not isinstance(sigma, bool):
-        sigma = torch.tensor(float(sigma), dtype=torch.get_default_dtype())
+    if not isinstance(sigma, torch.Tensor):
+        sigma = _sigma_like(sigma, torch.empty(()))
     sigma = _sigma_like(sigma, sigma)
     return (1 - sigma) ** 2 / ((1 - sigma) ** 2 + sigma**2)
 
@@ -178,7 +173,6 @@ def x_sigma_from_xt(xt: torch.Tensor, alpha_bar) -> torch.Tensor:
     """
     check_float_tensor(xt, "xt")
     alpha_bar = check_alpha_bar_t(alpha_bar, xt, "alpha_bar")
-    _alpha_bar_tensor(alpha_bar)
     return xt / (alpha_bar.sqrt() + (1 - alpha_bar).sqrt())
 
 
@@ -192,7 +186,6 @@ def velocity_from_v_diffusion(v_diffusion: torch.Tensor, xt: torch.Tensor, alpha
     """
     _check_pair(v_diffusion, xt, "v_diffusion", "xt")
     alpha_bar = check_alpha_bar_t(alpha_bar, xt, "alpha_bar")
-    _alpha_bar_tensor(alpha_bar)
     a, b = alpha_bar.sqrt(), (1 - alpha_bar).sqrt()
     return (a + b) * v_diffusion + (b - a) * xt
 
@@ -224,6 +217,7 @@ def flow_matching_loss(model: nn.Module, batch, generator: torch.Generator | Non
     x0, cond = training.split_batch(batch)
     noise = cond.pop("noise", None)
     check_float_tensor(x0, "x0")
+    generator = noise_lib.as_generator(generator)
     gen_device = generator.device if generator is not None else torch.device("cpu")
     # 1. a noise level per example, and a noise (unless the batch pairs each x0 with one)
     sigma = torch.rand(x0.shape[0], generator=generator, device=gen_device).to(x0.device, x0.dtype)
@@ -252,10 +246,13 @@ def train(x0=None, config: training.TrainConfig | None = None, *, model: nn.Modu
     The same seed gives the same weights. state.sampling_model (the EMA weights) is what to sample;
     state.losses the loss per step.
     """
-    config = config or training.TrainConfig(**TRAIN_CONFIG)
+    config = training.check_config(config, TRAIN_CONFIG)
     if model is None:
         model = models.time_mlp(seed=config.seed, prediction_type="flow")
     _check_flow_model(model, "to train a flow model, build one with models.time_mlp(seed=0, prediction_type='flow').")
+    if x0 is not None and not isinstance(x0, (torch.Tensor, dict)):
+        raise CourseInputError(f"x0 must be training data, a tensor (N, D) or a dict {{'x0': ..., 'noise': ...}}, or None "
+                               f"for fresh two moons; got {type(x0).__name__}.")
     if x0 is None:
         def fresh_moons(generator):
             return course_data.two_moons(config.batch_size, generator)
@@ -291,9 +288,12 @@ def euler_step(v: torch.Tensor, x_sigma: torch.Tensor, sigma, sigma_next) -> sam
     in v's dtype. With sigma' = 0 it lands on x0_hat: one step is the straight line v points along.
     """
     _check_pair(v, x_sigma, "v", "x_sigma")
-    sigma, sigma_next = _sigma_like(sigma, x_sigma), _sigma_like(sigma_next, x_sigma, "sigma_next")
+    return _euler_update(v, x_sigma, _sigma_like(sigma, x_sigma), _sigma_like(sigma_next, x_sigma, "sigma_next"))
+
+
+def _euler_update(v, x_sigma, sigma, sigma_next) -> samplers.Step:
     x_next = x_sigma.to(torch.promote_types(x_sigma.dtype, torch.float32)) + (sigma_next - sigma) * v
-    return samplers.Step(x_next.to(v.dtype), x0_from_velocity(v, x_sigma, sigma))
+    return samplers.Step(x_next.to(v.dtype), x_sigma - sigma * v)
 
 
 def evaluations(num_steps: int) -> int:
@@ -302,14 +302,12 @@ def evaluations(num_steps: int) -> int:
 
 
 def _check_shape(shape, model) -> tuple[int, ...]:
-    if isinstance(shape, int) or not isinstance(shape, (tuple, list, torch.Size)) or not shape or any(
-            isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
-        raise CourseInputError(f"shape must be a tuple of positive ints such as (2000, 2), got {shape!r}.")
+    shape = models.check_shape(shape)
     data_dim = getattr(getattr(model, "config", None), "data_dim", None)
     if data_dim is not None and (len(shape) != 2 or shape[1] != data_dim):
         raise CourseInputError(f"this model works on points of dimension {data_dim}: ask for shape (n, {data_dim}), "
                                f"got {tuple(shape)}.")
-    return tuple(shape)
+    return shape
 
 
 def generate(model, shape: tuple[int, ...] | None, num_steps: int = 50, *, noise: torch.Tensor | None = None,
@@ -319,25 +317,35 @@ def generate(model, shape: tuple[int, ...] | None, num_steps: int = 50, *, noise
 
     The sigmas are inference_sigmas(num_steps), the model is called at timestep = sigma * 1000, and
     every step is euler_step: the same numbers as diffusers' FlowMatchEulerDiscreteScheduler (shift=1.0)
-    step for step, at num_steps model evaluations. x1 is `noise`, or drawn by noise.randn from
-    `generator` on its device, then moved to `device` (default: the model's), as models.generate does.
+    step for step, at num_steps model evaluations. x1 is `noise` (finite), or drawn by noise.randn from
+    `generator` (or an int seed) on its device, then moved to `device` (default: the model's), as
+    models.generate does.
     model: a flow model (config.prediction_type="flow") or any callable v(x, timestep).
     The run goes through samplers.sample, the course's one sampling loop, with the steps numbered
     N-1, ..., 0 (-1 after the last is sigma = 0); keep_trajectory keeps every x (N + 1) and x0_hat (N).
     Shapes: shape (n, D), or None with noise (n, D) given; returns SampleOutput with x0 (n, D).
     """
+    if not callable(model):
+        raise CourseInputError(f"model must be a velocity model v(x, timestep) (a flow model, or a function), "
+                               f"got {type(model).__name__}.")
     _check_flow_model(model, "flow.generate needs a velocity model, e.g. one trained with flow.train.")
     num_steps = check_positive_int(num_steps, "num_steps")
-    if device is None:
-        device = models.model_device(model) if isinstance(model, nn.Module) else torch.device("cpu")
+    generator = noise_lib.as_generator(generator)
+    if device is not None:
+        device = check_device(device)
+    elif isinstance(model, nn.Module):
+        device = models.model_device(model)
+    else:
+        device = torch.device("cpu")
     if noise is None:
         if shape is None:
             raise CourseInputError("give shape, e.g. (2000, 2), or the starting noise as noise=x1.")
         x1 = noise_lib.randn(_check_shape(shape, model), generator, device=device)
     else:
         check_float_tensor(noise, "noise")
+        check_finite(noise, "noise")
         _check_shape(tuple(noise.shape), model)
-        if shape is not None and tuple(shape) != tuple(noise.shape):
+        if shape is not None and _check_shape(shape, model) != tuple(noise.shape):
             raise CourseInputError(f"shape {tuple(shape)} and noise {tuple(noise.shape)} disagree: "
                                    f"pass shape=None with noise, or noise of that shape.")
         x1 = noise.to(device)
@@ -354,7 +362,7 @@ def generate(model, shape: tuple[int, ...] | None, num_steps: int = 50, *, noise
         return models.model_output(model, x, timestep.expand(x.shape[0]))
 
     def step(v, x, k, k_next, generator=None):
-        return euler_step(v, x, level(k), level(k_next))
+        return _euler_update(v, x, level(k), level(k_next))
 
     return samplers.sample(velocity, x1, range(num_steps - 1, -1, -1), step, keep_trajectory=keep_trajectory,
                            progress=progress)
@@ -380,13 +388,15 @@ def reflow(model: nn.Module, num_pairs: int = 10_000, num_steps: int = 32, confi
     the pairs with num_steps Euler steps; config defaults to TrainConfig(**REFLOW_CONFIG); the new
     model starts from model's weights. Returns the TrainState of the new model.
     """
+    if not isinstance(model, nn.Module):
+        raise CourseInputError(f"reflow straightens a flow model (an nn.Module), got {type(model).__name__}.")
     _check_flow_model(model, "reflow straightens a flow model, e.g. flow.train().sampling_model.")
     num_pairs = check_positive_int(num_pairs, "num_pairs")
     data_dim = getattr(getattr(model, "config", None), "data_dim", None)
     if data_dim is None:
         raise CourseInputError("reflow needs a model whose config gives data_dim (a models.TimeMLP), "
                                "to know the shape of the noise to pair.")
-    config = config or training.TrainConfig(**REFLOW_CONFIG)
+    config = training.check_config(config, REFLOW_CONFIG)
     x1 = noise_lib.randn((num_pairs, data_dim), torch.Generator().manual_seed(config.seed + 1))
     x0_hat = generate(model, None, num_steps, noise=x1, device=device).x0.cpu()
     student = copy.deepcopy(model).requires_grad_(True)  # an EMA copy comes frozen

@@ -12,14 +12,16 @@ from __future__ import annotations
 import contextlib
 import math
 
+import numpy as np
 import torch
 from diffusers import ConfigMixin, ModelMixin, UNet2DModel
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from course_lib import noise as noise_lib
-from course_lib import samplers, schedules
-from course_lib.validation import CourseInputError
+from course_lib import posterior, samplers, schedules
+from course_lib.validation import (CourseInputError, check_alpha_bars, check_bool, check_choice, check_device,
+                                   check_float_tensor, check_int)
 
 # The schedule every model of notebooks 03 and 06 (2D, digits) is trained and sampled with: DDPM's linear
 # betas over 1,000 steps. It lives with the models; the retraining recipes and the notebooks import it.
@@ -29,6 +31,7 @@ SCHEDULE = schedules.NoiseSchedule("linear", 1000)
 @contextlib.contextmanager
 def seeded(seed: int):
     """Run a block (e.g. a model's construction) with torch's global RNG seeded, then restore it."""
+    seed = check_int(seed, "seed", minimum=0)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
@@ -44,8 +47,12 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     The same numbers as diffusers' get_timestep_embedding(t, dim, flip_sin_to_cos=True,
     downscale_freq_shift=0). Shapes: t (B,) -> (B, dim).
     """
+    dim = check_int(dim, "dim", minimum=2)
     if dim % 2:
         raise CourseInputError(f"the embedding dimension must be even, got {dim}.")
+    if not isinstance(t, torch.Tensor) or t.ndim != 1 or t.dtype == torch.bool:
+        raise CourseInputError(f"t must be a 1-D tensor of timesteps, one per sample (B,), got "
+                               f"{tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__}.")
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     angles = t.float()[:, None] * freqs[None]  # (B, half)
@@ -71,15 +78,25 @@ class TimeMLP(ModelMixin, ConfigMixin):
         super().__init__()
         if prediction_type not in PREDICTION_TYPES:
             raise CourseInputError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}.")
+        for value, name, low in ((data_dim, "data_dim", 1), (hidden_dim, "hidden_dim", 1), (num_layers, "num_layers", 0),
+                                 (time_embed_dim, "time_embed_dim", 2), (num_train_timesteps, "num_train_timesteps", 1)):
+            check_int(value, name, minimum=low)
         self.time_mlp = nn.Sequential(nn.Linear(time_embed_dim, hidden_dim), nn.SiLU(), nn.Linear(hidden_dim, hidden_dim))
         self.x_in = nn.Linear(data_dim, hidden_dim)
         self.layers = nn.ModuleList(nn.Linear(hidden_dim, hidden_dim) for _ in range(num_layers))
         self.x_out = nn.Linear(hidden_dim, data_dim)
 
     def forward(self, sample: torch.Tensor, timestep) -> torch.Tensor:
+        check_float_tensor(sample, "sample")
+        if sample.ndim != 2 or sample.shape[1] != self.config.data_dim:
+            raise CourseInputError(f"sample must have shape (B, {self.config.data_dim}) for this TimeMLP, "
+                                   f"got {tuple(sample.shape)}.")
         t = torch.as_tensor(timestep, device=sample.device)
         if t.ndim == 0:
             t = t.expand(sample.shape[0])
+        if t.shape != (sample.shape[0],):
+            raise CourseInputError(f"timestep must be one number or one per sample ({sample.shape[0]},), "
+                                   f"got shape {tuple(t.shape)}.")
         h = self.x_in(sample) + self.time_mlp(timestep_embedding(t, self.config.time_embed_dim))  # (B, H)
         for layer in self.layers:
             h = h + layer(nn.functional.silu(h))
@@ -119,6 +136,7 @@ def digits_unet(seed: int = 0, conditional: bool = False, **overrides) -> UNet2D
     conditional=True adds a class embedding for 11 classes: the digits 0-9 and NULL_CLASS (10), the
     "no label" class that label dropout trains, for classifier-free guidance (nb 06).
     """
+    conditional = check_bool(conditional, "conditional")
     config = {**DIGITS_UNET_CONFIG, **({"num_class_embeds": NUM_DIGIT_CLASSES + 1} if conditional else {}), **overrides}
     with seeded(seed):
         return UNet2DModel(**config)
@@ -163,17 +181,25 @@ def _expand_condition(value, batch: int, device) -> torch.Tensor:
 
 
 def as_denoiser(model: nn.Module, **condition):
-    """Return model(xt, t: int) -> output, the callable samplers.sample runs, for a trained model.   [nb 03]
+    """Return model(xt, t) -> output, the callable samplers.sample runs, for a trained diffusion model.   [nb 03]
 
-    The model is put in eval mode and run without gradients; t becomes a (B,) tensor; each
-    condition (e.g. class_labels=3, or a (B,) tensor of labels) is broadcast to the batch.
+    The model is put in eval mode and run without gradients; t becomes a (B,) tensor (int64, or float32 for a
+    fractional t such as Euler's 'linspace' 832.5, as diffusers passes it); each condition (e.g. class_labels=3,
+    or a (B,) tensor of labels) is broadcast to the batch. A flow-matching model is refused: flow.generate
+    samples it.
     """
-    model.eval()
+    if not callable(model):
+        raise CourseInputError(f"model must be a trained network (a torch nn.Module), got {type(model).__name__}.")
+    check_diffusion_model(model, model_prediction_type(model))
+    if isinstance(model, nn.Module):
+        model.eval()
 
     @torch.no_grad()
-    def denoiser(xt: torch.Tensor, t: int) -> torch.Tensor:
+    def denoiser(xt: torch.Tensor, t) -> torch.Tensor:
         b = xt.shape[0]
-        t_batch = torch.full((b,), int(t), dtype=torch.long, device=xt.device)
+        t = float(t)
+        t_batch = (torch.full((b,), int(t), dtype=torch.long, device=xt.device) if t.is_integer()
+                   else torch.full((b,), t, dtype=torch.float32, device=xt.device))
         cond = {k: _expand_condition(v, b, xt.device) for k, v in condition.items()}
         return model_output(model, xt, t_batch, **cond)
 
@@ -188,11 +214,7 @@ def model_device(model: nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
-def model_prediction_type(model) -> str:
-    """Return what a model's output means, from its config ("epsilon" when the config does not say)."""
-    config = getattr(model, "config", None)
-    value = config.get("prediction_type", None) if hasattr(config, "get") else getattr(config, "prediction_type", None)
-    return value or "epsilon"
+model_prediction_type = posterior.model_prediction_type  # what a model's output means, from its config
 
 
 def check_diffusion_model(model, prediction: str) -> None:
@@ -206,6 +228,13 @@ def check_diffusion_model(model, prediction: str) -> None:
                                f"leave prediction_type out to use the model's own.")
 
 
+def check_shape(shape, name: str = "shape") -> tuple[int, ...]:
+    """Return shape as a tuple of ints if it is a non-empty sequence of positive ints (numpy ints too), else raise."""
+    if isinstance(shape, (int, np.integer)) or not isinstance(shape, (tuple, list, torch.Size)) or not shape:
+        raise CourseInputError(f"{name} must be a tuple of positive ints such as (2000, 2), got {shape!r}.")
+    return tuple(check_int(s, f"every entry of {name}", minimum=1) for s in shape)
+
+
 def generate(model: nn.Module, shape: tuple[int, ...], alpha_bars: torch.Tensor, *, sampler="ddim",
              num_steps: int = 50, eta: float = 0.0, spacing: str = "trailing", prediction_type: str | None = None,
              clip_sample: bool = False, generator: torch.Generator | None = None, device=None,
@@ -213,25 +242,46 @@ def generate(model: nn.Module, shape: tuple[int, ...], alpha_bars: torch.Tensor,
     """Sample `shape` from a trained model with any sampler through samplers.sample (the one sampling loop).   [nb 03]
 
     sampler: a name ('ddpm', 'ddim', 'euler', 'heun', 'dpmpp_2m'; samplers.get_sampler) or a
-    samplers.Sampler object; by name, DDPM uses variance "fixed_small", DDIM `eta`, and both
-    `clip_sample` (clamp x0_hat to [-1, 1]; images only, never 2D toys). x_T ~ N(0, I) is drawn from
-    `generator` on its device (the CPU) and moved to the model's device, so a seed gives the same start
-    on any device; so is the noise of DDPM and of DDIM with eta > 0. spacing="trailing" starts at
-    t = T-1 for any number of steps (samplers.inference_timesteps). prediction_type: the model's
-    config's, else "epsilon".
+    samplers.Sampler object (built with its own options); by name, DDPM uses variance "fixed_small", DDIM `eta`
+    (refused for the others), and both `clip_sample` (clamp x0_hat to [-1, 1]; images only, never 2D toys).
+    x_T ~ N(0, I) is drawn from `generator` (or an int seed) on its device (the CPU) and moved to the model's
+    device, so a seed gives the same start on any device; so is the noise of DDPM and of DDIM with eta > 0.
+    spacing="trailing" starts at t = T-1 for any number of steps (samplers.inference_timesteps).
+    prediction_type: the model's config's, else "epsilon".
     """
-    prediction = prediction_type or model_prediction_type(model)
-    check_diffusion_model(model, prediction)
+    if not isinstance(model, nn.Module):
+        raise CourseInputError(f"model must be a trained network (a torch nn.Module), got {type(model).__name__}; "
+                               f"for a plain function, use samplers.sample.")
+    shape = check_shape(shape)
+    check_alpha_bars(alpha_bars, "alpha_bars")
+    if prediction_type is not None:
+        check_choice(prediction_type, posterior.PREDICTION_TYPES, "prediction_type")
+    generator = noise_lib.as_generator(generator)
     if isinstance(sampler, str):
+        prediction = prediction_type or model_prediction_type(model)
+        check_diffusion_model(model, prediction)
+        name = sampler.lower()
         options = {"prediction_type": prediction}
-        if sampler.lower() in ("ddpm", "ddim"):
+        if name in ("ddpm", "ddim"):
             options["clip_sample"] = clip_sample
-        if sampler.lower() == "ddim":
+        elif clip_sample is not False:
+            raise CourseInputError(f"clip_sample is an option of ddpm and ddim; sampler={sampler!r} has none.")
+        if name == "ddim":
             options["eta"] = eta
+        elif eta != 0.0:
+            raise CourseInputError(f"eta is DDIM's option; sampler={sampler!r} does not read it. Use sampler='ddim', "
+                                   f"or leave eta out.")
         sampler = samplers.get_sampler(sampler, **options)
     else:
         sampler = samplers.get_sampler(sampler)
-    device = torch.device(device) if device is not None else model_device(model)
+        if eta != 0.0 or clip_sample is not False:
+            raise CourseInputError(f"eta and clip_sample go to the sampler's constructor by name; {sampler!r} is already "
+                                   f"built: build it with them, e.g. samplers.DDIM(eta=0.5).")
+        if prediction_type is not None and prediction_type != sampler.prediction_type:
+            raise CourseInputError(f"prediction_type={prediction_type!r}, but {sampler!r} was built with "
+                                   f"prediction_type={sampler.prediction_type!r}; build it with the one you mean.")
+        check_diffusion_model(model, sampler.prediction_type)
+    device = check_device(device) if device is not None else model_device(model)
     x_T = noise_lib.randn(shape, generator, device=device)
     timesteps = sampler.timesteps(len(alpha_bars), num_steps, spacing)
     return samplers.sample(as_denoiser(model, **condition), x_T, timesteps, sampler, alpha_bars=alpha_bars.to(device),

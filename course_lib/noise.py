@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from course_lib.validation import CourseInputError, check_float_tensor, check_same_shape
+from course_lib.validation import CourseInputError, check_device, check_float_tensor, check_int, check_same_shape
 
 
 def as_generator(generator, name: str = "generator") -> torch.Generator | None:
@@ -32,15 +32,26 @@ def as_generator(generator, name: str = "generator") -> torch.Generator | None:
 
 
 def randn(shape, generator: torch.Generator | None = None, *, device=None, dtype=None) -> torch.Tensor:
-    """Return N(0, I) of `shape` drawn from `generator` on its device, then moved to `device` and `dtype`."""
-    device = torch.device(device) if device is not None else torch.device("cpu")
+    """Return N(0, I) of `shape` drawn from `generator` (or an int seed) on its device, then moved to `device` and `dtype`."""
+    if isinstance(shape, (int, np.integer)) or not isinstance(shape, (tuple, list, torch.Size)):
+        raise CourseInputError(f"shape must be a tuple of ints such as (4, 2), got {shape!r}.")
+    shape = tuple(check_int(s, "every entry of shape", minimum=0) for s in shape)
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise CourseInputError(f"dtype must be a floating-point torch.dtype such as torch.float32, got {dtype!r}.")
+    return _draw(shape, as_generator(generator), check_device(device) if device is not None else torch.device("cpu"),
+                 dtype)
+
+
+def _draw(shape: tuple, generator: torch.Generator | None, device: torch.device, dtype) -> torch.Tensor:
+    """randn's rule, for checked arguments: draw on the generator's device (else `device`), then move to `device`."""
     draw_device = generator.device if generator is not None else device
-    return torch.randn(tuple(shape), generator=generator, device=draw_device, dtype=dtype).to(device)
+    return torch.randn(shape, generator=generator, device=draw_device, dtype=dtype).to(device)
 
 
 def randn_like(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Return N(0, I) shaped like `like`, on its device and in its dtype (randn's rule for where it is drawn)."""
-    return randn(like.shape, generator, device=like.device, dtype=like.dtype)
+    check_float_tensor(like, "like")
+    return _draw(tuple(like.shape), as_generator(generator), like.device, like.dtype)
 
 
 def given_or_drawn(noise, like: torch.Tensor, generator: torch.Generator | None = None,

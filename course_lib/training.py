@@ -38,6 +38,7 @@ Later notebooks:
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import time
@@ -48,10 +49,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from course_lib import checkpoints, environment, models, posterior, schedules
 from course_lib import data as course_data
-from course_lib import environment, models, posterior, schedules
 from course_lib import noise as noise_lib
-from course_lib.validation import CourseInputError, check_choice
+from course_lib.validation import (CourseInputError, check_alpha_bars, check_choice, check_device, check_float_tensor,
+                                   check_int, check_number)
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -89,17 +91,24 @@ class TrainConfig:
 
     def __post_init__(self):
         check_choice(self.lr_schedule, LR_SCHEDULES, "lr_schedule")
-        if not isinstance(self.steps, int) or self.steps < 0:
-            raise CourseInputError(f"steps must be an int >= 0, got {self.steps!r}.")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise CourseInputError(f"batch_size must be an int >= 1, got {self.batch_size!r}.")
-        if not 0 <= self.ema_decay < 1:
-            raise CourseInputError(f"ema_decay must be in [0, 1), got {self.ema_decay}; use 0 for no EMA.")
-        if self.lr <= 0:
-            raise CourseInputError(f"lr must be > 0, got {self.lr}.")
+        for name, minimum in (("steps", 0), ("batch_size", 1), ("lr_warmup_steps", 0), ("seed", 0),
+                              ("checkpoint_every", 0)):
+            setattr(self, name, check_int(getattr(self, name), name, minimum=minimum))
+        self.lr = check_number(self.lr, "lr", low=0, low_open=True, hint="the peak learning rate, e.g. 1e-3")
+        self.weight_decay = check_number(self.weight_decay, "weight_decay", low=0)
+        self.ema_decay = check_number(self.ema_decay, "ema_decay", low=0, high=1, high_open=True,
+                                      hint="use 0 for no EMA")
+        if self.grad_clip is not None:
+            self.grad_clip = check_number(self.grad_clip, "grad_clip", low=0, low_open=True, hint="None for no clipping")
+        if self.time_limit_s is not None:
+            self.time_limit_s = check_number(self.time_limit_s, "time_limit_s", low=0, low_open=True,
+                                             hint="None for no limit")
         if self.autocast is not None:
             check_choice(self.autocast, ("bfloat16", "float16"), "autocast")
-        self.adam_betas = tuple(self.adam_betas)
+        if isinstance(self.adam_betas, (str, bytes)) or not hasattr(self.adam_betas, "__len__") or len(self.adam_betas) != 2:
+            raise CourseInputError(f"adam_betas must be two numbers in [0, 1), e.g. (0.9, 0.999), got {self.adam_betas!r}.")
+        self.adam_betas = tuple(check_number(b, "each of adam_betas", low=0, high=1, high_open=True)
+                                for b in self.adam_betas)
 
     def to_dict(self) -> dict:
         """Return the fields, JSON-ready (for a manifest)."""
@@ -109,11 +118,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        """Return the config a manifest saved (keys this version does not know are left out)."""
+        if not isinstance(d, dict):
+            raise CourseInputError(f"from_dict takes a dict (a manifest's config), got {type(d).__name__}.")
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
     def lr_at(self, step: int) -> float:
         """Return the learning rate for optimiser step `step` (0-based): warm-up, then constant or cosine."""
+        step = check_int(step, "step", minimum=0)
         if self.lr_warmup_steps and step < self.lr_warmup_steps:
             return self.lr * (step + 1) / self.lr_warmup_steps
         if self.lr_schedule == "cosine":
@@ -150,6 +163,17 @@ class TrainState:
 # The diffusion loss [DDPM eq. 14 / Alg. 1, nb 03]
 # ----------------------------------------------------------------------------------------------
 
+def check_config(config, default: dict | None = None) -> TrainConfig:
+    """Return config if it is a TrainConfig, or TrainConfig(**default) (TrainConfig() without one) for None."""
+    if config is None:
+        return TrainConfig(**(default or {}))
+    if not isinstance(config, TrainConfig):
+        raise CourseInputError(f"config must be a training.TrainConfig, got {type(config).__name__}; "
+                               f"build one with training.TrainConfig(steps=..., batch_size=...)"
+                               f"{' (TrainConfig(**your_dict) for a dict)' if isinstance(config, dict) else ''}.")
+    return config
+
+
 def split_batch(batch) -> tuple[torch.Tensor, dict]:
     """Return (x0, model keyword arguments) from a tensor batch or a dict {"x0": ..., "class_labels": ...}."""
     if isinstance(batch, torch.Tensor):
@@ -168,6 +192,9 @@ def drop_condition(cond: dict, null_cond: dict, drop: torch.Tensor) -> dict:
     null_cond maps a model input name to its "no condition" value, e.g. {"class_labels": 10} (the null
     class) or {"encoder_hidden_states": empty_prompt_emb} with shape (1, L, D). Shapes: drop (B,) bool.
     """
+    if not isinstance(drop, torch.Tensor) or drop.dtype != torch.bool or drop.ndim != 1:
+        raise CourseInputError(f"drop must be a (B,) bool tensor (True: train that example without its condition), "
+                               f"got {drop.dtype if isinstance(drop, torch.Tensor) else type(drop).__name__}.")
     out = dict(cond)
     for key, null in null_cond.items():
         if key not in cond:
@@ -192,7 +219,17 @@ def diffusion_loss(model: torch.nn.Module, batch, generator: torch.Generator | N
     functools.partial to get a loss_fn for `train`. Shapes: batch x0 (B, ...); returns a scalar.
     """
     check_choice(prediction_type, posterior.PREDICTION_TYPES, "prediction_type")
+    generator = noise_lib.as_generator(generator)
     x0, cond = split_batch(batch)
+    check_float_tensor(x0, "x0")
+    check_alpha_bars(alpha_bars, "alpha_bars")
+    cond_dropout = check_number(cond_dropout, "cond_dropout", low=0, high=1,
+                                hint="the share of examples trained without their condition")
+    if null_cond is not None and not isinstance(null_cond, dict):
+        raise CourseInputError(f"null_cond must be a dict from a model input to its 'no condition' value, e.g. "
+                               f"{{'class_labels': 10}}, got {type(null_cond).__name__}.")
+    if condition_dropout is not None and not callable(condition_dropout):
+        raise CourseInputError("condition_dropout must be a function condition_dropout(cond, generator) -> cond.")
     alpha_bars = alpha_bars.to(x0.device)
     b = x0.shape[0]
     gen_device = generator.device if generator is not None else torch.device("cpu")
@@ -222,8 +259,6 @@ def diffusion_loss(model: torch.nn.Module, batch, generator: torch.Generator | N
 
 def default_loss_fn(num_steps: int = 1000) -> Callable:
     """Return the default loss: eps-MSE under DDPM's linear schedule with `num_steps` steps."""
-    import functools
-
     return functools.partial(diffusion_loss, alpha_bars=schedules.NoiseSchedule("linear", num_steps).alpha_bars)
 
 
@@ -242,6 +277,7 @@ def make_ema(model: torch.nn.Module) -> torch.nn.Module:
 @torch.no_grad()
 def update_ema(ema_model: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     """Move every EMA weight towards the model's: w_ema <- decay * w_ema + (1 - decay) * w; copy buffers."""
+    decay = check_number(decay, "decay", low=0, high=1)
     for w_ema, w in zip(ema_model.parameters(), model.parameters()):
         w_ema.lerp_(w.detach(), 1 - decay)
     for b_ema, b in zip(ema_model.buffers(), model.buffers()):
@@ -250,6 +286,7 @@ def update_ema(ema_model: torch.nn.Module, model: torch.nn.Module, decay: float)
 
 def ema_decay_at(step: int, ema_decay: float) -> float:
     """Return the EMA decay used after optimiser step `step`: min(ema_decay, (1 + step) / (10 + step))."""
+    step, ema_decay = check_int(step, "step", minimum=0), check_number(ema_decay, "ema_decay", low=0, high=1)
     return min(ema_decay, (1 + step) / (10 + step))
 
 
@@ -316,9 +353,19 @@ def train(model: torch.nn.Module, data, loss_fn: Callable | None = None, config:
     callback(state, loss) runs after every step. The progress bar is off with progress=False or
     when the CI environment variable is set.
     """
-    config = config or TrainConfig()
+    if not isinstance(model, torch.nn.Module):
+        raise CourseInputError(f"model must be a torch nn.Module to train, got {type(model).__name__}.")
+    config = check_config(config)
     loss_fn = loss_fn or default_loss_fn()
-    device = torch.device(device) if device is not None else environment.default_device()
+    for value, name, form in ((loss_fn, "loss_fn", "loss_fn(model, batch, generator) -> scalar tensor"),
+                              (callback, "callback", "callback(state, loss)")):
+        if value is not None and not callable(value):
+            raise CourseInputError(f"{name} must be a function {form}, got {type(value).__name__}.")
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise CourseInputError(f"optimizer must be a torch.optim.Optimizer (or None for AdamW), got {type(optimizer).__name__}.")
+    generator = noise_lib.as_generator(generator)
+    next_batch = _batch_source(data, config.batch_size)
+    device = check_device(device) if device is not None else environment.default_device()
     model.to(device)
     if isinstance(resume, TrainState):
         state = resume
@@ -331,12 +378,9 @@ def train(model: torch.nn.Module, data, loss_fn: Callable | None = None, config:
         ema_model = make_ema(model) if config.ema_decay > 0 else None
         state = TrainState(model, ema_model, optimizer, generator, config)
         if resume is not None:
-            from course_lib import checkpoints
-
             checkpoints.load_training_state(resume, state)
     if state.ema_model is not None:
         state.ema_model.to(device)
-    next_batch = _batch_source(data, config.batch_size)
     autocast = (torch.autocast(device_type=device.type, dtype=getattr(torch, config.autocast))
                 if config.autocast else None)
 
@@ -383,8 +427,6 @@ def train(model: torch.nn.Module, data, loss_fn: Callable | None = None, config:
             if callback is not None:
                 callback(state, value)
             if checkpoint_dir is not None and config.checkpoint_every and state.step % config.checkpoint_every == 0:
-                from course_lib import checkpoints
-
                 checkpoints.save_training_state(state, checkpoint_dir)
             if config.time_limit_s is not None and time.perf_counter() - start > config.time_limit_s:
                 break
@@ -393,14 +435,13 @@ def train(model: torch.nn.Module, data, loss_fn: Callable | None = None, config:
             bar.close()
         model.train(was_training)
     if checkpoint_dir is not None:
-        from course_lib import checkpoints
-
         checkpoints.save_training_state(state, checkpoint_dir)
     return state
 
 
 def smooth(losses: list[float], window: int = 100) -> list[float]:
     """Return the running mean of a loss history over `window` steps (for plotting a noisy curve)."""
+    window = check_int(window, "window", minimum=1)
     out, total = [], 0.0
     for i, value in enumerate(losses):
         total += value

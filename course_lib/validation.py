@@ -8,6 +8,7 @@ inside torch.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterable
 
 import numpy as np
@@ -56,18 +57,21 @@ def check_finite(x: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def check_number(value, name: str, *, low: float | None = None, high: float | None = None, low_open: bool = False,
-                 high_open: bool = False, hint: str = "") -> float:
+                 high_open: bool = False, hint: str = "", finite: bool = True) -> float:
     """Return `value` as a float if it is a finite real number in the stated range, else raise.
 
     Accepted: int, float and numpy scalars (np.float32(0.5), np.int64(3)), and one-element real tensors;
     refused: bool, NaN, infinities, strings, and anything outside [low, high] (open ends with low_open/high_open).
     hint: what the number means, appended to the message (e.g. "the share of the steps to redo").
+    finite=False lets NaN and the infinities through unchecked (a measured figure that a claim then judges).
     """
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.dtype.is_complex and value.dtype != torch.bool:
         value = value.item()
     ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating))
     if ok:
         value = float(value)
+        if not finite and not math.isfinite(value):
+            return value
         ok = math.isfinite(value)
     if ok:
         ok = (low is None or (value > low if low_open else value >= low)) and \
@@ -81,7 +85,8 @@ def check_number(value, name: str, *, low: float | None = None, high: float | No
             where = f" {'<' if high_open else '<='} {high:g}"
         else:
             where = ""
-        raise CourseInputError(f"{name} must be a finite number{where}{f' ({hint})' if hint else ''}, got {value!r}.")
+        shown = f"a {type(value).__name__}" if isinstance(value, torch.Tensor) else repr(value)
+        raise CourseInputError(f"{name} must be a finite number{where}{f' ({hint})' if hint else ''}, got {shown}.")
     return value
 
 
@@ -99,6 +104,29 @@ def check_int(value, name: str, *, minimum: int | None = None, maximum: int | No
     return value
 
 
+def check_bool(value, name: str) -> bool:
+    """Return `value` as a bool if it is True or False (numpy's np.True_ too), else raise: a switch takes no 1 or "yes"."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise CourseInputError(f"{name} must be True or False, got {value!r}.")
+    return bool(value)
+
+
+def check_device(device, name: str = "device") -> torch.device:
+    """Return `device` as a torch.device if it names one this machine has (cpu, or an available cuda/mps), else raise."""
+    shown = str(device) if isinstance(device, torch.device) else device
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise CourseInputError(f"{name}={shown!r} is not a device: use 'cpu', 'cuda' or 'mps' "
+                               f"(environment.default_device() picks the best one here).") from exc
+    available = {"cpu": True, "meta": True, "cuda": torch.cuda.is_available(),
+                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+    if not available.get(parsed.type, False):
+        raise CourseInputError(f"{name}={shown!r}: this machine has no {parsed.type} device. Use 'cpu', or "
+                               f"environment.default_device() for the best one available.")
+    return parsed
+
+
 def check_positive_int(value, name: str) -> int:
     """Return `value` as an int if it is a positive integer, else raise."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -107,7 +135,7 @@ def check_positive_int(value, name: str) -> int:
 
 
 def check_schedule_table(values, name: str = "alpha_bars") -> torch.Tensor:
-    """Return `values` if it is a schedule table: a non-empty 1-D floating-point tensor, one value per step."""
+    """Return `values` if it is a schedule table: a non-empty 1-D floating-point tensor, one finite value per step."""
     if not isinstance(values, torch.Tensor) or not values.is_floating_point() or values.ndim != 1 or not len(values):
         got = (f"a {type(values).__name__}" if not isinstance(values, torch.Tensor)
                else f"a tensor of shape {tuple(values.shape)} and dtype {values.dtype}")
@@ -115,18 +143,96 @@ def check_schedule_table(values, name: str = "alpha_bars") -> torch.Tensor:
             f"{name} must be a non-empty 1-D floating-point tensor with one value per timestep, got {got}. "
             f"Pass the table itself, e.g. schedules.NoiseSchedule('linear').{name}."
         )
+    if _seen(values, "table"):
+        return values
+    check_finite(values, name)
+    return _remember(values, "table")
+
+
+# Tables already checked, by kind: a sampling loop passes the same table to a public step function a thousand times,
+# and its values are scanned once. A table changed in place (its _version moves on) is scanned again. Keyed by id,
+# with a weak reference that confirms the object and drops the entry when the table is freed.
+_CHECKED: dict[int, tuple[weakref.ref, dict[str, int]]] = {}
+
+
+def _seen(values: torch.Tensor, kind: str) -> bool:
+    entry = _CHECKED.get(id(values))
+    return entry is not None and entry[0]() is values and entry[1].get(kind) == values._version
+
+
+def _remember(values: torch.Tensor, kind: str) -> torch.Tensor:
+    if values.is_inference():  # an inference-mode tensor has no version counter: it is checked at every call
+        return values
+    key = id(values)
+    entry = _CHECKED.get(key)
+    if entry is None or entry[0]() is not values:
+        entry = (weakref.ref(values, lambda _, key=key: _CHECKED.pop(key, None)), {})
+        _CHECKED[key] = entry
+    entry[1][kind] = values._version
     return values
 
 
-def check_alpha_bar_t(alpha_bar_t, like: torch.Tensor, name: str = "alpha_bar_t") -> torch.Tensor:
-    """Return alpha_bar_t as a tensor that broadcasts against `like` sample by sample.
+def check_alpha_bars(values, name: str = "alpha_bars") -> torch.Tensor:
+    """Return `values` if it is an alpha_bar table: 1-D, every value in (0, 1], non-increasing along t.   [DDPM eq. 4]
 
-    Accepted: a number, a one-element tensor, or one value per sample shaped (B, 1, 1, ...) as
+    alpha_bar_t = prod_{s<=t} (1 - beta_s) starts near 1 (clean data) and falls towards 0 (noise). The message
+    says what the table probably is when it is not one: betas (small and rising), or a table in reverse order.
+    """
+    check_schedule_table(values, name)
+    if _seen(values, "alpha_bars"):
+        return values
+    outside = (values <= 0) | (values > 1)
+    rising = values[1:] > values[:-1]
+    if not bool(outside.any()) and not bool(rising.any()):
+        return _remember(values, "alpha_bars")
+    first, last = float(values[0]), float(values[-1])
+    if bool(outside.any()):
+        bad = float(values[outside][0])
+        problem = f"holds {bad:g}, outside (0, 1]"
+    else:
+        i = int(rising.nonzero()[0, 0])
+        problem = f"rises from {float(values[i]):g} at t={i} to {float(values[i + 1]):g} at t={i + 1}"
+    if len(values) > 1 and bool((values[1:] >= values[:-1]).all()) and last < 0.5:
+        guess = (" These look like betas (small and rising): pass schedules.alpha_bars_from_betas(betas), "
+                 "or NoiseSchedule(...).alpha_bars.")
+    elif len(values) > 1 and bool((values[1:] >= values[:-1]).all()) and 0 < first and last <= 1:
+        guess = " These look like alpha_bars in reverse order: the table starts at t = 0 (clean data), e.g. alpha_bars.flip(0)."
+    else:
+        guess = " Pass the schedule's table, e.g. schedules.NoiseSchedule('linear').alpha_bars."
+    raise CourseInputError(
+        f"{name} must hold alpha_bar_t in (0, 1], non-increasing from t = 0 (clean data) to t = T-1 (noise); "
+        f"this table {problem}.{guess}"
+    )
+
+
+def check_betas(values, name: str = "betas") -> torch.Tensor:
+    """Return `values` if it is a beta table: 1-D, every beta_t in (0, 1] (the variance step t adds).   [DDPM eq. 2]"""
+    check_schedule_table(values, name)
+    if _seen(values, "betas"):
+        return values
+    outside = (values <= 0) | (values > 1)
+    if bool(outside.any()):
+        bad = float(values[outside][0])
+        guess = (" These look like alpha_bars (they start near 1): pass the betas, e.g. NoiseSchedule(...).betas."
+                 if float(values[0]) > 0.5 else "")
+        raise CourseInputError(f"{name} must hold beta_t in (0, 1] (the variance added at step t); "
+                               f"this table holds {bad:g}.{guess}")
+    if len(values) > 1 and float(values[0]) > 0.5 and bool((values[1:] <= values[:-1]).all()):
+        raise CourseInputError(f"{name} starts at {float(values[0]):g} and falls: these look like alpha_bars, not betas "
+                               f"(beta_t is small, e.g. 1e-4 to 0.02). Pass NoiseSchedule(...).betas.")
+    return _remember(values, "betas")
+
+
+def check_alpha_bar_t(alpha_bar_t, like: torch.Tensor, name: str = "alpha_bar_t") -> torch.Tensor:
+    """Return alpha_bar_t as a tensor that broadcasts against `like` sample by sample, every value in [0, 1].
+
+    Accepted: a number (numpy scalars too), a one-element tensor, or one value per sample shaped (B, 1, 1, ...) as
     schedules.gather returns. A bare (B,) tensor is refused: against (B, C, H, W) it would
     broadcast along the last axis instead of the batch.
     """
-    if isinstance(alpha_bar_t, (int, float, np.floating)) and not isinstance(alpha_bar_t, bool):
-        return torch.tensor(float(alpha_bar_t), dtype=like.dtype, device=like.device)
+    if not isinstance(alpha_bar_t, torch.Tensor):
+        value = check_number(alpha_bar_t, name, finite=False, hint="an alpha_bar in [0, 1], e.g. alpha_bars[t]")
+        alpha_bar_t = torch.tensor(value, dtype=like.dtype, device=like.device)
     check_float_tensor(alpha_bar_t, name)
     shape = tuple(alpha_bar_t.shape)
     fits = alpha_bar_t.ndim <= like.ndim and (
@@ -139,6 +245,12 @@ def check_alpha_bar_t(alpha_bar_t, like: torch.Tensor, name: str = "alpha_bar_t"
             f"{tuple(like.shape)}. Give one number, or one per sample shaped (B, 1, ...): "
             f"schedules.gather(alpha_bars, t, x)."
         )
+    inside = (0 <= float(alpha_bar_t) <= 1) if alpha_bar_t.numel() == 1 else bool(
+        ((alpha_bar_t >= 0) & (alpha_bar_t <= 1)).all())  # NaN fails too
+    if not inside:
+        bad = alpha_bar_t[~((alpha_bar_t >= 0) & (alpha_bar_t <= 1))].flatten()[0].item()
+        raise CourseInputError(f"{name} must lie in [0, 1] (1 is clean data, 0 pure noise), got {bad!r}. "
+                               f"Take it from the table: schedules.gather(alpha_bars, t, x).")
     return alpha_bar_t
 
 

@@ -74,7 +74,7 @@ def test_sample_moments_and_labels():
     spread within 5 SE of the parameters."""
     m = lopsided()
     n = 40_000
-    x, labels = m.sample(n, generator=torch.Generator().manual_seed(2), return_labels=True)
+    x, labels = m.sample_with_labels(n, generator=torch.Generator().manual_seed(2))
     assert x.shape == (n, 3) and labels.shape == (n,)
     freq = torch.bincount(labels, minlength=3).double() / n
     se = (m.weights * (1 - m.weights) / n).sqrt()

@@ -583,3 +583,131 @@ def test_samplers_by_name_and_bad_input():
         samplers.sample(lambda x, t: x, x_T_for("2d"), [999, 499], "euler")
     with pytest.raises(CourseInputError, match="call Euler.begin"):
         samplers.Euler().step(lambda x, t: x, x_T_for("2d"), 0)
+
+
+# ----------------------------------------------------------------------------------------------
+# What the samplers accept they honour: fractional 'linspace' timesteps, final_alpha_bar, float64
+# ----------------------------------------------------------------------------------------------
+
+class _OutsideNet(torch.nn.Module):
+    """A small fixed random network built here, not by the course: eps from (x, t), t read as a float."""
+
+    def __init__(self, channels: int = 3, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.w1 = torch.nn.Parameter(torch.randn(channels + 2, 16, generator=g) / 2)
+        self.w2 = torch.nn.Parameter(torch.randn(16, channels, generator=g) / 4)
+
+    def forward(self, x, t):
+        t = torch.as_tensor(t, dtype=x.dtype).reshape(-1)[:1]
+        h = x.movedim(1, -1)
+        u = (t / 1000).expand(*h.shape[:-1], 1)
+        feats = torch.cat([h, torch.sin(3 * u), torch.cos(3 * u)], -1)
+        return (torch.tanh(feats @ self.w1.to(x.dtype)) @ self.w2.to(x.dtype)).movedim(-1, 1)
+
+
+def _diffusers_run(name, ab, model, x_T, num_steps, spacing, prediction_type="epsilon", **config):
+    """x_0 of diffusers' own loop, the model called at the timestep the scheduler passes (fractional or not)."""
+    sched = _solver_scheduler(name, ab, prediction_type, spacing)
+    sched.register_to_config(**config)
+    sched.set_timesteps(num_steps)
+    scale = 1.0 if name == "dpmpp_2m" else float((sched.sigmas.max() ** 2 + 1) ** 0.5)
+    x = x_T * scale
+    for t in sched.timesteps:
+        x = sched.step(model(sched.scale_model_input(x, t), t), t, x).prev_sample
+    return x, sched
+
+
+@pytest.mark.parametrize("name", ["euler", "heun"])
+@pytest.mark.parametrize("num_steps", [7, 25])
+def test_euler_and_heun_linspace_keep_diffusers_fractional_timesteps(name, num_steps, worst):
+    """EulerDiscreteScheduler and HeunDiscreteScheduler keep 'linspace' timesteps fractional (832.5) and interpolate
+    sigma; ours visits the same timesteps, calls the model there, and lands on the same x_0."""
+    ab = alpha_bars("linear")
+    model, x_T = _OutsideNet(), x_T_for("image")
+    with torch.no_grad():
+        theirs, sched = _diffusers_run(name, ab, model, x_T, num_steps, "linspace")
+        solver = samplers.get_sampler(name)
+        timesteps = solver.timesteps(T, num_steps, "linspace")
+        assert timesteps.dtype == torch.float32 and torch.equal(timesteps, sched.timesteps.unique_consecutive())
+        assert timesteps[1] != timesteps[1].round()  # 832.5 at 7 steps: fractional, not rounded
+        seen = []
+
+        def recording(x, t):
+            seen.append(t)
+            return model(x, t)
+
+        ours = samplers.sample(recording, x_T, timesteps, solver, alpha_bars=ab).x0
+    assert seen == [float(t) if float(t) != int(t) else int(t) for t in sched.timesteps]
+    err = float((ours - theirs).abs().max()) / max(1.0, float(theirs.abs().max()))
+    worst(f"solvers: {name} 'linspace' (fractional t) vs diffusers (relative)", err)
+    assert err <= TOL
+
+
+def test_integer_samplers_refuse_fractional_timesteps():
+    ab = alpha_bars("linear")
+    fractional = samplers.Euler().timesteps(T, 7, "linspace")
+    for name in ("ddim", "ddpm", "dpmpp_2m"):
+        with pytest.raises(CourseInputError, match=f"timesteps must be integers for {name}.*832.5"):
+            samplers.sample(lambda x, t: x, x_T_for("2d"), fractional, name, alpha_bars=ab)
+    with pytest.raises(CourseInputError, match="timesteps must be integers for this step function"):
+        samplers.sample(lambda x, t: x, x_T_for("2d"), fractional, functools.partial(samplers.ddim_step, alpha_bars=ab))
+
+
+@pytest.mark.parametrize("name", ["euler", "dpmpp_2m"])
+@pytest.mark.parametrize("num_steps", [5, 20])
+def test_final_alpha_bar_is_diffusers_final_sigmas_type_sigma_min(name, num_steps, worst):
+    """final_alpha_bar = alpha_bars[0] ends Euler and DPM-Solver++ on sigma_min, as final_sigmas_type="sigma_min"
+    (DPM-Solver++'s last step is first order below 15 steps, second order from 15: diffusers' lower_order_final).
+    The network's output is read as x0 here, so the samples stay O(1) and the two endings differ visibly."""
+    ab = alpha_bars("linear")
+    model, x_T = _OutsideNet(), x_T_for("image", seed=5)
+    with torch.no_grad():
+        theirs, sched = _diffusers_run(name, ab, model, x_T, num_steps, "trailing", "sample",
+                                       final_sigmas_type="sigma_min")
+        solver = samplers.get_sampler(name, prediction_type="sample")
+        ours = samplers.sample(model, x_T, solver.timesteps(T, num_steps), solver, alpha_bars=ab,
+                               final_alpha_bar=float(ab[0])).x0
+        to_zero = samplers.sample(model, x_T, solver.timesteps(T, num_steps), solver, alpha_bars=ab).x0
+    if name == "euler":  # diffusers' Euler returns x_bar = x_t sqrt(sigma^2 + 1)
+        ours, to_zero = (v * float((sched.sigmas[-1] ** 2 + 1) ** 0.5) for v in (ours, to_zero))
+    err = float((ours - theirs).abs().max()) / max(1.0, float(theirs.abs().max()))
+    worst(f"solvers: {name} final_sigmas_type='sigma_min' vs diffusers (relative)", err)
+    assert err <= TOL
+    assert float((to_zero - theirs).abs().max()) / max(1.0, float(theirs.abs().max())) > 100 * TOL
+
+
+def test_final_alpha_bar_where_it_cannot_apply_is_refused():
+    ab = alpha_bars("linear")
+    for name in ("ddpm", "heun"):
+        with pytest.raises(CourseInputError, match=f"{name} always lands on clean data.*final_alpha_bar=0.9999"):
+            samplers.sample(lambda x, t: x, x_T_for("2d"), [999, 499], name, alpha_bars=ab, final_alpha_bar=float(ab[0]))
+    with pytest.raises(CourseInputError, match="a step function takes its own"):
+        samplers.sample(lambda x, t: x, x_T_for("2d"), [999, 499], functools.partial(samplers.ddim_step, alpha_bars=ab),
+                        final_alpha_bar=float(ab[0]))
+    # DDIM lands exactly where final_alpha_bar says: with eps = 0, x_0 = sqrt(final_alpha_bar) * x0_hat
+    x = torch.ones(2, 2)
+    out = samplers.sample(lambda x, t: torch.zeros_like(x), x, [999], "ddim", alpha_bars=ab, final_alpha_bar=0.25)
+    torch.testing.assert_close(out.x0, 0.5 * x / ab[999].sqrt())
+
+
+@pytest.mark.parametrize("prediction_type", PREDICTIONS)
+def test_ode_solvers_convert_in_the_dtype_of_x(prediction_type, worst):
+    """In float64 (table and x), Euler and DDIM (eta = 0) are one method to float64 round-off: the solvers
+    convert eps or v to x0 in x's dtype, as DDIM does (before: through the float32 table, ~1e-8 apart)."""
+    ab = alpha_bars("linear").double()
+    model, x_T = _OutsideNet(), x_T_for("image").double()
+    with torch.no_grad():
+        timesteps = samplers.inference_timesteps(T, 12, "trailing")
+        ddim = samplers.sample(model, x_T, timesteps, samplers.DDIM(prediction_type=prediction_type), alpha_bars=ab).x0
+        euler = samplers.sample(model, x_T, timesteps, samplers.Euler(prediction_type=prediction_type), alpha_bars=ab).x0
+    err = float((ddim - euler).abs().max()) / max(1.0, float(ddim.abs().max()))
+    worst("solvers: float64 DDIM vs Euler (relative)", err)
+    assert ddim.dtype == euler.dtype == torch.float64 and err <= 1e-12
+
+
+def test_unknown_sampler_options_are_clear_errors():
+    with pytest.raises(CourseInputError, match="euler takes the options.*use_karras_sigmas.*Karras sigmas"):
+        samplers.Euler(use_karras_sigmas=True)
+    with pytest.raises(CourseInputError, match=r"ddim takes the options \['eta'"):
+        samplers.DDIM(variance_type="fixed_small")

@@ -37,7 +37,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from course_lib import environment
-from course_lib.validation import CourseInputError, check_int, check_number
+from course_lib.validation import CourseInputError, check_device, check_int, check_number
 
 MANIFEST = "manifest.json"
 TRAINER_STATE = "trainer_state.json"  # the JSON half of a training state folder
@@ -100,25 +100,11 @@ def has_training_state(folder: str | Path) -> bool:
 
 
 def target_device(device=None) -> torch.device:
-    """Return the device to put a model on: environment.default_device() for None, else `device` if this machine has it.
+    """Return the device to put a model on: environment.default_device() for None, else validation.check_device(device).
 
     Refuses an unknown device string, and "cuda" / "mps" where there is none, before anything is loaded.
     """
-    if device is None:
-        return environment.default_device()
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise CourseInputError(f"device={device!r} is not a device ({exc}); use 'cpu', 'cuda' or 'mps', or None "
-                               f"for the best one here.") from None
-    mps = getattr(torch.backends, "mps", None)
-    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": mps is not None and mps.is_available()}
-    if not available.get(device.type, True):
-        raise CourseInputError(f"device={str(device)!r}, but this machine has no {device.type.upper()} device; use "
-                               f"device='cpu', or None for the best one here ({environment.default_device()}).")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise CourseInputError(f"device={str(device)!r}, but this machine has {torch.cuda.device_count()} CUDA device(s).")
-    return device
+    return environment.default_device() if device is None else check_device(device)
 
 
 def _fix(name: str) -> str:

@@ -19,7 +19,7 @@ a DDIMScheduler whose alphas_cumprod is the table every step reads (`alpha_bars`
 condition, FlowMatchEulerDiscreteScheduler's sigmas, a VAE with a shift_factor) subclasses
 LatentSystem the same way; tests/test_latent.py plugs a minimal one in. text2image.Parts is UNetSystem.
 
-`call_model` is the course's one way to run a denoiser at one timestep (t broadcast to the batch, inputs
+`call_model` (models.call_model) is the course's one way to run a denoiser at one timestep (t broadcast to the batch, inputs
 in the model's dtype, models.model_output); guidance's CFG, InstructPix2Pix's two-scale guidance and
 every UNetSystem.predict go through it.
 
@@ -63,32 +63,8 @@ def make_scheduler():
     return DDIMScheduler(**SCHEDULER_CONFIG)
 
 
-def model_dtype(model) -> torch.dtype:
-    """Return the dtype of a model's parameters (float32 for a model without parameters)."""
-    try:
-        return next(model.parameters()).dtype
-    except StopIteration:
-        return torch.float32
-
-
-def call_model(model, x: torch.Tensor, t, condition: dict | None = None) -> torch.Tensor:
-    """Return the model's output for (x, t, condition) in float32: the course's one denoiser call.   [nb 03, 06]
-
-    t (an int, or one timestep per row) is broadcast to a (B,) int64 tensor; x and the floating-point
-    conditions go to the model in its own dtype (float16 weights on a GPU, float32 latents here), on x's
-    device; models.model_output reads the prediction (and concatenates `image_latents`, InstructPix2Pix's
-    source latent, to x). Internal: callers check their inputs at their own door.
-    Shapes: x (B, C, h, w), condition values (B, ...) -> (B, C_out, h, w).
-    """
-    dtype = model_dtype(model)
-    b = x.shape[0]
-    if isinstance(t, torch.Tensor) and t.ndim == 1:
-        t_batch = t.to(x.device, torch.long)
-    else:
-        t_batch = torch.full((b,), int(t), dtype=torch.long, device=x.device)
-    rows = {k: (v.to(x.device, dtype) if torch.is_floating_point(v) else v.to(x.device))
-            for k, v in (condition or {}).items()}
-    return models.model_output(model, x.to(dtype), t_batch, **rows).float()
+model_dtype = models.model_dtype  # the dtype of a model's weights
+call_model = models.call_model  # the course's one denoiser call (t broadcast, the model's own dtype)
 
 
 class LatentSystem:
@@ -239,7 +215,7 @@ class UNetSystem(LatentSystem):
                                                             device=self.device)}
 
     def predict(self, x: torch.Tensor, t, condition: dict) -> torch.Tensor:
-        """Return eps_hat(z_t, t, c) (B, C, h, w) float32: call_model on the UNet."""
+        """Return eps_hat(z_t, t, c) (B, C, h, w) in x's dtype: call_model on the UNet."""
         return call_model(self.unet, x, t, condition)
 
 

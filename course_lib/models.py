@@ -180,13 +180,47 @@ def _expand_condition(value, batch: int, device) -> torch.Tensor:
     return value
 
 
+def model_dtype(model) -> torch.dtype:
+    """Return the dtype of a model's parameters (float32 for a model without parameters)."""
+    try:
+        return next(model.parameters()).dtype
+    except StopIteration:
+        return torch.float32
+
+
+def timestep_batch(t, batch: int, device) -> torch.Tensor:
+    """Return t as a (B,) tensor: int64 for a whole timestep, float32 for a fractional one (Euler's 'linspace' 832.5),
+    as diffusers passes it; a (B,) tensor keeps one timestep per row."""
+    if isinstance(t, torch.Tensor) and t.ndim == 1:
+        return t.to(device)
+    t = float(t)
+    if t.is_integer():
+        return torch.full((batch,), int(t), dtype=torch.long, device=device)
+    return torch.full((batch,), t, dtype=torch.float32, device=device)
+
+
+def call_model(model, x: torch.Tensor, t, condition: dict | None = None) -> torch.Tensor:
+    """Return the model's output for (x, t, condition) in x's dtype: the course's one denoiser call.   [nb 03, 06]
+
+    t (a number, or one timestep per row) becomes a (B,) tensor (timestep_batch); x and the floating-point
+    conditions go to the model in its own dtype (float16 weights on a GPU, float32 latents here), on x's
+    device; model_output reads the prediction (and concatenates `image_latents`, InstructPix2Pix's source
+    latent, to x). Internal: callers check their inputs at their own door.
+    Shapes: x (B, C, h, w), condition values (B, ...) -> (B, C_out, h, w).
+    """
+    dtype = model_dtype(model)
+    rows = {k: (v.to(x.device, dtype) if torch.is_floating_point(v) else v.to(x.device))
+            for k, v in (condition or {}).items()}
+    return model_output(model, x.to(dtype), timestep_batch(t, x.shape[0], x.device), **rows).to(x.dtype)
+
+
 def as_denoiser(model: nn.Module, **condition):
     """Return model(xt, t) -> output, the callable samplers.sample runs, for a trained diffusion model.   [nb 03]
 
-    The model is put in eval mode and run without gradients; t becomes a (B,) tensor (int64, or float32 for a
-    fractional t such as Euler's 'linspace' 832.5, as diffusers passes it); each condition (e.g. class_labels=3,
-    or a (B,) tensor of labels) is broadcast to the batch. A flow-matching model is refused: flow.generate
-    samples it.
+    The model is put in eval mode and run without gradients through call_model (t becomes a (B,) tensor:
+    int64, or float32 for a fractional t such as Euler's 'linspace' 832.5, as diffusers passes it); each
+    condition (e.g. class_labels=3, or a (B,) tensor of labels) is broadcast to the batch. A flow-matching
+    model is refused: flow.generate samples it.
     """
     if not callable(model):
         raise CourseInputError(f"model must be a trained network (a torch nn.Module), got {type(model).__name__}.")
@@ -197,11 +231,8 @@ def as_denoiser(model: nn.Module, **condition):
     @torch.no_grad()
     def denoiser(xt: torch.Tensor, t) -> torch.Tensor:
         b = xt.shape[0]
-        t = float(t)
-        t_batch = (torch.full((b,), int(t), dtype=torch.long, device=xt.device) if t.is_integer()
-                   else torch.full((b,), t, dtype=torch.float32, device=xt.device))
         cond = {k: _expand_condition(v, b, xt.device) for k, v in condition.items()}
-        return model_output(model, xt, t_batch, **cond)
+        return call_model(model, xt, t, cond)
 
     return denoiser
 

@@ -54,7 +54,7 @@ from course_lib.guidance import check_guidance_scale
 from course_lib.latent import SCHEDULER_CONFIG  # noqa: F401  (the folder's scheduler config)
 from course_lib.latent import make_scheduler as scheduler  # noqa: F401  (a fresh DDIMScheduler of the folder)
 from course_lib.text2image import scheduler_alpha_bars as alpha_bars  # noqa: F401  (its alphas_cumprod)
-from course_lib.validation import CourseInputError, check_positive_int
+from course_lib.validation import CourseInputError, check_device, check_positive_int
 
 PIPELINE_NAME = "sd_shapes"  # data/sd_shapes: the course's model as a StableDiffusionPipeline folder
 STABLE_DIFFUSION = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -165,20 +165,6 @@ def verify(folder_or_name: str | Path = PIPELINE_NAME) -> dict:
         rebuild = BUILD_COMMAND + ("" if folder == environment.DATA_DIR / PIPELINE_NAME else f" --out {folder}")
         raise CourseInputError(f"{message} Rebuild it with `{rebuild}` (from data/text2image, data/vae, data/clip), "
                                f"or restore the shipped files with `git checkout data/{folder.name}`.") from None
-
-
-def check_device(device) -> torch.device:
-    """Return torch.device(device) if this machine has it (CUDA, Apple's MPS, the CPU), else raise before anything loads."""
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise CourseInputError(f"device must be 'cpu', 'cuda', 'cuda:0', 'mps' or a torch.device, got {device!r}.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CourseInputError(f"device={str(device)!r} but this machine has no CUDA GPU (torch.cuda.is_available() "
-                               f"is False). Use device='cpu', or leave device out (environment.default_device()).")
-    if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise CourseInputError("device='mps' but Apple's MPS is not available here. Use device='cpu'.")
-    return device
 
 
 def check_dtype_for_device(dtype, device) -> None:

@@ -112,18 +112,24 @@ def check_bool(value, name: str) -> bool:
 
 
 def check_device(device, name: str = "device") -> torch.device:
-    """Return `device` as a torch.device if it names one this machine has (cpu, or an available cuda/mps), else raise."""
+    """Return `device` as a torch.device if it names one this machine has (cpu, or an available cuda/mps), else raise.
+
+    The course's one device door: every function that takes device= checks it here, before anything is loaded.
+    """
     shown = str(device) if isinstance(device, torch.device) else device
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise CourseInputError(f"{name}={shown!r} is not a device: use 'cpu', 'cuda' or 'mps' "
-                               f"(environment.default_device() picks the best one here).") from exc
-    available = {"cpu": True, "meta": True, "cuda": torch.cuda.is_available(),
-                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+        raise CourseInputError(f"{name}={shown!r} is not a device: {name} must be 'cpu', 'cuda', 'cuda:0', 'mps' or a "
+                               f"torch.device (environment.default_device() picks the best one here).") from exc
+    mps = getattr(torch.backends, "mps", None)
+    available = {"cpu": True, "meta": True, "cuda": torch.cuda.is_available(), "mps": mps is not None and mps.is_available()}
     if not available.get(parsed.type, False):
-        raise CourseInputError(f"{name}={shown!r}: this machine has no {parsed.type} device. Use 'cpu', or "
-                               f"environment.default_device() for the best one available.")
+        kind = {"cuda": "CUDA GPU", "mps": "Apple GPU (MPS)"}.get(parsed.type, parsed.type)
+        raise CourseInputError(f"{name}={shown!r}, but this machine has no {parsed.type.upper()} device (no {kind}): use "
+                               f"{name}='cpu', or leave it out (environment.default_device() picks the best one here).")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise CourseInputError(f"{name}={shown!r}, but this machine has {torch.cuda.device_count()} CUDA device(s).")
     return parsed
 
 

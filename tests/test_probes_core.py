@@ -357,7 +357,7 @@ PROBES = {
 
 if not torch.cuda.is_available():
     PROBES["generate device cuda without one"] = (lambda: models.generate(MLP, (4, 2), AB, device="cuda"),
-                                                 refused("device='cuda'", "no cuda device"))
+                                                 refused("device='cuda'", "no CUDA device"))
 
 
 @pytest.mark.parametrize("probe", list(PROBES))

@@ -146,7 +146,7 @@ REFUSED = [
      "writer must be a language.PromptWriter"),
     ("load_writer, a device that does not exist", lambda w: language.load_writer(device="banana"), CourseInputError,
      "device must be"),
-    ("check_device, a number", lambda w: language.check_device(1.5), CourseInputError, "device must be"),
+    ("check_device, a number", lambda w: language.load_writer(device=1.5), CourseInputError, "device must be"),
     # editing from an instruction: refused before anything is drawn (parts=None is never touched)
     ("edit, method unknown", lambda w: language.edit_from_instruction(w, None, None, SOURCE, "remove the ball", method="paint"),
      CourseInputError, "method must be one of"),
@@ -205,9 +205,9 @@ def test_refused_with_a_clear_message(writer, what, call, error, match):
 def test_cuda_without_a_gpu_is_refused_before_loading():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    with pytest.raises(CourseInputError, match="no CUDA GPU; use device='cpu'"):
+    with pytest.raises(CourseInputError, match="no CUDA device"):
         language.load_writer(device="cuda")
-    with pytest.raises(CourseInputError, match="no CUDA GPU"):
+    with pytest.raises(CourseInputError, match="no CUDA device"):
         language.load_instruction_model(language.NAME, "cuda")
 
 

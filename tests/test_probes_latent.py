@@ -19,6 +19,7 @@ import torch
 from course_lib import (attention, fast_sampling, guidance, instruct_pix2pix, latent, metrics, models, pipeline,
                         shapes, text, text2image)
 from course_lib import vae as vae_lib
+from course_lib import validation
 from course_lib.validation import CourseInputError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -232,8 +233,8 @@ def test_pipeline_probes(parts, monkeypatch):
                                                                                 generator=2).image,
          same_as(lambda: pipeline.cross_attention_maps(parts, "a red circle", num_steps=1,
                                                        generator=torch.Generator().manual_seed(2)).image)),
-        ("check_device: a word", lambda: pipeline.check_device("gpu"), "device must be 'cpu', 'cuda'"),
-        ("check_device: cpu", lambda: pipeline.check_device("cpu"), lambda d: d == torch.device("cpu")),
+        ("check_device: a word", lambda: pipeline.load_pipeline(device="gpu"), "device must be 'cpu', 'cuda'"),
+        ("check_device: cpu", lambda: validation.check_device("cpu"), lambda d: d == torch.device("cpu")),
         ("load_pipeline: float16 on the CPU", lambda: pipeline.load_pipeline("sd_shapes", "cpu", dtype=torch.float16),
          "float16 weights on the CPU"),
     ]
@@ -242,9 +243,9 @@ def test_pipeline_probes(parts, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(pipeline, "verify", lambda *a, **k: pytest.fail("load_pipeline read the folder before checking the device"))
     for device in ("cuda", "cuda:1", torch.device("cuda")):
-        with pytest.raises(CourseInputError, match="this machine has no CUDA GPU"):
+        with pytest.raises(CourseInputError, match="this machine has no CUDA device"):
             pipeline.load_pipeline("sd_shapes", device=device)
-    with pytest.raises(CourseInputError, match="this machine has no CUDA GPU"):
+    with pytest.raises(CourseInputError, match="this machine has no CUDA device"):
         pipeline.load_stable_diffusion("any/model", device="cuda")
 
 

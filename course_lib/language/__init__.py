@@ -78,7 +78,7 @@ from course_lib.language.words import ALONE_FRAMES, BACKGROUND_FRAMES, BACKGROUN
     INSTRUCTION_JOINERS, INSTRUCTION_PREFIXES, JOINERS, OBJECT_FRAMES, PAD, POSITION_WORDS, PREFIXES, REFERENT_FRAMES, \
     REFUSALS, RELATION_FRAMES, SCENE, SEP, SHAPE_WORDS, SPECIAL, TYPO_RATE, UNSUPPORTED, VAGUE_OBJECT_FRAMES, \
     WRITER_SPLITS, as_rng, check_split, check_text, entries
-from course_lib.language.writer import NAME, PromptWriter, check_device, load_writer, save_writer
+from course_lib.language.writer import NAME, PromptWriter, load_writer, save_writer
 from course_lib.language.writer_training import TRAIN_CONFIG, TRAIN_EXAMPLES, train_writer
 
 __all__ = [
@@ -100,7 +100,7 @@ __all__ = [
     # refusals and resolving
     "WriterError", "WORLD", "RELATION", "ANSWER_KINDS", "check_refusal", "resolve_request", "resolve_edit", "resolved",
     # the writer
-    "known_words", "unknown_word", "NAME", "PromptWriter", "save_writer", "check_device", "load_writer",
+    "known_words", "unknown_word", "NAME", "PromptWriter", "save_writer", "load_writer",
     # editing from an instruction
     "EDIT_METHODS", "DEFAULT_EDIT_METHOD", "InstructionEdit", "edit_from_instruction",
     # the real-LLM path

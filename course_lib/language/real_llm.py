@@ -11,8 +11,7 @@ import torch
 
 from course_lib import checkpoints, models
 from course_lib.language.words import check_text
-from course_lib.language.writer import check_device
-from course_lib.validation import CourseInputError, check_int
+from course_lib.validation import CourseInputError, check_device, check_int
 
 REAL_WRITER = "Qwen/Qwen2.5-0.5B-Instruct"  # a small open instruction model (Apache-2.0)
 EXPANSION_PROMPT = ("Rewrite the user's request as one short, concrete Stable Diffusion prompt: the subject, its colours "
@@ -28,7 +27,7 @@ def load_instruction_model(model_id: str = REAL_WRITER, device=None, *, dtype=No
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     check_text(model_id, "model_id")
-    device = check_device(device)
+    device = check_device(device) if device is not None else torch.device("cpu")
     if dtype is not None and not isinstance(dtype, torch.dtype):
         raise CourseInputError(f"dtype must be a torch.dtype (e.g. torch.float16) or None, got {dtype!r}.")
     dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)

@@ -19,7 +19,7 @@ from course_lib.language.instruction_examples import edit_prompt
 from course_lib.language.model import MAX_ANSWER_TOKENS, MAX_NEW_TOKENS
 from course_lib.language.refusals import WriterError, resolve_edit, resolve_request
 from course_lib.language.words import SCENE, SEP, check_text
-from course_lib.validation import CourseInputError, check_int
+from course_lib.validation import CourseInputError, check_device, check_int
 
 NAME = "prompt_writer"  # data/prompt_writer: GPT2LMHeadModel + its tokenizer
 
@@ -126,19 +126,6 @@ def save_writer(writer: PromptWriter, folder, **manifest) -> dict:
         "name", "command", "train_config", "recipe", "data_seed", "steps", "wall_time_s", "metrics", "num_parameters")})
 
 
-def check_device(device) -> torch.device:
-    """Return `device` as a torch.device (None: the CPU) if this machine has it, else raise saying what it has."""
-    try:
-        device = torch.device(device) if device is not None else torch.device("cpu")
-    except (RuntimeError, TypeError):
-        raise CourseInputError(f"device must be 'cpu', 'cuda', 'cuda:0', 'mps' or a torch.device, got {device!r}.") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise CourseInputError(f"device={str(device)!r} but this machine has no CUDA GPU; use device='cpu'.")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise CourseInputError(f"device={str(device)!r} but this machine has no Apple GPU (MPS); use device='cpu'.")
-    return device
-
-
 def load_writer(name_or_path: str | Path = NAME, device=None) -> PromptWriter:
     """Load a writer folder (hashes checked when it has a manifest) with AutoModelForCausalLM and AutoTokenizer.   [nb 09]
 
@@ -147,7 +134,7 @@ def load_writer(name_or_path: str | Path = NAME, device=None) -> PromptWriter:
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device = check_device(device)
+    device = check_device(device) if device is not None else torch.device("cpu")
     folder = checkpoints.checkpoint_dir(name_or_path)
     checkpoints.verify(folder)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()

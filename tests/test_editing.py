@@ -516,3 +516,37 @@ def test_inversions_refuse_a_sampler_that_would_not_retrace_them(parts, cases):
         editing.invert(parts, torch.zeros(1, 4, 8, 8), "a red circle", editing.InversionSettings(sampler="dpmpp_2m"))
     with pytest.raises(CourseInputError, match="unknown sampler"):
         editing.sdedit(parts, _images(cases[:1]), "a", "b", sampler="lms")
+
+
+def test_a_call_from_an_editing_method_down_to_the_unet_never_climbs_back(parts):
+    """The modules on the stack, from the public method down to the UNet's forward, each appear as one run:
+    editing -> guidance -> latent -> models, and no module is re-entered after the call has left it (issue 22)."""
+    import inspect
+
+    seen = []
+
+    def record(module, args):
+        chain = []
+        for frame in reversed(inspect.stack()):  # outermost first
+            name = frame.frame.f_globals.get("__name__", "")
+            if name.startswith("course_lib."):
+                top = name.split(".")[1]  # course_lib.editing.loop -> editing
+                if not chain or chain[-1] != top:
+                    chain.append(top)
+        seen.append(chain)
+
+    case = shapes.make_edit(shapes.Scene((shapes.ShapeObject("circle", "red", 1, 1),), "black"),
+                            shapes.Edit("colour", 0, value="blue"))
+    handle = parts.unet.register_forward_pre_hook(record)
+    try:
+        editing.prompt_to_prompt(parts, case.source_image, case.source_caption, case.target_caption,
+                                 inversion=editing.InversionSettings("direct", num_steps=5), generator=0)
+        editing.mask_locking(parts, case.source_image, case.source_caption, case.target_caption,
+                             inversion=editing.InversionSettings("ddim", num_steps=5), generator=0)
+    finally:
+        handle.remove()
+    assert seen, "the UNet was never called"
+    assert ["editing", "guidance", "latent", "models"] in seen or ["editing", "guidance", "models"] in seen, seen[:3]
+    for chain in seen:
+        assert len(chain) == len(set(chain)), f"the call re-entered a module it had left: {' -> '.join(chain)}"
+        assert chain[0] == "editing" and chain[-1] in ("latent", "models"), chain

@@ -37,7 +37,7 @@ import torch
 from course_lib import models, samplers, schedules, text
 from course_lib import noise as noise_lib
 from course_lib import vae as vae_lib
-from course_lib.validation import CourseInputError, check_finite, check_float_tensor, check_positive_int
+from course_lib.validation import CourseInputError, check_finite, check_float_tensor, check_int, check_positive_int
 
 # The course's latent model is trained and sampled on Stable Diffusion's betas (scaled_linear, 0.00085
 # to 0.012, 1,000 steps): the UNet family's noise schedule.
@@ -217,6 +217,88 @@ class UNetSystem(LatentSystem):
     def predict(self, x: torch.Tensor, t, condition: dict) -> torch.Tensor:
         """Return eps_hat(z_t, t, c) (B, C, h, w) in x's dtype: call_model on the UNet."""
         return call_model(self.unet, x, t, condition)
+
+
+class FlowSystem(LatentSystem):
+    """Stable Diffusion 3's family: an MMDiT predicting the velocity eps - x0, two CLIP text encoders, flow sigmas.   [SD3, nb 10]
+
+    FlowSystem(transformer, vae, tokenizer, text_encoder, tokenizer_2, text_encoder_2, scheduler,
+    max_sequence_length=0): the components of diffusers' StableDiffusion3Pipeline without T5
+    (text_encoder_3 = None). transformer: SD3Transformer2DModel; text encoders: CLIPTextModelWithProjection
+    (text.text_encoder_with_projection); scheduler: FlowMatchEulerDiscreteScheduler, whose `shift` bends the
+    sigmas toward noise. The path is x_sigma = (1 - sigma) x0 + sigma eps (sigma 1 = noise), the transformer
+    reads timestep t = 1000 sigma, and predicts v = eps - x0 (flow.py's convention, nb 03b).
+
+    The condition is {"encoder_hidden_states": (B, L + M, joint_attention_dim), "pooled_projections":
+    (B, P)}: the two encoders' penultimate states side by side, zero-padded to joint_attention_dim, then
+    max_sequence_length rows of zeros where T5's states would be; pooled = the two projected pooled
+    embeddings side by side. Without T5 the zero rows are all one token (the context embedder's bias), so
+    M changes the images: sample with the M the model was trained with (the pipeline's own default is 256).
+    """
+
+    components = ("transformer", "vae", "tokenizer", "text_encoder", "tokenizer_2", "text_encoder_2", "scheduler")
+
+    def __init__(self, transformer, vae, tokenizer, text_encoder, tokenizer_2, text_encoder_2, scheduler, *,
+                 max_sequence_length: int = 0):
+        super().__init__(vae, scheduler)
+        config = getattr(transformer, "config", None)
+        if getattr(config, "joint_attention_dim", None) is None or getattr(config, "pooled_projection_dim", None) is None:
+            raise CourseInputError(f"transformer must be a diffusers SD3Transformer2DModel (an MMDiT), "
+                                   f"got {type(transformer).__name__}.")
+        if not hasattr(scheduler, "sigmas") or "shift" not in getattr(scheduler, "config", {}):
+            raise CourseInputError(f"the scheduler must be a FlowMatchEulerDiscreteScheduler (flow sigmas with a shift), "
+                                   f"got {type(scheduler).__name__}.")
+        self.transformer = transformer
+        self.tokenizer, self.text_encoder = tokenizer, text_encoder
+        self.tokenizer_2, self.text_encoder_2 = tokenizer_2, text_encoder_2
+        self.max_sequence_length = check_int(max_sequence_length, "max_sequence_length", minimum=0, maximum=512,
+                                             hint="the rows of zeros that stand for T5's states")
+        self.shift = float(scheduler.config["shift"])
+        self.num_train_timesteps = int(scheduler.config["num_train_timesteps"])
+        self._schedules: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        return self.transformer
+
+    def schedule(self, num_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (timesteps (N,), sigmas (N + 1,)) float32 of an N-step sampling run, as the pipeline's scheduler sets them.
+
+        FlowMatchEulerDiscreteScheduler.set_timesteps(N): sigmas from 1 down to its smallest training sigma,
+        shifted (sigma' = shift sigma / (1 + (shift - 1) sigma)), then 0 appended; timesteps = 1000 sigma.
+        Computed once per N and kept (the scheduler is stateful; the copies are not).
+        """
+        num_steps = check_positive_int(num_steps, "num_steps")
+        if num_steps not in self._schedules:
+            self.scheduler.set_timesteps(num_steps, device="cpu")
+            self._schedules[num_steps] = (self.scheduler.timesteps.clone().float(), self.scheduler.sigmas.clone().float())
+        timesteps, sigmas = self._schedules[num_steps]
+        return timesteps.to(self.device), sigmas.to(self.device)
+
+    def timestep(self, sigma) -> torch.Tensor:
+        """Return the timestep the transformer reads at noise level sigma: 1000 sigma, float32 (the scheduler's rule)."""
+        return torch.as_tensor(sigma, dtype=torch.float32) * self.num_train_timesteps
+
+    def encode_prompt(self, prompts) -> dict[str, torch.Tensor]:
+        """Return {"encoder_hidden_states", "pooled_projections"}: StableDiffusion3Pipeline.encode_prompt without T5.   [SD3, nb 10]
+
+        Prompts longer than the tokenizers' model_max_length are refused; "" gives the unconditional rows.
+        """
+        states, pooled = [], []
+        for tokenizer, encoder in ((self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)):
+            hidden, embeds = text.encode_prompt_pooled(prompts, tokenizer, encoder, device=self.device)
+            states.append(hidden)
+            pooled.append(embeds)
+        width = self.transformer.config.joint_attention_dim
+        clip_states = torch.cat(states, -1)
+        clip_states = torch.nn.functional.pad(clip_states, (0, width - clip_states.shape[-1]))
+        t5 = torch.zeros(len(clip_states), self.max_sequence_length, width, dtype=clip_states.dtype,
+                         device=clip_states.device)
+        return {"encoder_hidden_states": torch.cat([clip_states, t5], -2), "pooled_projections": torch.cat(pooled, -1)}
+
+    def predict(self, x: torch.Tensor, t, condition: dict) -> torch.Tensor:
+        """Return v_hat(x_sigma, t, c) = the predicted eps - x0 (B, C, h, w) in x's dtype; t = 1000 sigma (self.timestep)."""
+        return call_model(self.transformer, x, t, condition)
 
 
 def check_system(system, cls: type = LatentSystem, name: str = "parts") -> LatentSystem:

@@ -156,14 +156,17 @@ def model_output(model: nn.Module, xt: torch.Tensor, t: torch.Tensor, **conditio
 
     diffusers models return an output object with .sample (or a tuple with return_dict=False);
     the course's own models return the tensor. `condition` goes to the model as keyword arguments
-    (class_labels for the digits UNet, encoder_hidden_states for a text-conditioned UNet).
+    (class_labels for the digits UNet, encoder_hidden_states for a text-conditioned UNet,
+    encoder_hidden_states and pooled_projections for SD3's transformer).
     An image-conditioned model (InstructPix2Pix, nb 09) gets `image_latents` (B, C', h, w)
     concatenated to xt on the channels, as StableDiffusionInstructPix2PixPipeline does.
     """
     image_latents = condition.pop("image_latents", None)
     if image_latents is not None:
         xt = torch.cat([xt, image_latents.to(xt.dtype)], dim=1)
-    out = model(xt, t, **condition)
+    # diffusers' models all name it `timestep`, but not all take it second (SD3Transformer2DModel's forward is
+    # (hidden_states, encoder_hidden_states, pooled_projections, timestep)): pass it by name to them
+    out = model(xt, timestep=t, **condition) if isinstance(model, ModelMixin) else model(xt, t, **condition)
     if hasattr(out, "sample"):
         out = out.sample
     elif isinstance(out, (tuple, list)):

@@ -278,6 +278,51 @@ def truncate_text_encoder(text_encoder, num_layers: int):
     return out.eval()
 
 
+def text_encoder_with_projection(clip_model, num_layers: int | None = None):
+    """Return a CLIPTextModelWithProjection: clip_model's text tower (its first num_layers layers) and text_projection.   [SD3, nb 10]
+
+    Stable Diffusion 3 reads two CLIP text encoders of this class: their token states and the projected
+    pooled embedding (encode_prompt_pooled). The course builds its two from its own CLIPModels (data/clip,
+    data/clip_lit, nb 05), cut like truncate_text_encoder so that the folder says which layer is read.
+    Weights are copied; text_embeds equal clip_model.get_text_features for the full depth. Frozen, eval mode.
+    """
+    from transformers import CLIPModel, CLIPTextConfig, CLIPTextModelWithProjection
+
+    if not isinstance(clip_model, CLIPModel):
+        raise CourseInputError(f"clip_model must be a CLIPModel (clip.load()), got {type(clip_model).__name__}.")
+    depth = clip_model.config.text_config.num_hidden_layers
+    num_layers = depth if num_layers is None else num_layers
+    is_int = isinstance(num_layers, (int, np.integer)) and not isinstance(num_layers, (bool, np.bool_))
+    if not is_int or not 1 <= num_layers <= depth:
+        raise CourseInputError(f"num_layers must be an int from 1 to the tower's {depth} layers (SD3 reads the "
+                               f"penultimate hidden state, which a 0-layer tower does not have), got {num_layers!r}.")
+    config = {**clip_model.config.text_config.to_dict(), "num_hidden_layers": int(num_layers),
+              "projection_dim": clip_model.config.projection_dim}  # the text_config's own projection_dim is a default
+    config.pop("architectures", None)
+    encoder = CLIPTextModelWithProjection(CLIPTextConfig(**config)).to(clip_model.device, clip_model.dtype)
+    state = {k: v for k, v in clip_model.state_dict().items() if k.startswith(("text_model.", "text_projection."))}
+    missing, _ = encoder.load_state_dict(state, strict=False)  # the dropped layers are 'unexpected'
+    if missing:
+        raise CourseInputError(f"the text tower lacks weights for {missing[:3]}; is this a course CLIPModel?")
+    return encoder.eval().requires_grad_(False)
+
+
+def encode_prompt_pooled(prompts, tokenizer, text_encoder, *, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (states (B, L, D), pooled (B, P)): the penultimate hidden states and the projected pooled embedding.   [SD3, nb 10]
+
+    As StableDiffusion3Pipeline._get_clip_prompt_embeds with clip_skip=None: pad to model_max_length,
+    hidden_states[-2] (before the final layer norm) and text_embeds (the end token, final layer norm,
+    text_projection). text_encoder: a CLIPTextModelWithProjection (text_encoder_with_projection). A prompt
+    longer than model_max_length is refused (check_prompt_lengths); "" is the unconditional prompt.
+    """
+    prompts = as_prompts(prompts)
+    device = torch.device(device) if device is not None else text_encoder.device
+    ids = tokenize(prompts, tokenizer).to(device)
+    with torch.no_grad():
+        out = text_encoder(ids, output_hidden_states=True)
+    return out.hidden_states[-2], out.text_embeds
+
+
 def encode_prompt(prompts, tokenizer, text_encoder, *, device=None, truncation: bool = False) -> torch.Tensor:
     """Return the prompt embeddings the UNet cross-attends to: last_hidden_state (B, L, D).   [LDM sec. 3.3, nb 05-06]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from course_lib import guidance, latent, models, pipeline, shapes, text, text2image
+from course_lib import clip, guidance, latent, models, pipeline, shapes, text, text2image
 from course_lib import vae as vae_lib
 from course_lib.validation import CourseInputError
 
@@ -216,3 +216,74 @@ def test_the_base_class_says_what_a_family_must_provide(parts):
             call()
     with pytest.raises(CourseInputError, match="vae must be a diffusers AutoencoderKL"):
         latent.LatentSystem(parts.unet, parts.scheduler)
+
+
+# ----------------------------------------------------------------------------------------------
+# The flow family (latent.FlowSystem) on the course's own CLIP towers, against StableDiffusion3Pipeline
+# ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def flow_system():
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+
+    towers = []
+    for name, layers in (("clip", 1), ("clip_lit", 2)):
+        model, tokenizer = clip.load(name, device="cpu")
+        towers += [tokenizer, text.text_encoder_with_projection(model, layers)]
+    with models.seeded(5):
+        transformer = SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=4, out_channels=4, num_layers=1,
+                                            attention_head_dim=16, num_attention_heads=2, joint_attention_dim=128,
+                                            caption_projection_dim=32, pooled_projection_dim=128,
+                                            pos_embed_max_size=8).eval()
+    vae = vae_lib.make_vae(seed=3, block_out_channels=(8, 16, 16), norm_num_groups=8, shift_factor=0.1,
+                           scaling_factor=1.2).eval()
+    return latent.FlowSystem(transformer, vae, *towers, FlowMatchEulerDiscreteScheduler(shift=3.0))
+
+
+def test_the_course_towers_with_projection_equal_get_text_features():
+    model, tokenizer = clip.load("clip", device="cpu")
+    ids = text.tokenize(PROMPTS, tokenizer)
+    full = text.text_encoder_with_projection(model)
+    with torch.no_grad():
+        want = model.get_text_features(input_ids=ids)
+        want = getattr(want, "pooler_output", want)
+        assert torch.equal(full(ids).text_embeds, want)
+        cut = text.text_encoder_with_projection(model, 1)(ids, output_hidden_states=True)
+        assert torch.equal(cut.hidden_states[-2], model.text_model(ids, output_hidden_states=True).hidden_states[0])
+    for bad in (0, 4, 1.5, True):
+        with pytest.raises(CourseInputError, match="num_layers"):
+            text.text_encoder_with_projection(model, bad)
+
+
+def test_the_flow_family_equals_sd3s_pipeline_step_by_step(flow_system):
+    from diffusers import StableDiffusion3Pipeline
+
+    system = flow_system
+    pipe = StableDiffusion3Pipeline(transformer=system.transformer, scheduler=system.scheduler, vae=system.vae,
+                                    text_encoder=system.text_encoder, tokenizer=system.tokenizer,
+                                    text_encoder_2=system.text_encoder_2, tokenizer_2=system.tokenizer_2,
+                                    text_encoder_3=None, tokenizer_3=None)
+    cond = system.encode_prompt(PROMPTS)
+    embeds, _, pooled, _ = pipe.encode_prompt(PROMPTS, None, None, device=torch.device("cpu"),
+                                              do_classifier_free_guidance=False, max_sequence_length=0)
+    assert torch.equal(cond["encoder_hidden_states"], embeds) and torch.equal(cond["pooled_projections"], pooled)
+    # the schedule: the pipeline's own sigmas (shifted, the last one shifted twice) and timesteps = 1000 sigma
+    timesteps, sigmas = system.schedule(8)
+    pipe.scheduler.set_timesteps(8)
+    assert torch.equal(timesteps, pipe.scheduler.timesteps) and torch.equal(sigmas, pipe.scheduler.sigmas)
+    # a hand-written Euler loop with CFG equals the pipeline's image for the same generator
+    uncond = system.encode_prompt([""] * len(PROMPTS))
+    z = system.prepare_latents(len(PROMPTS), generator=3)
+    denoiser = guidance.cfg_denoiser(system, 4.0, cond, uncond, pipeline_convention=True)
+    for i, t in enumerate(timesteps):
+        z = z + (sigmas[i + 1] - sigmas[i]) * denoiser(z, t)
+    images = system.decode_latents(z)
+    want = pipe(PROMPTS, num_inference_steps=8, guidance_scale=4.0, generator=torch.Generator().manual_seed(3),
+                max_sequence_length=0, output_type="pt").images * 2 - 1
+    assert (images - want).abs().max() <= 1e-5
+    assert system.timestep(sigmas[1]) == timesteps[1]
+    with pytest.raises(CourseInputError, match="max_sequence_length"):
+        latent.FlowSystem(system.transformer, system.vae, *[system.tokenizer, system.text_encoder] * 2,
+                          system.scheduler, max_sequence_length=-1)
+    with pytest.raises(CourseInputError, match="SD3Transformer2DModel"):
+        latent.FlowSystem(system.vae, system.vae, *[system.tokenizer, system.text_encoder] * 2, system.scheduler)

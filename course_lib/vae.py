@@ -48,6 +48,19 @@ VAE_CONFIG = dict(
     mid_block_add_attention=True,
     scaling_factor=1.0,  # replaced by compute_scaling_factor() after training
 )
+# 32x32 RGB -> 4 x 16 x 16: two blocks (one downsampling, f = 2), about 0.6 M parameters: the flow family's
+# latent space (nb 10). A finer grid lets an editor keep a latent cell that lies wholly inside an object (at
+# f = 4 no cell does: every one also holds background), and without the mid block's self-attention the
+# decoder is convolutional only, so a changed cell reaches only the pixels within its receptive field
+# (with it, every pixel). Stable Diffusion 3 stores a shift as well as a scale: latents are (z - shift) * scale.
+VAE16_CONFIG = dict(
+    VAE_CONFIG,
+    down_block_types=("DownEncoderBlock2D",) * 2,
+    up_block_types=("UpDecoderBlock2D",) * 2,
+    block_out_channels=(32, 64),
+    mid_block_add_attention=False,
+    shift_factor=0.0,  # replaced by compute_scaling_factor's companion, the latents' mean, after training
+)
 LOGVAR_RANGE = (-30.0, 20.0)  # diffusers' DiagonalGaussianDistribution clamps logvar to this
 
 
@@ -171,12 +184,13 @@ def vae_loss(vae, batch, generator: torch.Generator | None = None, *, kl_weight:
 # ----------------------------------------------------------------------------------------------
 
 @torch.no_grad()
-def compute_scaling_factor(vae, x0: torch.Tensor, generator: torch.Generator | None = None,
-                           batch_size: int = 512) -> float:
-    """Return 1 / std of the latents z ~ q(z | x0) over a (large) batch of images.   [LDM sec. 4.3.2, nb 04]
+def latent_statistics(vae, x0: torch.Tensor, generator: torch.Generator | None = None,
+                      batch_size: int = 512) -> tuple[float, float]:
+    """Return (mean, std) of the unscaled latents z ~ q(z | x0) over a (large) batch of images.   [LDM sec. 4.3.2, nb 04]
 
-    Stable Diffusion's 0.18215 is this number for its VAE on its data. The latents are drawn with
-    latent_dist.sample(generator), as diffusers' training scripts encode.
+    The latents are drawn with latent_dist.sample(generator), as diffusers' training scripts encode.
+    Stable Diffusion's scaling factor 0.18215 is 1 / std for its VAE on its data; Stable Diffusion 3
+    also stores the mean as shift_factor (0.0609), so that (z - shift) * scale has mean 0 and std 1.
     """
     check_images(x0, vae)
     generator = noise_lib.as_generator(generator)
@@ -184,13 +198,21 @@ def compute_scaling_factor(vae, x0: torch.Tensor, generator: torch.Generator | N
     device = models.model_device(vae)
     z = torch.cat([vae.encode(x0[i: i + batch_size].to(device)).latent_dist.sample(generator=generator).float().cpu()
                    for i in range(0, len(x0), batch_size)])
-    return float(1 / z.std())
+    return float(z.mean()), float(z.std())
 
 
-def set_scaling_factor(vae, value: float) -> None:
-    """Store the scaling factor in vae.config, so that save_pretrained writes it to config.json."""
+def compute_scaling_factor(vae, x0: torch.Tensor, generator: torch.Generator | None = None,
+                           batch_size: int = 512) -> float:
+    """Return 1 / std of the latents z ~ q(z | x0) over a (large) batch of images (latent_statistics).   [LDM sec. 4.3.2, nb 04]"""
+    return 1 / latent_statistics(vae, x0, generator, batch_size)[1]
+
+
+def set_scaling_factor(vae, value: float, shift: float | None = None) -> None:
+    """Store the scaling factor (and, if given, the shift factor) in vae.config, so that save_pretrained writes them."""
     value = check_number(value, "the scaling factor", low=0, low_open=True, hint="1 / std of the latents")
     vae.register_to_config(scaling_factor=value)
+    if shift is not None:
+        vae.register_to_config(shift_factor=check_number(shift, "the shift factor", hint="the mean of the latents"))
 
 
 def shift_factor(vae) -> float:

@@ -53,8 +53,9 @@ def vae_kl_sweep(device=None) -> list[dict]:
     return rows
 
 
-def finish_vae(model: torch.nn.Module) -> dict:
-    """Store the scaling factor in the config, halve the weights to float16 (what ships), measure; run the KL sweep.
+def finish_vae(model: torch.nn.Module, *, shift: bool = False, kl_sweep: bool = True) -> dict:
+    """Store the scaling factor (and with shift=True the shift factor) in the config, halve the weights to float16
+    (what ships), measure; run the KL sweep (nb 04's table) if kl_sweep.
 
     The figures are measured on the shipped weights (float16, loaded back as float32), so the
     manifest's PSNR is the one a learner gets; psnr_test_float32 is before halving.
@@ -67,14 +68,16 @@ def finish_vae(model: torch.nn.Module) -> dict:
     model.half()
     shipped = copy.deepcopy(model).float()
     images = shapes.render(shapes.sample_scenes(VAE_SCALING_IMAGES, seed=1, split="train"))
-    scaling_factor = vae_lib.compute_scaling_factor(shipped, images.to(device),
-                                                    generator=torch.Generator(device).manual_seed(0))
+    mean, std = vae_lib.latent_statistics(shipped, images.to(device), generator=torch.Generator(device).manual_seed(0))
     for m in (model, shipped):
-        vae_lib.set_scaling_factor(m, round(scaling_factor, 5))
+        vae_lib.set_scaling_factor(m, round(1 / std, 5), round(mean, 5) if shift else None)
     figures.update(vae_lib.measure(shipped))
-    figures["scaling_factor"] = round(scaling_factor, 5)
+    figures["scaling_factor"] = round(1 / std, 5)
+    if shift:
+        figures["shift_factor"] = round(mean, 5)
     figures["prior_samples_readable"] = round(_prior_samples_readable(shipped), 4)
-    figures["kl_sweep"] = vae_kl_sweep(device)
+    if kl_sweep:
+        figures["kl_sweep"] = vae_kl_sweep(device)
     return figures
 
 
@@ -83,12 +86,17 @@ class VAERecipe(LoopRecipe):
     """A VAE trained with course_lib.vae.vae_loss (reconstruction + kl_weight * KL) on fresh scenes.
 
     evaluate() finishes the model as it ships (finish_vae: scaling factor, float16) and measures it.
+    architecture: the AutoencoderKL config (vae.VAE_CONFIG, or vae.VAE16_CONFIG for the flow family);
+    shift: also store the latents' mean as shift_factor (Stable Diffusion 3's convention).
     """
 
     kl_weight: float = VAE_KL_WEIGHT
+    architecture: tuple = tuple(vae_lib.VAE_CONFIG.items())
+    shift: bool = False
+    kl_sweep: bool = True
 
     def build_model(self):
-        return vae_lib.make_vae(seed=self.config.seed)
+        return vae_lib.make_vae(seed=self.config.seed, **dict(self.architecture))
 
     def build_data(self):
         return vae_lib.vae_batches(self.config.batch_size)
@@ -97,11 +105,15 @@ class VAERecipe(LoopRecipe):
         return functools.partial(vae_lib.vae_loss, kl_weight=self.kl_weight)
 
     def evaluate(self, model):
-        return finish_vae(model)
+        return finish_vae(model, shift=self.shift, kl_sweep=self.kl_sweep)
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), "loss": {"fn": "course_lib.vae.vae_loss", "kl_weight": self.kl_weight}}
 
+
+VAE16_TRAIN_CONFIG = training.TrainConfig(steps=3000, batch_size=64, lr=1e-3, lr_schedule="cosine",
+                                          lr_warmup_steps=100, ema_decay=0.999, grad_clip=1.0, seed=0,
+                                          autocast="bfloat16", checkpoint_every=250)
 
 RECIPES = (
     VAERecipe(
@@ -112,5 +124,14 @@ RECIPES = (
                      "4096 scenes, stored in config.json; EMA weights shipped in float16; metrics include a 3-run "
                      "KL-weight sweep (numbers only)."),
         config=VAE_TRAIN_CONFIG, data_seed=VAE_TRAIN_CONFIG.seed,
+    ),
+    VAERecipe(
+        name="vae16",
+        description=("The flow family's AutoencoderKL (course_lib.vae.VAE16_CONFIG, 0.6 M parameters, nb 10): 32x32x3 "
+                     "scenes -> 4x16x16 latents (f = 2), no self-attention in the decoder's mid block, the same loss "
+                     "and data as 'vae'; shift factor = mean and scaling factor = 1/std of the latents of 4096 scenes "
+                     "(Stable Diffusion 3's convention), stored in config.json; EMA weights shipped in float16."),
+        config=VAE16_TRAIN_CONFIG, data_seed=VAE16_TRAIN_CONFIG.seed,
+        architecture=tuple(vae_lib.VAE16_CONFIG.items()), shift=True, kl_sweep=False,
     ),
 )

@@ -46,8 +46,8 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = range(len(SPECIAL_TOKENS))
 # "full" phrasing) + 2 special tokens = 30; tests/test_text.py checks that none is truncated.
 MAX_LENGTH = 32
 
-# Words the captions and edit instructions of shapes.py use, besides the colour, shape, background
-# and position words, which come from shapes.py's tables.
+# Words the captions and edit instructions of course_lib.shapes use, besides the colour, shape, background
+# and position words, which come from course_lib.shapes's tables.
 CAPTION_WORDS = (",", "a", "above", "an", "and", "at", "background", "empty", "in", "of", "on", "the", "to", "with",
                  "make", "turn", "into", "remove", "add")
 # A few words that no caption uses: in the vocabulary (so not unknown) but never trained.

@@ -34,6 +34,18 @@ def window_steps(window: tuple[float, float], num_steps: int) -> range:
     return range(int(start * num_steps), int(end * num_steps))
 
 
+def check_window_steps(name: str, window: tuple[float, float], num_steps: int) -> None:
+    """Raise if a window of positive width selects none of num_steps steps (it would change nothing)."""
+    start, end = window
+    selected = window_steps((start, end), num_steps)
+    if start < end and len(selected) == 0:
+        raise CourseInputError(
+            f"{name} ({start:g}, {end:g}) selects no step of the {num_steps} the edit runs (steps i with "
+            f"int({start:g} x {num_steps}) = {selected.start} <= i < int({end:g} x {num_steps}) = {selected.stop}): "
+            f"it would change nothing. Widen it, raise num_steps or strength, or turn it off with a window of "
+            f"zero width, e.g. ({start:g}, {start:g}).")
+
+
 def cfg_layout(probs: torch.Tensor) -> torch.Tensor:
     """View (4B, ...) as (2 [uncond, cond], 2 [src, tgt], B, ...) (CFG_LAYOUT)."""
     rows = probs.shape[0]

@@ -156,10 +156,8 @@ def test_flow_sample_is_the_sd3_pipelines_loop(flow_system, worst):
     from diffusers import StableDiffusion3Pipeline
 
     system = flow_system
-    pipe = StableDiffusion3Pipeline(transformer=system.transformer, scheduler=system.scheduler, vae=system.vae,
-                                    text_encoder=system.text_encoder, tokenizer=system.tokenizer,
-                                    text_encoder_2=system.text_encoder_2, tokenizer_2=system.tokenizer_2,
-                                    text_encoder_3=None, tokenizer_3=None)
+    parts = {name: getattr(system, name) for name in system.components}  # the pipeline's own component names
+    pipe = StableDiffusion3Pipeline(**parts, text_encoder_3=None, tokenizer_3=None)
     prompts = ["a red circle in the top left", "a blue square on the right, on a black background"]
     z1 = system.prepare_latents(2, generator=3)
     ours = editing.flow_sample(system, z1, prompts, editing.FlowInversionSettings("euler", 6, guidance_scale=4.0))
@@ -308,6 +306,18 @@ def test_the_joint_processor_is_diffusers_and_is_restored(flow_system16):
             got = system.predict(z, 500.0, cond)
         assert torch.allclose(got, want, atol=1e-5)
     assert transformer.attn_processors == originals
+    from diffusers import SD3Transformer2DModel
+
+    with models.seeded(0):  # SD3.5's blocks: normalised queries and keys, and an image-only second attention
+        sd35 = SD3Transformer2DModel(sample_size=8, patch_size=2, in_channels=4, out_channels=4, num_layers=2,
+                                     attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                     caption_projection_dim=32, pooled_projection_dim=16, pos_embed_max_size=8,
+                                     qk_norm="rms_norm", dual_attention_layers=(0,)).eval()
+    inputs = (torch.randn(2, 4, 8, 8), torch.randn(2, 5, 32), torch.randn(2, 16), torch.tensor([300.0, 300.0]))
+    with torch.no_grad():
+        want = sd35(*inputs).sample
+        with attention.record_attention(sd35, ExplicitProbs(blocks=("all",))):
+            assert torch.allclose(sd35(*inputs).sample, want, atol=1e-5)
 
 
 def test_token_masks_follow_patch_embeds_own_grid(flow_system16):

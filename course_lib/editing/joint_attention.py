@@ -30,9 +30,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from course_lib import attention
 from course_lib.editing.checks import check_window
-from course_lib.editing.controllers import window_steps
+from course_lib.editing.controllers import StepControl, check_mapper
 from course_lib.validation import CourseInputError
 
 # ----------------------------------------------------------------------------------------------
@@ -67,27 +66,18 @@ def whole_tokens(mask: torch.Tensor, patch: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------
 
 @dataclass
-class JointAttentionControl(attention.AttentionStore):
+class JointAttentionControl(StepControl):
     """A joint-attention control: a processor factory whose hooks may change keys, values and probabilities.   [nb 10]
 
     Install with attention.record_attention(transformer, control). step and num_steps: set by the loop
-    before each transformer call (set_step); blocks: the names of the batch's B-row blocks, set by the
-    loop too. The base class changes nothing (the transformer's output is JointAttnProcessor2_0's).
+    before each transformer call (controllers.StepControl.set_step; active(window) reads them); blocks:
+    the names of the batch's B-row blocks, set by the loop too. The base class changes nothing (the transformer's output is JointAttnProcessor2_0's).
     """
 
-    step: int = 0
-    num_steps: int = 1
     blocks: tuple[str, ...] = ()
 
     def processor(self, name: str):
         return JointAttentionProcessor(self, name)
-
-    def set_step(self, step: int, num_steps: int) -> None:
-        self.step, self.num_steps = int(step), int(num_steps)
-
-    def active(self, window: tuple[float, float]) -> bool:
-        """Whether the current step lies in a window of fractions [start, end) of the steps (controllers.window_steps)."""
-        return self.step in window_steps(window, self.num_steps)
 
     def rows(self, tensor: torch.Tensor, block: str) -> torch.Tensor:
         """The rows of one block (a view of a contiguous tensor): tensor (R, ...) with R = len(blocks) B."""
@@ -174,8 +164,9 @@ class JointAttentionReplace(JointAttentionControl):
     self_window: tuple[float, float] = (0.0, 0.2)
 
     def __post_init__(self):
-        self.cross_window = check_window(self.cross_window, "cross_window")
-        self.self_window = check_window(self.self_window, "self_window")
+        self.mapper = check_mapper(self.mapper)
+        self.cross_window, self.self_window = (check_window(w, name) for w, name in
+                                               ((self.cross_window, "cross_window"), (self.self_window, "self_window")))
 
     def wants_probs(self, name: str) -> bool:
         return self.active(self.cross_window) or self.active(self.self_window)

@@ -18,7 +18,7 @@ import torch
 
 from course_lib import attention, clip, editing, guidance, latent, models, shapes, text
 from course_lib import vae as vae_lib
-from course_lib.editing import flow_attention, flow_edits, flow_inversion, flow_steps, joint_attention
+from course_lib.editing import flow_attention, flow_edits, flow_steps, joint_attention
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -190,7 +190,7 @@ def test_reconstruction_improves_with_order_and_counts_the_transformer_calls(flo
 # RF-Inversion
 # ----------------------------------------------------------------------------------------------
 
-def test_one_controlled_step_equals_the_diffusers_community_pipelines_update():
+def test_one_controlled_step_equals_the_diffusers_community_pipelines_update(worst):
     g = torch.Generator().manual_seed(1)
     y_0, y_1, Y_t, latents, noise_pred = (torch.randn(1, 4, 8, 8, generator=g) for _ in range(5))
     sigmas = torch.tensor([1.0, 0.8, 0.55, 0.3, 0.0])
@@ -201,6 +201,7 @@ def test_one_controlled_step_equals_the_diffusers_community_pipelines_update():
     u_hat_t_i = noise_pred + gamma * (u_t_i_cond - noise_pred)
     theirs = Y_t + u_hat_t_i * (sigmas.flip(0)[i + 1] - sigmas.flip(0)[i])
     ours = editing.controlled_step(noise_pred, Y_t, y_1, sigmas.flip(0)[i], sigmas.flip(0)[i + 1], 1.0, gamma)
+    worst("flow editing: RF-Inversion forward step vs the community pipeline", float((ours - theirs).abs().max()))
     assert torch.allclose(ours, theirs, atol=1e-6)
     # __call__(): "Controlled Reverse ODE, Algorithm 2", v_t = -noise_pred, t_i = 1 - t / 1000 with t = 1000 sigma
     t = 1000 * sigmas[i]
@@ -210,6 +211,7 @@ def test_one_controlled_step_equals_the_diffusers_community_pipelines_update():
     v_hat_t = v_t + eta * (v_t_cond - v_t)
     theirs = latents + v_hat_t * (sigmas[i] - sigmas[i + 1])
     ours = editing.controlled_step(noise_pred, latents, y_0, sigmas[i], sigmas[i + 1], 0.0, eta)
+    worst("flow editing: RF-Inversion reverse step vs the community pipeline", float((ours - theirs).abs().max()))
     assert torch.allclose(ours, theirs, atol=1e-6)
 
 
@@ -233,7 +235,7 @@ def test_full_control_makes_both_odes_straight_lines(flow_system16, case, worst)
 # FlowEdit
 # ----------------------------------------------------------------------------------------------
 
-def test_flowedit_maps_a_point_mass_to_a_point_mass_exactly():
+def test_flowedit_maps_a_point_mass_to_a_point_mass_exactly(worst):
     # the exact velocities of data that is one point (x_src for the source prompt, y for the target): v = (z - p) / sigma.
     # FlowEdit's Z_FE then follows dZ/dsigma = (Z - y) / sigma, whose Euler steps end exactly on y, whatever the noise
     g = torch.Generator().manual_seed(2)
@@ -246,6 +248,7 @@ def test_flowedit_maps_a_point_mass_to_a_point_mass_exactly():
     for n_max, n_min, n_avg in ((10, 0, 1), (7, 0, 3), (10, 4, 2)):
         z = editing.flowedit_latents(delta, lambda z, s, i: (z - y) / s, x_src, sigmas, n_max, n_min, n_avg,
                                      torch.Generator().manual_seed(n_avg))
+        worst("flow editing: FlowEdit between point masses vs the target point", float((z - y).abs().max()))
         assert torch.allclose(z, y, atol=1e-5), (n_max, n_min, n_avg)
 
 
@@ -269,7 +272,7 @@ def test_flowedit_ignores_the_noise_when_the_prompts_shift_a_linear_field_and_ke
     assert torch.allclose(same, x_src, atol=1e-6)  # identical velocity fields for both prompts: nothing moves
 
 
-def test_flowedit_with_a_prompt_blind_transformer_returns_the_source(towers, case):
+def test_flowedit_with_a_prompt_blind_transformer_returns_the_source(towers, case, worst):
     system = make_flow_system(towers)
     with torch.no_grad():  # the text reaches the transformer only through these two layers
         system.transformer.context_embedder.weight.zero_()
@@ -280,6 +283,7 @@ def test_flowedit_with_a_prompt_blind_transformer_returns_the_source(towers, cas
                                               flow_steps.branch(system, "target", [case.target_caption], 13.5)])
     z = editing.flowedit_latents(lambda a, b, s: pair(torch.cat([a, b]), s).chunk(2), None, x_src,
                                  system.schedule(8)[1], 6, 0, 1, torch.Generator().manual_seed(0))
+    worst("flow editing: FlowEdit with a prompt-blind transformer vs the source", float((z - x_src).abs().max()))
     assert torch.allclose(z, x_src, atol=1e-6)
 
 
@@ -292,7 +296,7 @@ class ExplicitProbs(editing.JointAttentionControl):
         return True
 
 
-def test_the_joint_processor_is_diffusers_and_is_restored(flow_system16):
+def test_the_joint_processor_is_diffusers_and_is_restored(flow_system16, worst):
     system = flow_system16
     transformer = system.transformer
     originals = dict(transformer.attn_processors)
@@ -304,6 +308,7 @@ def test_the_joint_processor_is_diffusers_and_is_restored(flow_system16):
         with attention.record_attention(transformer, control):
             assert all(isinstance(p, joint_attention.JointAttentionProcessor) for p in transformer.attn_processors.values())
             got = system.predict(z, 500.0, cond)
+        worst("flow editing: JointAttentionProcessor vs JointAttnProcessor2_0", float((got - want).abs().max()))
         assert torch.allclose(got, want, atol=1e-5)
     assert transformer.attn_processors == originals
     from diffusers import SD3Transformer2DModel
@@ -365,7 +370,7 @@ def test_flow_p2p_with_its_windows_off_is_the_inversion_edit(flow_system, case):
     assert (on.image - off.image).abs().max() > 1e-3 and off.mask is None
 
 
-def test_kv_injection_makes_the_foreground_blind_to_the_targets_own_background(flow_system16):
+def test_kv_injection_makes_the_foreground_blind_to_the_targets_own_background(flow_system16, worst):
     system = flow_system16
     cond = system.encode_prompt(["a red circle in the top left"])
     z = system.prepare_latents(1, generator=2)
@@ -378,6 +383,7 @@ def test_kv_injection_makes_the_foreground_blind_to_the_targets_own_background(f
         v = system.predict(z, 600.0, cond)
         other = torch.where(cells, z, torch.randn(z.shape, generator=torch.Generator().manual_seed(9)))
         v_other = system.predict(other, 600.0, cond)
+    worst("flow editing: KV-Edit foreground velocity, two target backgrounds", float(((v - v_other) * cells).abs().max()))
     assert torch.allclose(torch.where(cells, v, 0), torch.where(cells, v_other, 0), atol=1e-5)
     assert (v - v_other).abs().max() > 1e-2  # outside, the target's own tokens still differ
 

@@ -126,7 +126,7 @@ def rf_inversion_latents(system: latent.FlowSystem, z0: torch.Tensor, sources: l
 def rf_inversion(system: latent.FlowSystem, image: torch.Tensor, source_prompt, target_prompt, *,
                  settings: RFInversionSettings = RFInversionSettings(),
                  generator: torch.Generator | int | None = None) -> EditOutput:
-    """Edit by RF-Inversion: the controlled forward ODE to structured noise, the controlled reverse ODE under the target.   [RF-Inversion Algs. 1-2, nb 10]
+    """Edit by RF-Inversion: a controlled ODE up to structured noise, a controlled ODE down under the target.   [RF-Inversion Algs. 1-2, nb 10]
 
     generator (or an int seed) draws the noise target y1 of the forward ODE. The source prompt conditions
     the inversion only with settings.inversion_prompt="source" (the paper inverts under the null prompt).
@@ -178,6 +178,7 @@ class FlowEditSettings:
 Delta = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
+@torch.no_grad()
 def flowedit_latents(delta: Delta, target_velocity: Callable, x_src: torch.Tensor, sigmas: torch.Tensor, n_max: int,
                      n_min: int, n_avg: int, generator: torch.Generator | None) -> torch.Tensor:
     """Return FlowEdit's edited latent (Alg. 1) for any velocity pair; inputs already checked.   [FlowEdit Alg. 1, nb 10]

@@ -7,8 +7,9 @@ bijection), up to each solver's error on a real grid. One leg of Euler is order 
 error), of RF-Solver's Taylor step and FireFlow's reused midpoint order 2 (a quarter). The round trip on
 ONE grid does better for the second-order steps: a step and the same step reversed cancel their leading
 (h^3) local errors, so invert-then-sample is order 3 (an eighth), Euler's stays order 1 (measured on the
-exact velocity of Gaussian-mixture data, tests/test_flow_editing.py). Editing by inversion (Song et al. 2021's recipe, in flows): invert under the source
-prompt, then sample the target prompt from z1 with classifier-free guidance.
+exact velocity of Gaussian-mixture data, tests/test_flow_editing.py). Editing by inversion (Song et al.
+2021's recipe, in flows): invert under the source prompt, then sample the target prompt from z1 with
+classifier-free guidance.
 
     flow_invert          z0 -> FlowInversion (the path z(sigma_N = 0) ... z(sigma_0 = 1), and its cost)
     flow_sample          z1 -> z0 under a prompt, CFG at g (the pipeline's Euler loop with solver="euler")

@@ -71,7 +71,8 @@ class JointAttentionControl(StepControl):
 
     Install with attention.record_attention(transformer, control). step and num_steps: set by the loop
     before each transformer call (controllers.StepControl.set_step; active(window) reads them); blocks:
-    the names of the batch's B-row blocks, set by the loop too. The base class changes nothing (the transformer's output is JointAttnProcessor2_0's).
+    the names of the batch's B-row blocks, set by the loop too. The base class changes nothing (the
+    transformer's output is JointAttnProcessor2_0's).
     """
 
     blocks: tuple[str, ...] = ()

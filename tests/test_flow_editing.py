@@ -296,6 +296,7 @@ class ExplicitProbs(editing.JointAttentionControl):
         return True
 
 
+@torch.no_grad()
 def test_the_joint_processor_is_diffusers_and_is_restored(flow_system16, worst):
     system = flow_system16
     transformer = system.transformer
@@ -370,6 +371,7 @@ def test_flow_p2p_with_its_windows_off_is_the_inversion_edit(flow_system, case):
     assert (on.image - off.image).abs().max() > 1e-3 and off.mask is None
 
 
+@torch.no_grad()
 def test_kv_injection_makes_the_foreground_blind_to_the_targets_own_background(flow_system16, worst):
     system = flow_system16
     cond = system.encode_prompt(["a red circle in the top left"])

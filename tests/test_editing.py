@@ -433,7 +433,7 @@ def test_methods_registry_has_one_signature(parts, cases):
     added = shapes.edit_cases(1, seed=0, kinds=("add",))[0]  # prompts that do not align: P2P refines
     extra = {"mask_locking": {"mask_draws": 1}, "prompt_to_prompt": {"self_window": (0.0, 0.5)}}  # 2 steps: a window
     for case in (cases[1], added):
-        for name in editing.METHODS:
+        for name in editing.UNET_METHODS:  # the UNet family's rows (the flow rows: tests/test_flow_editing.py)
             out = editing.run_case(name, parts, case, generator=torch.Generator().manual_seed(0), num_steps=2,
                                    **extra.get(name, {}))
             assert out.shape == case.source_image.shape and out.abs().max() <= 1, name
@@ -462,7 +462,7 @@ def test_bad_input_gets_clear_errors(parts, cases):
     image, src, tgt = cases[0].source_image, cases[0].source_caption, cases[0].target_caption
     broken = image.clone()
     broken[1, 5, 7] = float("nan")
-    for method in editing.METHODS.values():
+    for method in (editing.METHODS[name] for name in editing.UNET_METHODS):
         with pytest.raises(CourseInputError, match="multiples of 4"):
             method(parts, torch.zeros(3, 30, 30), src, tgt)
         with pytest.raises(CourseInputError, match="1 NaN and 0 infinite"):

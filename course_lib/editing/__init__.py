@@ -25,15 +25,25 @@ and the module of the package that holds each:
    words' cross-attention (`attention_map`); `mask_locking` samples the target with latent blending
    (Avrahami et al. 2023): outside the mask the final latent IS the source latent.
 
+6. Editing with flows (SD3's family, latent.FlowSystem, nb 10): inversion of the flow ODE with
+   Euler, RF-Solver or FireFlow (flow_steps.py, flow_inversion.py: `flow_invert`, `flow_sample`,
+   `flow_reconstruction`, `flow_inversion_edit`); RF-Inversion's controlled ODEs and FlowEdit's
+   inversion-free velocity difference (flow_edits.py); attention control in MMDiT joint attention
+   (joint_attention.py) for prompt-to-prompt and KV-Edit, and the flow model's automatic masks
+   (flow_attention.py: `flow_prompt_to_prompt`, `kv_edit`, `flow_edit_mask`).
+
 The rest: checks.py (the checks at every door), tokens.py (token alignment of two prompts),
 primitives.py (the latent system's steps editing composes: timesteps, encoders, decoder, UNet,
 DDIM step, and the scheduler's noise table built once), registry.py (METHODS, one signature).
 
 Settings come in frozen dataclasses checked once when built (InversionSettings,
-PromptToPromptSettings, MaskLockingSettings, MaskSettings); prompt_to_prompt and mask_locking
-return an EditOutput (image, mask). Every method has one signature in the registry (METHODS):
+PromptToPromptSettings, MaskLockingSettings, MaskSettings, FlowInversionSettings, RFInversionSettings,
+FlowEditSettings, FlowP2PSettings); prompt_to_prompt, mask_locking and every flow method return an
+EditOutput (image, mask). Every method has one signature in the registry (METHODS):
 
     METHODS[name](parts, image, source_prompt, target_prompt, *, generator=None, **options)
+        parts: a latent.UNetSystem for sdedit, inversion, prompt_to_prompt, mask_locking;
+        a latent.FlowSystem for flow_inversion, rf_inversion, flowedit, flow_p2p, kv_edit
         image (3, H, W) or (B, 3, H, W) in [-1, 1] -> edited image(s), same shape, in [-1, 1]
 
 Each public function checks its inputs once, at its door, with a CourseInputError that says what
@@ -42,7 +52,7 @@ step, a mask that covers nothing or everything); generator= takes a torch.Genera
 The benchmark's table is data/shapesedit_results.json (benchmarks/bench_shapesedit.py).
 """
 
-from course_lib.editing.checks import check_strength, check_window
+from course_lib.editing.checks import FLOW_METHODS, UNET_METHODS, check_strength, check_window
 from course_lib.editing.controllers import (CFG_LAYOUT, AttentionController, AttentionReplace, AttentionReweight,
                                             layout_rows, window_steps)
 from course_lib.editing.inversions import (INVERSIONS, Inversion, InversionSettings, check_inversion_method,
@@ -57,9 +67,24 @@ from course_lib.editing.primitives import (SPACING, STEPS_OFFSET, decode_latents
                                            encode_image)
 from course_lib.editing.registry import METHODS, EditMethod, register, run_case
 from course_lib.editing.img2img import sdedit
+from course_lib.editing.flow_steps import (SOLVERS, Branch, GuidedVelocity, Trajectory, check_flow_system, flow_sigmas,
+                                           solve_ode, solver_nfe)
+from course_lib.editing.flow_inversion import (FlowInversion, FlowInversionSettings, flow_invert, flow_inversion_edit,
+                                               flow_reconstruction, flow_sample)
+from course_lib.editing.flow_edits import (FlowEditSettings, RFInversionSettings, controlled_step,
+                                           controlled_velocity, flowedit, flowedit_latents, rf_inversion)
+from course_lib.editing.joint_attention import (JointAttentionControl, JointAttentionReplace, JointWordAttention,
+                                                KVCache, cell_mask, token_mask, whole_tokens)
+from course_lib.editing.flow_attention import (FlowP2PSettings, flow_edit_mask, flow_prompt_to_prompt, kv_edit)
 from course_lib.editing.tokens import changed_positions, check_edit_prompts, token_mapper, token_positions
 
 __all__ = [
+    "FLOW_METHODS", "UNET_METHODS", "SOLVERS", "Branch", "FlowEditSettings", "FlowInversion", "FlowInversionSettings", "FlowP2PSettings",
+    "GuidedVelocity", "JointAttentionControl", "JointAttentionReplace", "JointWordAttention", "KVCache",
+    "RFInversionSettings", "Trajectory", "cell_mask", "check_flow_system", "controlled_step", "controlled_velocity",
+    "flow_edit_mask", "flow_invert", "flow_inversion_edit", "flow_prompt_to_prompt", "flow_reconstruction",
+    "flow_sample", "flow_sigmas", "flowedit", "flowedit_latents", "kv_edit", "rf_inversion", "solve_ode", "solver_nfe",
+    "token_mask", "whole_tokens",
     "CFG_LAYOUT", "INVERSIONS", "MASK_SOURCES", "MASK_THRESHOLDS", "METHODS", "SPACING", "STEPS_OFFSET",
     "AttentionController", "AttentionReplace", "AttentionReweight", "Blend", "EditMethod", "EditOutput", "Inversion",
     "InversionSettings", "LocalBlend", "MaskLockingSettings", "MaskSettings", "PromptToPromptSettings",

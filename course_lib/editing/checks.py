@@ -15,6 +15,11 @@ from course_lib import vae as vae_lib
 from course_lib.validation import CourseInputError, check_finite, check_float_tensor, check_number
 
 
+# the registry's rows of each family (editing.METHODS), named in the messages that send a system to its own
+UNET_METHODS = ("sdedit", "inversion", "prompt_to_prompt", "mask_locking")
+FLOW_METHODS = ("flow_inversion", "rf_inversion", "flowedit", "flow_p2p", "kv_edit")
+
+
 def check_strength(strength) -> float:
     """Return strength as a float if it lies in [0, 1] (0 keeps the image, 1 starts from pure noise), else raise."""
     return check_number(strength, "strength", low=0, high=1,
@@ -75,7 +80,13 @@ def latent_batch(latents, channels: int, name: str = "latents") -> torch.Tensor:
 
 
 def check_parts(parts) -> latent.UNetSystem:
-    """Return parts if it is the UNet family's latent system (latent.UNetSystem = latent.UNetSystem), else raise."""
+    """Return parts if it is the UNet family's latent system (latent.UNetSystem = text2image.Parts), else raise."""
+    if isinstance(parts, latent.FlowSystem):
+        raise CourseInputError(
+            f"parts is a latent.FlowSystem: Stable Diffusion 3's family, a transformer predicting the velocity "
+            f"v = eps - x0. The UNet editing methods take DDIM steps with an eps-predicting UNet and need a "
+            f"latent.UNetSystem (text2image.load_parts()). For a FlowSystem use the flow methods: editing.METHODS "
+            f"{', '.join(FLOW_METHODS)}.")
     return latent.check_system(parts, latent.UNetSystem)
 
 

@@ -34,6 +34,26 @@ def window_steps(window: tuple[float, float], num_steps: int) -> range:
     return range(int(start * num_steps), int(end * num_steps))
 
 
+def check_window_steps(name: str, window: tuple[float, float], num_steps: int) -> None:
+    """Raise if a window of positive width selects none of num_steps steps (it would change nothing)."""
+    start, end = window
+    selected = window_steps((start, end), num_steps)
+    if start < end and len(selected) == 0:
+        raise CourseInputError(
+            f"{name} ({start:g}, {end:g}) selects no step of the {num_steps} the edit runs (steps i with "
+            f"int({start:g} x {num_steps}) = {selected.start} <= i < int({end:g} x {num_steps}) = {selected.stop}): "
+            f"it would change nothing. Widen it, raise num_steps or strength, or turn it off with a window of "
+            f"zero width, e.g. ({start:g}, {start:g}).")
+
+
+def check_mapper(mapper) -> torch.Tensor | None:
+    """Return mapper if it is None or a 1-D integer tensor (L,) of source positions (-1 for none), else raise."""
+    if mapper is not None and (not isinstance(mapper, torch.Tensor) or mapper.ndim != 1 or mapper.is_floating_point()):
+        raise CourseInputError("mapper must be a 1-D integer tensor (L,) of source positions, -1 for none "
+                               "(editing.token_mapper gives it), or None.")
+    return mapper
+
+
 def cfg_layout(probs: torch.Tensor) -> torch.Tensor:
     """View (4B, ...) as (2 [uncond, cond], 2 [src, tgt], B, ...) (CFG_LAYOUT)."""
     rows = probs.shape[0]
@@ -52,7 +72,25 @@ def layout_rows(probs: torch.Tensor, row: str) -> torch.Tensor:
 
 
 @dataclass
-class AttentionController(attention.AttentionStore):
+class StepControl(attention.AttentionStore):
+    """An attention processor factory that the sampling loop tells its step (set_step), nothing counts calls.   [P2P, nb 08, 10]
+
+    active(window): whether step i lies in a window of fractions [start, end) of the steps (window_steps).
+    The UNet's AttentionController and the MMDiT's JointAttentionControl (joint_attention.py) build on it.
+    """
+
+    step: int = 0
+    num_steps: int = 1
+
+    def set_step(self, step: int, num_steps: int) -> None:
+        self.step, self.num_steps = int(step), int(num_steps)
+
+    def active(self, window: tuple[float, float]) -> bool:
+        return self.step in window_steps(window, self.num_steps)
+
+
+@dataclass
+class AttentionController(StepControl):
     """An attention processor factory whose edit(name, probs, is_cross) may change attention probabilities.   [P2P, nb 08]
 
     Install with attention.record_attention(unet, controller) (it restores the originals on exit).
@@ -65,18 +103,10 @@ class AttentionController(attention.AttentionStore):
     """
 
     record: bool = False
-    step: int = 0
-    num_steps: int = 1
     local_blend: LocalBlend | None = None
 
     def processor(self, name: str):
         return _ControlProcessor(self, name)
-
-    def set_step(self, step: int, num_steps: int) -> None:
-        self.step, self.num_steps = int(step), int(num_steps)
-
-    def active(self, window: tuple[float, float]) -> bool:
-        return self.step in window_steps(window, self.num_steps)
 
     def edit(self, name: str, probs: torch.Tensor, is_cross: bool) -> torch.Tensor:
         return probs
@@ -114,10 +144,7 @@ class AttentionReplace(AttentionController):
     def __post_init__(self):
         self.cross_window = check_window(self.cross_window, "cross_window")
         self.self_window = check_window(self.self_window, "self_window")
-        if self.mapper is not None and (not isinstance(self.mapper, torch.Tensor) or self.mapper.ndim != 1
-                                        or self.mapper.is_floating_point()):
-            raise CourseInputError("mapper must be a 1-D integer tensor (L,) of source positions, -1 for none "
-                                   "(editing.token_mapper gives it), or None.")
+        check_mapper(self.mapper)
 
     def edit(self, name: str, probs: torch.Tensor, is_cross: bool) -> torch.Tensor:
         window = self.cross_window if is_cross else self.self_window

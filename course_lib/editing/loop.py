@@ -143,14 +143,14 @@ def start_latents(inversion: Inversion, mask: torch.Tensor | None = None, genera
     return noisy_start(first, mask, noise.as_generator(generator))
 
 
-class _UNetCallCounter:
-    """Count the UNet's forward calls with a forward pre-hook (a public torch API), removed on exit."""
+class CallCounter:
+    """Count a model's forward calls (the UNet's, the transformer's) with a forward pre-hook (a public torch API), removed on exit."""
 
-    def __init__(self, unet):
-        self.unet, self.calls = unet, 0
+    def __init__(self, model: torch.nn.Module):
+        self.model, self.calls = model, 0
 
     def __enter__(self):
-        self.handle = self.unet.register_forward_pre_hook(lambda *_: setattr(self, "calls", self.calls + 1))
+        self.handle = self.model.register_forward_pre_hook(lambda *_: setattr(self, "calls", self.calls + 1))
         return self
 
     def __exit__(self, *exc):
@@ -182,7 +182,7 @@ def reconstruction(parts: latent.UNetSystem, image: torch.Tensor, prompt, invers
     rows = []
     for settings in inversions:
         begin = time.perf_counter()
-        with _UNetCallCounter(parts.unet) as counter:
+        with CallCounter(parts.unet) as counter:
             inv = run_inversion(parts, z0, prompts, settings, generator)
             _, z = sample_edit(parts, inv, cond, settings.guidance_scale)
         rows.append({"inversion": settings.method, "num_steps": settings.num_steps,

@@ -21,7 +21,7 @@ from course_lib import latent, noise
 from course_lib import vae as vae_lib
 from course_lib.editing.checks import (check_fraction, check_parts, check_window, image_batch, prompt_batch,
                                        single_or_batch)
-from course_lib.editing.controllers import AttentionReplace, AttentionReweight, window_steps
+from course_lib.editing.controllers import AttentionReplace, AttentionReweight, check_window_steps
 from course_lib.editing.inversions import InversionSettings, run_inversion
 from course_lib.editing.loop import noisy_start, sample_edit, sample_with_controller
 from course_lib.editing.masks import (NORMALISATIONS, LocalBlend, MaskSettings, automatic_mask, check_mask, fill_holes,
@@ -126,14 +126,7 @@ class PromptToPromptSettings:
     def check_steps(self, num_steps: int) -> None:
         """Raise if a window of positive width selects none of the edit's num_steps steps."""
         for name in ("cross_window", "self_window"):
-            start, end = getattr(self, name)
-            selected = window_steps((start, end), num_steps)
-            if start < end and len(selected) == 0:
-                raise CourseInputError(
-                    f"{name} ({start:g}, {end:g}) selects no step of the {num_steps} the edit runs (steps i with "
-                    f"int({start:g} x {num_steps}) = {selected.start} <= i < int({end:g} x {num_steps}) = {selected.stop}): "
-                    f"it would change nothing. Widen it, raise num_steps or strength, or turn it off with a window of "
-                    f"zero width, e.g. ({start:g}, {start:g}).")
+            check_window_steps(name, getattr(self, name), num_steps)
 
 
 P2P_INVERSION = InversionSettings("edit_friendly")  # prompt-to-prompt's default inversion (see the module docstring)
@@ -217,7 +210,7 @@ class MaskLockingSettings:
             raise CourseInputError(f"composite must be True or False, got {self.composite!r}.")
 
 
-def _given_mask(parts, mask, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def given_mask(parts, mask, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (pixel mask (B, 1, H, W), latent mask (B, 1, h, w) with holes filled) of a user's mask, else raise."""
     pixels = check_mask(mask, images)
     empty = [i for i, m in enumerate(pixels) if not m.any()]
@@ -258,7 +251,7 @@ def mask_locking(parts: latent.UNetSystem, image: torch.Tensor, source_prompt, t
     if mask is None:
         pixels, small = None, automatic_mask(parts, z0, sources, targets, settings.mask_settings, generator)
     else:
-        pixels, small = _given_mask(parts, mask, images)
+        pixels, small = given_mask(parts, mask, images)
     small = small.to(parts.device)
     inv = run_inversion(parts, z0, sources, inversion, generator)
     first = noisy_start(inv.start(), small if settings.start == "noise" else None, generator)

@@ -3,6 +3,10 @@
     METHODS[name](parts, image, source_prompt, target_prompt, *, generator=None, **options)
         image (3, H, W) or (B, 3, H, W) in [-1, 1] -> edited image(s), same shape, in [-1, 1]
 
+parts is the latent system the method's family needs: a latent.UNetSystem for the UNet rows (sdedit,
+inversion, prompt_to_prompt, mask_locking), a latent.FlowSystem for the flow rows (flow_inversion,
+rf_inversion, flowedit, flow_p2p, kv_edit); each refuses the other family with a CourseInputError.
+
 options are flat and JSON-able (a benchmark row records them): each names a field of one of the
 method's settings (num_steps=10, inversion="direct", local_blend=False, mask_draws=2, ...) or one
 of its plain keywords (sdedit's strength, mask_locking's mask). The registry turns them into the
@@ -24,6 +28,9 @@ from course_lib.editing.inversions import InversionSettings
 from course_lib.editing.methods import (P2P_INVERSION, EditOutput, MaskLockingSettings, PromptToPromptSettings,
                                         inversion_edit, mask_locking, prompt_to_prompt)
 from course_lib.editing.img2img import sdedit
+from course_lib.editing.flow_attention import FlowP2PSettings, flow_prompt_to_prompt, kv_edit
+from course_lib.editing.flow_edits import FlowEditSettings, RFInversionSettings, flowedit, rf_inversion
+from course_lib.editing.flow_inversion import FlowInversionSettings, flow_inversion_edit
 from course_lib.validation import CourseInputError
 
 
@@ -77,7 +84,7 @@ class EditMethod:
                                        f"its options: {', '.join(sorted(names))}.")
         return {**plain, **{k: dataclasses.replace(base[k], **fields[k]) if fields[k] else base[k] for k in base}}
 
-    def __call__(self, parts: latent.UNetSystem, image: torch.Tensor, source_prompt, target_prompt, *,
+    def __call__(self, parts: latent.LatentSystem, image: torch.Tensor, source_prompt, target_prompt, *,
                  generator: torch.Generator | int | None = None, **options) -> torch.Tensor:
         """Run the method with flat options; return the edited image(s), the input's shape, in [-1, 1]."""
         out = self.run(parts, image, source_prompt, target_prompt, generator=generator, **self.arguments(options))
@@ -91,6 +98,14 @@ METHODS: dict[str, EditMethod] = {
                                                                ("settings", PromptToPromptSettings()))),
     "mask_locking": EditMethod(mask_locking, settings=(("inversion", InversionSettings()),
                                                        ("settings", MaskLockingSettings())), keywords=("mask",)),
+    # the flow family (latent.FlowSystem), nb 10
+    "flow_inversion": EditMethod(flow_inversion_edit, settings=(("inversion", FlowInversionSettings()),)),
+    "rf_inversion": EditMethod(rf_inversion, settings=(("settings", RFInversionSettings()),)),
+    "flowedit": EditMethod(flowedit, settings=(("settings", FlowEditSettings()),)),
+    "flow_p2p": EditMethod(flow_prompt_to_prompt, settings=(("inversion", FlowInversionSettings()),
+                                                            ("settings", FlowP2PSettings()))),
+    "kv_edit": EditMethod(kv_edit, settings=(("inversion", FlowInversionSettings()),
+                                             ("settings", MaskLockingSettings())), keywords=("mask",)),
 }
 
 
@@ -103,7 +118,7 @@ def register(name: str, method: EditMethod) -> None:
     METHODS[name] = method
 
 
-def run_case(method: str | Callable[..., torch.Tensor], parts: latent.UNetSystem, case, *,
+def run_case(method: str | Callable[..., torch.Tensor], parts: latent.LatentSystem, case, *,
              generator: torch.Generator | int | None = None, **options) -> torch.Tensor:
     """Run one edit method on a shapes.EditResult-like case (source_image, source_caption, target_caption).   [nb 08]
 

@@ -59,6 +59,7 @@ from course_lib import noise as noise_lib
 from course_lib.validation import (
     CourseInputError,
     check_alpha_bar_t,
+    check_choice,
     check_device,
     check_finite,
     check_float_tensor,
@@ -207,22 +208,66 @@ def _check_flow_model(model, fix: str) -> None:
             f"sampler='ddim'), a diffusion sampler; {fix}")
 
 
-def flow_matching_loss(model: nn.Module, batch, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Return E || (eps - x0) - v_theta(x_sigma, 1000 sigma) ||^2 with sigma ~ U(0, 1) per example.   [rectified flow, SD3, nb 03b]
+SIGMA_DENSITIES = ("uniform", "logit_normal")  # how training draws the noise level sigma
 
-    sigma and eps ~ N(0, I) are drawn from `generator`. batch: a tensor x0, or a dict {"x0": ...};
-    a dict with "noise" pairs each x0 with that noise instead of a fresh draw (reflow); other keys go
-    to the model. A loss_fn for training.train. Shapes: x0 (B, ...); returns a scalar.
+
+def shift_sigma(sigma, shift: float):
+    """Return shift * sigma / (1 + (shift - 1) * sigma): SD3's time shift, which moves noise levels toward 1.   [SD3 eq. 23, nb 10]
+
+    shift 1 leaves sigma as it is; shift 3 (SD3 at 1024 px) sends 0.5 to 0.75. The same map bends the
+    sampling sigmas of FlowMatchEulerDiscreteScheduler(shift=...) and, in SD3's training, the noise
+    levels drawn: a model trained with a shift should be sampled with it.
+    """
+    return shift * sigma / (1 + (shift - 1) * sigma)
+
+
+def sample_sigmas(batch: int, generator: torch.Generator | None = None, *, density: str = "uniform",
+                  shift: float = 1.0, device=None) -> torch.Tensor:
+    """Return (batch,) noise levels sigma in (0, 1) for training: U(0, 1), or SD3's logit-normal, then shifted.   [SD3 sec. 3.1, nb 03b, 10]
+
+    "uniform": sigma ~ U(0, 1) (rectified flow as first written); "logit_normal": sigma = sigmoid(n),
+    n ~ N(0, 1) (Esser et al. 2024, rf/lognorm(0.00, 1.00): more training where the velocity is hardest
+    to predict, the middle; diffusers' compute_density_for_timestep_sampling draws the same law). Then
+    shift_sigma(sigma, shift). Drawn on the generator's device, returned there unless `device` is given.
+    """
+    density = check_choice(density, SIGMA_DENSITIES, "density")
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    if density == "uniform":
+        sigma = torch.rand(batch, generator=generator, device=gen_device)
+    else:
+        sigma = torch.sigmoid(torch.randn(batch, generator=generator, device=gen_device))
+    if shift != 1.0:
+        sigma = shift_sigma(sigma, shift)
+    return sigma if device is None else sigma.to(device)
+
+
+def flow_matching_loss(model: nn.Module, batch, generator: torch.Generator | None = None, *, density: str = "uniform",
+                       shift: float = 1.0, cond_dropout: float = 0.0, null_cond: dict | None = None) -> torch.Tensor:
+    """Return E || (eps - x0) - v_theta(x_sigma, 1000 sigma) ||^2, sigma per example (sample_sigmas).   [rectified flow, SD3, nb 03b, 10]
+
+    sigma (uniform, or SD3's logit-normal with a shift) and eps ~ N(0, I) are drawn from `generator`.
+    batch: a tensor x0, or a dict {"x0": ...}; a dict with "noise" pairs each x0 with that noise instead
+    of a fresh draw (reflow); other keys go to the model (encoder_hidden_states, pooled_projections for
+    SD3's transformer). With cond_dropout = p each example's condition becomes null_cond with probability
+    p (the empty prompt's: classifier-free guidance, as training.diffusion_loss). A loss_fn for
+    training.train. Shapes: x0 (B, ...); returns a scalar.
     """
     x0, cond = training.split_batch(batch)
     noise = cond.pop("noise", None)
     check_float_tensor(x0, "x0")
     generator = noise_lib.as_generator(generator)
+    shift = check_number(shift, "shift", low=0, low_open=True, hint="SD3's time shift; 1 leaves sigma unchanged")
+    cond_dropout = check_number(cond_dropout, "cond_dropout", low=0, high=1, hint="the share of captions dropped")
     gen_device = generator.device if generator is not None else torch.device("cpu")
     # 1. a noise level per example, and a noise (unless the batch pairs each x0 with one)
-    sigma = torch.rand(x0.shape[0], generator=generator, device=gen_device).to(x0.device, x0.dtype)
+    sigma = sample_sigmas(x0.shape[0], generator, density=density, shift=shift).to(x0.device, x0.dtype)
     sigma = sigma.reshape(-1, *[1] * (x0.ndim - 1))  # (B, 1, ...)
     noise = noise_lib.given_or_drawn(noise, x0, generator, "noise", "x0")
+    if cond_dropout > 0:  # classifier-free guidance: some captions become the empty prompt's condition
+        if not null_cond:
+            raise CourseInputError("cond_dropout > 0 needs null_cond, e.g. the condition of the empty prompt \"\".")
+        drop = torch.rand(x0.shape[0], generator=generator, device=gen_device) < cond_dropout
+        cond = training.drop_condition(cond, null_cond, drop)
     # 2. the point on the straight line, and the velocity along it
     x_sigma = interpolate(x0, noise, sigma)
     target = velocity_target(x0, noise)

@@ -6,11 +6,12 @@ the course meets them (the order of `python -m course_lib.recipes --list`).
 
 from __future__ import annotations
 
-from course_lib.recipes import autoencoder, contrastive, ddpm, instruction_edits, prompt_writer, text_to_image
+from course_lib.recipes import (autoencoder, contrastive, ddpm, flow_transformer, instruction_edits, prompt_writer,
+                                text_to_image)
 from course_lib.recipes.base import Recipe
 from course_lib.validation import CourseInputError
 
-FAMILIES = (ddpm, autoencoder, contrastive, text_to_image, instruction_edits, prompt_writer)
+FAMILIES = (ddpm, autoencoder, contrastive, text_to_image, instruction_edits, prompt_writer, flow_transformer)
 
 
 def _registry(families) -> dict[str, Recipe]:

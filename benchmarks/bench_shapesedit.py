@@ -41,6 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 from course_lib import shapesedit  # noqa: E402
 
 UNET = "text2image"  # the UNet notebooks 07-08 edit with (data/<name>)
+BEST_UNET_ROW = "mask_locking (edit_friendly)"  # the best fully automatic UNet row of data/shapesedit_results.json
+UNET_RESULTS = Path(__file__).resolve().parents[1] / "data" / "shapesedit_results.json"
 
 
 def rows_spec() -> list[tuple[str, str, dict, bool]]:
@@ -62,6 +64,25 @@ def rows_spec() -> list[tuple[str, str, dict, bool]]:
     return rows
 
 
+def flow_rows_spec() -> list[tuple[str, str, dict, bool]]:
+    """The flow family's rows (notebook 10): the same references, then every flow method of editing.METHODS.
+
+    Each method runs with its registered defaults (the settings tuned on the development cases, seed 1);
+    the last row is given the case's ground-truth mask (a reference line, never a method a user can run).
+    """
+    from course_lib import editing
+
+    rows = [("ground truth (reference)", "ground_truth", {}, False), ("no edit (reference)", "identity", {}, False),
+            ("VAE round trip (reference)", "vae", {}, False)]
+    for solver in editing.SOLVERS:
+        rows.append((f"flow_inversion ({solver})", "flow_inversion", {"solver": solver}, False))
+    rows += [("rf_inversion", "rf_inversion", {}, False), ("flowedit", "flowedit", {}, False),
+             ("flow_p2p", "flow_p2p", {}, False), ("kv_edit", "kv_edit", {}, False),
+             ("kv_edit (attention mask)", "kv_edit", {"mask_source": "attention"}, False),
+             ("kv_edit (given mask: reference)", "kv_edit", {}, True)]
+    return rows
+
+
 # Null-text inversion optimises an embedding at every step (11-19 s an edit in the shipped run, about ten times
 # the others): its rows run on the first NULL_TEXT_N cases (10 per kind), which the table's n says.
 NULL_TEXT_N = 50
@@ -70,9 +91,12 @@ NULL_TEXT_N = 50
 ONE_AT_A_TIME = ("prompt_to_prompt",)
 
 
-def load_parts(unet: str, device):
-    """Return text2image.Parts with data/<unet> (a shipped name) or a UNet2DConditionModel folder."""
-    from course_lib import text2image
+def load_parts(unet: str, device, family: str = "unet"):
+    """Return text2image.Parts with data/<unet> (a shipped name) or a UNet2DConditionModel folder; or the flow system."""
+    from course_lib import flow_text2image, text2image
+
+    if family == "flow":
+        return flow_text2image.load_system(device=device)
 
     if Path(unet).is_dir():
         from diffusers import UNet2DConditionModel
@@ -123,22 +147,41 @@ def masks_iou(parts, cases, seed: int) -> dict:
     return out
 
 
-def report(results: list[dict], wall: float | None = None) -> None:
+def best_unet_row() -> dict | None:
+    """The best fully automatic UNet row of the shipped table, the flow rows' reference (None if absent)."""
+    if not UNET_RESULTS.is_file():
+        return None
+    return next((r for r in shapesedit.load_results(UNET_RESULTS) if r["name"] == BEST_UNET_ROW), None)
+
+
+def report(results: list[dict], wall: float | None = None, family: str = "unet",
+           cases_seed: int = shapesedit.DEFAULT_SEED) -> None:
     print("\n== ShapesEdit, all kinds ==")
     print(shapesedit.format_table(results))
     print("\n== edit success by kind ==")
     print(shapesedit.format_kind_table(results, "success"))
     print("\n== locked PSNR (dB) by kind ==")
     print(shapesedit.format_kind_table(results, "locked_psnr"))
-    base = next((r for r in results if r["name"] == shapesedit.BASELINE), None)
+    same_cases = cases_seed == shapesedit.DEFAULT_SEED  # the UNet table ran the benchmark's cases
+    base = ((best_unet_row() if same_cases else None) if family == "flow" else
+            next((r for r in results if r["name"] == shapesedit.BASELINE), None))
     if base is not None:
-        print(f"\n== success against {shapesedit.BASELINE}: exact McNemar test on the same cases ==")
+        print(f"\n== success against {base['name']}: exact McNemar test on the same cases ==")
         for r in results:
             if r is base or "reference" in r["name"]:
                 continue
             test = shapesedit.mcnemar(r, base)
             print(f"{r['name']:52s} {100 * test['difference']:+6.1f} pp  (right alone {test['a_only']:3d} vs "
                   f"{test['b_only']:3d}, p = {test['p_value']:.2g}: {'real' if test['real'] else 'not shown'})")
+        if family == "flow":
+            print(f"\n== locked PSNR against {base['name']}: exact sign test on the same cases ==")
+            for r in results:
+                if "reference" in r["name"]:
+                    continue
+                test = shapesedit.sign_test(r, base, "locked_psnr")
+                print(f"{r['name']:52s} higher on {test['a_higher']:3d}, lower on {test['b_higher']:3d} cases, median "
+                      f"{test['median_difference']:+5.1f} dB, p = {test['p_value']:.2g}: "
+                      f"{'real' if test['real'] else 'not shown'}")
     if wall is not None:
         print(f"\nwall time {wall:.0f} s")
 
@@ -150,6 +193,8 @@ def main(argv=None) -> None:
                         help=f"{shapesedit.DEFAULT_SEED}: the benchmark; {shapesedit.DEV_SEED}: the development cases")
     parser.add_argument("--seed", type=int, default=0, help="edit generators are seeded by seed + case index")
     parser.add_argument("--unet", default=UNET, help="a shipped UNet name (data/NAME) or a UNet2DConditionModel folder")
+    parser.add_argument("--family", choices=("unet", "flow"), default="unet",
+                        help="unet: notebooks 07-08's rows on --unet; flow: notebook 10's rows on data/flow_transformer")
     parser.add_argument("--rows", default=None, help="row names to run, separated by ; (default: all); see rows_spec()")
     parser.add_argument("--merge", nargs="+", default=None, help="join these results files into --out, in row order")
     parser.add_argument("--masks", action="store_true", help="also score the automatic masks (IoU by kind)")
@@ -163,7 +208,8 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     command = "python benchmarks/bench_shapesedit.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    order = [name for name, *_ in rows_spec()]
+    spec = flow_rows_spec() if args.family == "flow" else rows_spec()
+    order = [name for name, *_ in spec]
     if args.merge:
         results, meta = [], {}
         for path in args.merge:
@@ -172,12 +218,12 @@ def main(argv=None) -> None:
             meta.setdefault("commands", []).append(loaded[0]["run"]["command"] if loaded else "")
             meta["wall_time_s"] = meta.get("wall_time_s", 0) + (loaded[0]["run"].get("wall_time_s", 0) if loaded else 0)
             meta["unet"] = loaded[0]["run"].get("unet") if loaded else None
-            for key in ("mask_iou", "cases_seed", "num_threads"):
+            for key in ("mask_iou", "cases_seed", "num_threads", "family"):
                 if loaded and key in loaded[0]["run"]:
                     meta[key] = loaded[0]["run"][key]
         results.sort(key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
         results = [{k: v for k, v in r.items() if k != "run"} for r in results]
-        report(results)
+        report(results, family=meta.get("family", "unet"), cases_seed=meta.get("cases_seed", shapesedit.DEFAULT_SEED))
         path = shapesedit.save_results(results, args.out, command=command, **meta)
         print(f"wrote {path}")
         return
@@ -186,8 +232,7 @@ def main(argv=None) -> None:
     print(f"ShapesEdit: {len(cases)} cases (seed {args.cases_seed}); torch {torch.__version__}, "
           f"{torch.get_num_threads()} thread(s), device {args.device}; UNet {args.unet}")
     torch.manual_seed(0)  # nothing should draw from the global generator; if something does, it is repeatable
-    parts = load_parts(args.unet, torch.device(args.device))
-    spec = rows_spec()
+    parts = load_parts(args.unet, torch.device(args.device), args.family)
     if args.rows:
         wanted = [r.strip() for r in args.rows.split(";")]
         unknown = [r for r in wanted if r not in order]
@@ -216,8 +261,9 @@ def main(argv=None) -> None:
         for source in ("diffedit", "attention"):
             print(f"mask IoU ({source}): " + ", ".join(f"{k} {v:.2f}" for k, v in extra["mask_iou"][source].items()))
     wall = time.perf_counter() - start
-    report(results, wall)
-    path = shapesedit.save_results(results, args.out, command=command, wall_time_s=round(wall, 1), unet=args.unet,
+    report(results, wall, family=args.family, cases_seed=args.cases_seed)
+    path = shapesedit.save_results(results, args.out, command=command, wall_time_s=round(wall, 1), family=args.family,
+                                   unet=args.unet if args.family == "unet" else "flow_transformer",
                                    num_threads=torch.get_num_threads(), cases_seed=args.cases_seed, **extra)
     print(f"wrote {path}")
 

@@ -129,6 +129,23 @@ def _forbidden(files) -> list[str]:
     return [f for f in files if f.lower().endswith(FORBIDDEN_SUFFIXES)]
 
 
+def fresh_folder(name_or_path: str | Path) -> Path:
+    """Return the checkpoint folder, emptied and ready to write: new, empty, or an earlier checkpoint (it is replaced).
+
+    A folder that holds files but no manifest.json is not a checkpoint: it is refused, never deleted.
+    """
+    folder = checkpoint_dir(name_or_path)
+    if folder.exists() and not folder.is_dir():
+        raise CourseInputError(f"{folder} is a file, not a folder; choose a folder for the checkpoint.")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST).is_file():
+        raise CourseInputError(f"{folder} holds files but no {MANIFEST}: it is not a checkpoint, and saving would "
+                               f"delete it. Choose a new or empty folder.")
+    if folder.exists():
+        shutil.rmtree(folder)  # no stale file survives
+    folder.mkdir(parents=True)
+    return folder
+
+
 def save_pretrained(obj, name_or_path: str | Path, *, name: str | None = None, command: str | None = None,
                     train_config: dict | None = None, recipe: dict | None = None, data_seed: int | None = None,
                     steps: int | None = None, wall_time_s: float | None = None, metrics: dict | None = None,
@@ -145,14 +162,7 @@ def save_pretrained(obj, name_or_path: str | Path, *, name: str | None = None, c
     fields = _manifest_fields(folder, name=name, command=command, train_config=train_config, recipe=recipe,
                               data_seed=data_seed, steps=steps, wall_time_s=wall_time_s, metrics=metrics,
                               num_parameters=None, notes=notes)
-    if folder.exists() and not folder.is_dir():
-        raise CourseInputError(f"{folder} is a file, not a folder; choose a folder for the checkpoint.")
-    if folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST).is_file():
-        raise CourseInputError(f"{folder} holds files but no {MANIFEST}: it is not a checkpoint, and saving would "
-                               f"delete it. Choose a new or empty folder.")
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    fresh_folder(folder)
     obj.save_pretrained(folder, safe_serialization=True)
     if hasattr(obj, "parameters"):
         fields["num_parameters"] = int(sum(p.numel() for p in obj.parameters()))

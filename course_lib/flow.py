@@ -216,9 +216,21 @@ def shift_sigma(sigma, shift: float):
 
     shift 1 leaves sigma as it is; shift 3 (SD3 at 1024 px) sends 0.5 to 0.75. The same map bends the
     sampling sigmas of FlowMatchEulerDiscreteScheduler(shift=...) and, in SD3's training, the noise
-    levels drawn: a model trained with a shift should be sampled with it.
+    levels drawn: a model trained with a shift should be sampled with it. sigma: a number or a tensor in
+    [0, 1]; shift: a number > 0 (the scheduler's own range).
     """
+    shift = _check_shift(shift)
+    if not isinstance(sigma, torch.Tensor):
+        sigma = torch.tensor(check_number(sigma, "sigma", low=0, high=1, hint="0 is clean data and 1 pure noise"))
+    check_float_tensor(sigma, "sigma")
+    if not bool(((sigma >= 0) & (sigma <= 1)).all()):
+        raise CourseInputError("sigma must lie in [0, 1] (0 is clean data, 1 pure noise); got values outside it.")
     return shift * sigma / (1 + (shift - 1) * sigma)
+
+
+def _check_shift(shift) -> float:
+    return check_number(shift, "shift", low=0, low_open=True,
+                        hint="SD3's timestep shift: 1 leaves the sigmas as they are, 3 is SD3's at 1024 px")
 
 
 def sample_sigmas(batch: int, generator: torch.Generator | None = None, *, density: str = "uniform",
@@ -231,6 +243,7 @@ def sample_sigmas(batch: int, generator: torch.Generator | None = None, *, densi
     shift_sigma(sigma, shift). Drawn on the generator's device, returned there unless `device` is given.
     """
     density = check_choice(density, SIGMA_DENSITIES, "density")
+    batch, shift = check_positive_int(batch, "batch"), _check_shift(shift)
     gen_device = generator.device if generator is not None else torch.device("cpu")
     if density == "uniform":
         sigma = torch.rand(batch, generator=generator, device=gen_device)

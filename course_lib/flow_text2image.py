@@ -29,7 +29,6 @@ become one token; the course uses 0 (MAX_SEQUENCE_LENGTH), which must be passed 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
@@ -276,10 +275,7 @@ def save_pipeline(system: latent.FlowSystem, folder: str | Path = PIPELINE_NAME,
                   metrics: dict | None = None) -> dict:
     """Write the system as a StableDiffusion3Pipeline folder with a manifest of SHA-256 hashes; return the manifest."""
     pipe = make_pipeline(system)
-    folder = checkpoints.checkpoint_dir(folder)
-    if folder.exists():
-        shutil.rmtree(folder)  # no stale file survives
-    folder.mkdir(parents=True)
+    folder = checkpoints.fresh_folder(folder)  # refuses a folder that is not a checkpoint
     pipe.save_pretrained(folder, safe_serialization=True)
     num_parameters = sum(models.num_parameters(m) for m in (system.transformer, system.vae, system.text_encoder,
                                                             system.text_encoder_2))

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -120,10 +119,7 @@ def save_pipeline(parts: text2image.Parts, folder: str | Path = PIPELINE_NAME, *
     """
     latent.check_system(parts, latent.UNetSystem)
     pipe = make_pipeline(parts)
-    folder = checkpoints.checkpoint_dir(folder)
-    if folder.exists():
-        shutil.rmtree(folder)  # no stale file survives
-    folder.mkdir(parents=True)
+    folder = checkpoints.fresh_folder(folder)  # refuses a folder that is not a checkpoint
     pipe.save_pretrained(folder, safe_serialization=True)
     halved = [str(f.relative_to(folder)) for f in sorted(folder.rglob("*.safetensors")) if _halve_if_exact(f)]
     notes = notes or ("StableDiffusionPipeline folder: load with StableDiffusionPipeline.from_pretrained(folder) "

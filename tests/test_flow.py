@@ -236,3 +236,36 @@ def test_other_bad_input_is_refused():
         flow.sigma_from_alpha_bar(1.5)
     with pytest.raises(CourseInputError, match="floating-point"):
         flow.velocity_target(torch.zeros(5, 2, dtype=torch.long), x0)
+
+
+def test_shift_sigma_refuses_what_the_scheduler_cannot_take():
+    for bad in (0, -1.0, float("nan"), "3"):
+        with pytest.raises(CourseInputError, match="shift"):
+            flow.shift_sigma(0.5, bad)
+        with pytest.raises(CourseInputError, match="shift"):
+            flow.sample_sigmas(4, shift=bad)
+    with pytest.raises(CourseInputError, match=r"\[0, 1\]"):
+        flow.shift_sigma(torch.tensor([0.2, 1.5]), 3.0)
+    assert flow.shift_sigma(0.5, 3.0) == pytest.approx(0.75)
+
+
+def test_notebook_10s_shift_check_rejects_wrong_answers(capsys):
+    # Exercise B's check, with its cases, against answers a learner might write: each must print a failure
+    from course_lib import exercises, flow_text2image
+
+    cases = [(torch.linspace(0, 1, 41), s) for s in (flow_text2image.SHIFT, 3.0, 0.5)]
+    wrongs = {
+        "no shift": lambda sigma, s: sigma,
+        "scaled, not a ratio": lambda sigma, s: (s * sigma).clamp(max=1),
+        "the inverse shift": lambda sigma, s: sigma / (s - (s - 1) * sigma),
+        "r divided by s": lambda sigma, s: (sigma / (1 - sigma).clamp_min(1e-12) / s).nan_to_num(1.0) /
+                                           (1 + (sigma / (1 - sigma).clamp_min(1e-12) / s)),
+        "a power": lambda sigma, s: sigma ** (1 / s),
+        "right at s = 3 only": lambda sigma, s: 3 * sigma / (1 + 2 * sigma),
+        "a constant": lambda sigma, s: torch.full_like(sigma, 0.5),
+    }
+    for name, wrong in wrongs.items():
+        exercises.check_function("B", wrong, flow.shift_sigma, cases, atol=1e-6)
+        assert capsys.readouterr().out.startswith("❌"), name
+    exercises.check_function("B", flow.shift_sigma, flow.shift_sigma, cases, atol=1e-6)
+    assert capsys.readouterr().out.startswith("✅")

@@ -95,3 +95,12 @@ def test_doors(system):
     with pytest.raises(CourseInputError, match="NaN"):
         flow_text2image.generate(system, PROMPTS[:1], latents=torch.full((1, 4, 16, 16), float("nan")))
     assert shapes.DEFAULT_SIZE == 32
+
+
+def test_saving_the_pipeline_never_empties_a_folder_that_is_not_a_checkpoint(system, tmp_path):
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    with pytest.raises(CourseInputError, match="not a checkpoint"):
+        flow_text2image.save_pipeline(system, precious, command="test")
+    assert (precious / "thesis.tex").read_text() == "years of work"

@@ -207,3 +207,33 @@ def test_attention_quadrants_are_the_blocks_probabilities(transformer, inputs):
         theirs = attn(hidden_states=x_in, encoder_hidden_states=y_in)
         assert gap(attn.to_out[0](mixed[:, :64]), theirs[0]) <= ATOL
         assert gap(attn.to_add_out(mixed[:, 64:]), theirs[1]) <= ATOL
+
+
+def test_notebook_10s_patchify_check_rejects_wrong_answers(capsys):
+    # Exercise A's check, with its cases, against answers a learner might write: each must print a failure
+    from course_lib import exercises
+
+    def cases():
+        g = torch.Generator().manual_seed(1)
+        return [(torch.randn(2, 4, 16, 16, generator=g), 2), (torch.randn(1, 3, 8, 12, generator=g), 4)]
+
+    def channel_first(z, p):  # the values of a patch as (channel, row, column): PatchEmbed's weight order
+        b, c, h, w = z.shape
+        return z.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5).reshape(b, -1, p * p * c)
+
+    def column_major(z, p):  # the grid read column by column
+        b, c, h, w = z.shape
+        return z.reshape(b, c, h // p, p, w // p, p).permute(0, 4, 2, 3, 5, 1).reshape(b, -1, p * p * c)
+
+    def plain_reshape(z, p):  # no permute at all
+        return z.reshape(z.shape[0], -1, p * p * z.shape[1])
+
+    def square_only(z, p):  # right on a square latent, wrong on (8, 12): the grid size taken from H twice
+        b, c, h, w = z.shape
+        return z.reshape(b, c, h // p, p, h // p, p).permute(0, 2, 4, 3, 5, 1).reshape(b, -1, p * p * c)
+
+    for wrong in (channel_first, column_major, plain_reshape, square_only, lambda z, p: torch.zeros(1)):
+        exercises.check_function("A", wrong, mmdit.patchify, cases(), atol=0)
+        assert capsys.readouterr().out.startswith("❌"), wrong
+    exercises.check_function("A", lambda z, p: mmdit.patchify(z, p), mmdit.patchify, cases(), atol=0)
+    assert capsys.readouterr().out.startswith("✅")

@@ -262,3 +262,19 @@ def test_mask_iou_equals_scikit_learns_jaccard():
     assert shapesedit.mask_iou(empty, empty) == 1.0
     with pytest.raises(CourseInputError, match="one shape"):
         shapesedit.mask_iou(empty, torch.zeros(3, 3, dtype=torch.bool))
+
+
+def test_sign_test_is_scipys_exact_binomial_test_on_the_cases_that_differ():
+    from scipy import stats
+
+    records = lambda values: {"records": [{"index": i, "locked_psnr": v} for i, v in enumerate(values)]}  # noqa: E731
+    a = records([30.0] * 12 + [20.0] * 5 + [25.0] * 8 + [float("nan")])
+    b = records([25.0] * 12 + [25.0] * 5 + [25.0] * 8 + [30.0])  # a higher on 12, lower on 5, tied on 8, one NaN
+    test = shapesedit.sign_test(a, b)
+    assert (test["n"], test["a_higher"], test["b_higher"]) == (25, 12, 5)
+    assert test["p_value"] == pytest.approx(stats.binomtest(12, 17, 0.5).pvalue, abs=1e-12)
+    assert test["median_difference"] == 0.0 and test["real"] == (test["p_value"] < 0.05)
+    flipped = shapesedit.sign_test(b, a)  # symmetric: the same p, the counts swapped
+    assert (flipped["a_higher"], flipped["b_higher"], flipped["p_value"]) == (5, 12, test["p_value"])
+    with pytest.raises(CourseInputError, match="no case"):
+        shapesedit.sign_test(records([float("nan")] * 3), records([1.0] * 3))

@@ -8,7 +8,7 @@ from course_lib import flow_text2image, training
 from course_lib.recipes.base import LoopRecipe
 
 FLOW_DATASET_SIZE = 60_000  # captioned 'train' scenes, encoded once at the start (latents drawn from the posterior)
-FLOW_TRAIN_CONFIG = training.TrainConfig(steps=8000, batch_size=64, lr=5e-4, lr_schedule="cosine", lr_warmup_steps=200,
+FLOW_TRAIN_CONFIG = training.TrainConfig(steps=6000, batch_size=64, lr=5e-4, lr_schedule="cosine", lr_warmup_steps=200,
                                          weight_decay=0.0, ema_decay=0.999, grad_clip=1.0, seed=0,
                                          checkpoint_every=500)
 

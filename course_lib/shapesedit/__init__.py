@@ -67,7 +67,7 @@ free-form edits have no counterpart in a world of flat shapes.
 """
 
 from course_lib.shapesedit.evaluation import (BASELINE, METRICS, Z95, evaluate, ground_truth_method, identity_method,
-                                              mcnemar, restrict, summarise, wilson_interval)
+                                              mcnemar, restrict, sign_test, summarise, wilson_interval)
 from course_lib.shapesedit.scores import (DEFAULT_N, DEFAULT_SEED, DEV_SEED, PSNR_CAP, RANGE_TOLERANCE, SSIM_K1,
                                           SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, capped_psnr, cases, check_edit_range,
                                           edit_succeeded, kind_of, mask_iou, masked_ssim, score, ssim_map)
@@ -77,6 +77,6 @@ __all__ = [
     "BASELINE", "COMMAND", "DEFAULT_N", "DEFAULT_SEED", "DEV_SEED", "METRICS", "PSNR_CAP", "RANGE_TOLERANCE", "SSIM_K1",
     "SSIM_K2", "SSIM_SIGMA", "SSIM_WINDOW", "Z95", "capped_psnr", "cases", "check_edit_range", "edit_succeeded",
     "evaluate", "format_kind_table", "format_table", "ground_truth_method", "identity_method", "kind_of",
-    "load_results", "mask_iou", "masked_ssim", "mcnemar", "restrict", "save_results", "score", "ssim_map",
+    "load_results", "mask_iou", "masked_ssim", "mcnemar", "restrict", "save_results", "score", "sign_test", "ssim_map",
     "summarise", "wilson_interval",
 ]

@@ -155,19 +155,50 @@ def mcnemar(result_a: dict, result_b: dict) -> dict:
     "real" (p < 0.05)}. Paired: when one result ran a subset of the other's cases (a row run on
     the first 50 cases only), the test uses that subset; otherwise both must hold the same indices.
     """
-    a = {r["index"]: bool(r["success"]) for r in result_a["records"]}
-    b = {r["index"]: bool(r["success"]) for r in result_b["records"]}
-    if not (set(a) <= set(b) or set(b) <= set(a)):
-        raise CourseInputError("mcnemar compares results on the same cases (the same indices, or one a subset of "
-                               "the other's); these differ.")
-    common = sorted(set(a) & set(b))
+    a, b, common = _paired(result_a, result_b, "success", "mcnemar")
     a_only = sum(a[i] and not b[i] for i in common)
     b_only = sum(b[i] and not a[i] for i in common)
-    m = a_only + b_only
-    tail = sum(math.comb(m, j) for j in range(min(a_only, b_only) + 1)) / 2**m if m else 1.0
-    p = min(1.0, 2 * tail)
+    p = _two_sided_binomial(a_only, b_only)
     return {"n": len(common), "a_only": a_only, "b_only": b_only, "difference": (a_only - b_only) / len(common),
             "p_value": p, "real": p < 0.05}
+
+
+def sign_test(result_a: dict, result_b: dict, key: str = "locked_psnr") -> dict:
+    """Compare two methods' per-case scores (key of the records) on the same cases: the exact sign test.   [nb 10]
+
+    The paired test for a figure that is not a yes/no (locked PSNR): on the cases where the two differ,
+    is a higher about as often as b? Returns {"n", "a_higher", "b_higher", "median_difference" (a - b,
+    over all common cases), "p_value" (two-sided, exact binomial), "real" (p < 0.05)}. Cases are
+    paired as in mcnemar; a case where either score is NaN is left out.
+    """
+    a, b, common = _paired(result_a, result_b, key, "sign_test")
+    diffs = [a[i] - b[i] for i in common if not (math.isnan(a[i]) or math.isnan(b[i]))]
+    if not diffs:
+        raise CourseInputError(f"sign_test found no case where both results have a number for {key!r}.")
+    a_higher, b_higher = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+    p = _two_sided_binomial(a_higher, b_higher)
+    return {"n": len(diffs), "a_higher": a_higher, "b_higher": b_higher,
+            "median_difference": statistics.median(diffs), "p_value": p, "real": p < 0.05}
+
+
+def _paired(result_a: dict, result_b: dict, key: str, name: str):
+    a = {r["index"]: r[key] for r in result_a["records"]}
+    b = {r["index"]: r[key] for r in result_b["records"]}
+    if not (set(a) <= set(b) or set(b) <= set(a)):
+        raise CourseInputError(f"{name} compares results on the same cases (the same indices, or one a subset of "
+                               "the other's); these differ.")
+    if isinstance(next(iter(a.values()), False), bool) or key == "success":
+        a, b = {i: bool(v) for i, v in a.items()}, {i: bool(v) for i, v in b.items()}
+    else:
+        a, b = {i: float(v) for i, v in a.items()}, {i: float(v) for i, v in b.items()}
+    return a, b, sorted(set(a) & set(b))
+
+
+def _two_sided_binomial(k_a: int, k_b: int) -> float:
+    """Exact two-sided p of k_a against k_b under Binomial(k_a + k_b, 1/2) (McNemar's and the sign test's)."""
+    m = k_a + k_b
+    tail = sum(math.comb(m, j) for j in range(min(k_a, k_b) + 1)) / 2**m if m else 1.0
+    return min(1.0, 2 * tail)
 
 
 def restrict(result: dict, indices) -> dict:

@@ -65,6 +65,8 @@ benchmark: install
 	$(BIN)/python benchmarks/bench_text2image.py --quick --threads 1
 	$(BIN)/python benchmarks/bench_inversions.py --n 4 --steps 10,25 --threads 1 --out $(BENCH_OUT)/inversions.json
 	$(BIN)/python benchmarks/bench_shapesedit.py --n 25 --threads 1 --out $(BENCH_OUT)/shapesedit.json
+	$(BIN)/python benchmarks/bench_shapesedit.py --family flow --n 25 --threads 1 --out $(BENCH_OUT)/shapesedit_flow.json
+	$(BIN)/python benchmarks/bench_families.py --n 20 --threads 1 --out $(BENCH_OUT)/families.json
 	$(BIN)/python benchmarks/bench_samplers.py --quick --threads 1 --out $(BENCH_OUT)/samplers.json
 	$(BIN)/python benchmarks/bench_notebooks.py
 

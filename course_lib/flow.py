@@ -248,7 +248,7 @@ def sample_sigmas(batch: int, generator: torch.Generator | None = None, *, densi
     if density == "uniform":
         sigma = torch.rand(batch, generator=generator, device=gen_device)
     else:
-        sigma = torch.sigmoid(torch.randn(batch, generator=generator, device=gen_device))
+        sigma = torch.sigmoid(noise_lib.randn((batch,), generator, device=gen_device))  # the one rule for noise
     if shift != 1.0:
         sigma = shift_sigma(sigma, shift)
     return sigma if device is None else sigma.to(device)

@@ -390,22 +390,22 @@ def test_kv_injection_makes_the_foreground_blind_to_the_targets_own_background(f
     assert (v - v_other).abs().max() > 1e-2  # outside, the target's own tokens still differ
 
 
-def test_kv_edit_keeps_the_latents_outside_its_whole_token_mask_exactly(flow_system16, case):
+def test_kv_edit_keeps_the_latents_outside_its_cell_mask_exactly(flow_system16, case):
+    # the latents are locked per latent cell (finer than a token); the keys and values are the source's per token
     system = flow_system16
     z0 = system.encode_image(case.source_image[None])
-    mask = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
-    mask[..., 5, 3] = mask[..., 8:11, 9] = True  # cells, not whole tokens
-    cells = editing.whole_tokens(mask, 2)
+    cells = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
+    cells[..., 5, 3] = cells[..., 8:11, 9] = True  # cells, not whole tokens
     for solver in ("euler", "fireflow"):
         z = flow_attention.kv_edit_latents(system, z0, [case.source_caption], [case.target_caption], cells,
                                            editing.FlowInversionSettings(solver, 5), "inverted", None)
-        assert torch.equal(torch.where(cells, 0, z), torch.where(cells, 0, z0))
+        assert torch.equal(torch.where(cells, 0, z), torch.where(cells, 0, z0))  # every other cell: z0 exactly
         assert (z - z0)[cells.expand_as(z)].abs().max() > 1e-3
     pixels = torch.zeros(32, 32, dtype=torch.bool)
-    pixels[10:12, 6:8] = True  # two latent cells of one token
+    pixels[10:12, 6:8] = True  # one latent cell (2 x 2 pixels)
     out = editing.kv_edit(system, case.source_image, case.source_caption, case.target_caption, mask=pixels,
                           inversion=editing.FlowInversionSettings("euler", 3), generator=0)
-    assert out.mask.shape == (1, 32, 32) and int(out.mask.sum()) == 16  # one 2 x 2 token = 4 x 4 pixels
+    assert out.mask.shape == (1, 32, 32) and int(out.mask.sum()) == 4  # the cell, not its 4 x 4-pixel token
 
 
 # ----------------------------------------------------------------------------------------------

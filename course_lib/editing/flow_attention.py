@@ -81,13 +81,15 @@ def word_attention(system: latent.FlowSystem, z0: torch.Tensor, sources: list[st
 
 
 def automatic_flow_mask(system: latent.FlowSystem, z0: torch.Tensor, sources: list[str], targets: list[str],
-                        settings: MaskSettings, generator) -> torch.Tensor:
-    """Return flow_edit_mask's mask (B, 1, h, w) bool on the CPU: thresholded, grown, whole tokens, holes filled."""
+                        settings: MaskSettings, generator, *, cells: bool = False) -> torch.Tensor:
+    """Return flow_edit_mask's mask (B, 1, h, w) bool on the CPU: thresholded, grown, holes filled, whole tokens
+    (or, cells=True, at the latent cells: KV-Edit's lock, finer than its tokens)."""
     mapper = velocity_difference if settings.source == "diffedit" else word_attention
     diff = mapper(system, z0, sources, targets, settings.num_draws, settings.strength, generator)
     mask = threshold_map(diff, settings.threshold, settings.normalise, settings.grow_cells,
                          peak_only=settings.peak_only).cpu()
-    mask = fill_holes(whole_tokens(mask, patch_size(system.transformer)))
+    if not cells:
+        mask = fill_holes(whole_tokens(mask, patch_size(system.transformer)))
     empty = [i for i, m in enumerate(mask) if not m.any()]
     if empty:
         raise CourseInputError(f"the automatic {settings.source} mask of image(s) {empty} covers nothing: the two "
@@ -180,7 +182,11 @@ def flow_prompt_to_prompt(system: latent.FlowSystem, image: torch.Tensor, source
 def kv_edit_latents(system: latent.FlowSystem, z0: torch.Tensor, sources: list[str], targets: list[str],
                     cells: torch.Tensor, inversion: FlowInversionSettings, start: str,
                     generator: torch.Generator | None) -> torch.Tensor:
-    """Return KV-Edit's edited latents of checked inputs; cells (B, 1, h, w) bool, whole tokens: True where the edit may change."""
+    """Return KV-Edit's edited latents of checked inputs; cells (B, 1, h, w) bool: True where the edit may change.
+
+    The keys and values are the source's for the tokens with no cell in the mask (a token is p x p cells);
+    the latents are put back on the inversion's path at every cell outside the mask, finer than the tokens.
+    """
     cells = cells.to(system.device)
     cache = KVCache(mode="record")
     with attention.record_attention(system.transformer, cache):
@@ -202,7 +208,8 @@ def kv_edit(system: latent.FlowSystem, image: torch.Tensor, source_prompt, targe
     """Edit inside a mask with KV-Edit: the source's background keys and values, and its latents, outside it.   [KV-Edit, nb 10]
 
     mask: True where the edit may change the image, at image size (editing.check_mask's shapes), taken to
-    the latent grid and grown to whole tokens; a user's mask (a reference row) must cover some pixels and
+    the latent grid (the cells a masked pixel touches; the keys and values are replaced per token, a token
+    being p x p cells, and the latents locked per cell); a user's mask (a reference row) must cover some pixels and
     leave some locked. None computes it from the image and the two captions (flow_edit_mask with
     settings' mask_source, mask_draws, mask_strength (the map's sigma), mask_threshold, mask_grow; never a
     case's ground truth). settings.start: the masked latents start from the inversion's noise ("inverted") or fresh
@@ -214,12 +221,11 @@ def kv_edit(system: latent.FlowSystem, image: torch.Tensor, source_prompt, targe
     check_settings(settings, MaskLockingSettings)
     check_steps(system, inversion.num_steps)
     z0 = image_latents(system, images)
-    p = patch_size(system.transformer)
     if mask is None:
-        pixels, cells = None, automatic_flow_mask(system, z0, sources, targets, settings.mask_settings, generator)
+        pixels, cells = None, automatic_flow_mask(system, z0, sources, targets, settings.mask_settings, generator,
+                                                  cells=True)
     else:
-        pixels, small = given_mask(system, mask, images)
-        cells = fill_holes(whole_tokens(small, p))
+        pixels, cells = given_mask(system, mask, images)
     z = kv_edit_latents(system, z0, sources, targets, cells, inversion, settings.start, generator)
     out = system.decode_latents(z)
     full = image_mask(cells.cpu(), images.shape[-2:])

@@ -67,8 +67,10 @@ def rows_spec() -> list[tuple[str, str, dict, bool]]:
 def flow_rows_spec() -> list[tuple[str, str, dict, bool]]:
     """The flow family's rows (notebook 10): the same references, then every flow method of editing.METHODS.
 
-    Each method runs with its registered defaults (the settings tuned on the development cases, seed 1);
-    the last row is given the case's ground-truth mask (a reference line, never a method a user can run).
+    Each method runs with its registered defaults (the settings tuned on the development cases, seed 1).
+    "own mask, pixels pasted" puts the source's pixels back outside KV-Edit's own automatic mask (what
+    inpainting pipelines do; a user can run it); the last row is given the case's ground-truth mask (a
+    reference line, never a method a user can run).
     """
     from course_lib import editing
 
@@ -79,6 +81,7 @@ def flow_rows_spec() -> list[tuple[str, str, dict, bool]]:
     rows += [("rf_inversion", "rf_inversion", {}, False), ("flowedit", "flowedit", {}, False),
              ("flow_p2p", "flow_p2p", {}, False), ("kv_edit", "kv_edit", {}, False),
              ("kv_edit (attention mask)", "kv_edit", {"mask_source": "attention"}, False),
+             ("kv_edit (own mask, pixels pasted)", "kv_edit", {"composite": True}, False),
              ("kv_edit (given mask: reference)", "kv_edit", {}, True)]
     return rows
 

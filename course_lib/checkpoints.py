@@ -146,6 +146,30 @@ def fresh_folder(name_or_path: str | Path) -> Path:
     return folder
 
 
+def halve_exact_files(folder: str | Path) -> list[str]:
+    """Store in float16 every safetensors file of a folder whose float32 values float16 holds exactly; return their paths."""
+    folder = Path(folder)
+    return [str(f.relative_to(folder)) for f in sorted(folder.rglob("*.safetensors")) if halve_if_exact(f)]
+
+
+def halve_if_exact(path: str | Path) -> bool:
+    """Store a safetensors file's float32 tensors as float16 when every value survives the round trip; return whether it did.
+
+    data/vae and data/vae16 ship in float16, so their weights halve exactly inside a pipeline folder;
+    from_pretrained loads them back as float32 (its default dtype), the same numbers. Files with any value float16 cannot hold stay as they are.
+    """
+    from safetensors import safe_open
+
+    tensors = load_file(str(path))
+    floats = {k: v for k, v in tensors.items() if v.dtype == torch.float32}
+    if not floats or any(not torch.equal(v.half().float(), v) for v in floats.values()):
+        return False
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+    save_file({k: v.half() if v.dtype == torch.float32 else v for k, v in tensors.items()}, str(path), metadata=metadata)
+    return True
+
+
 def save_pretrained(obj, name_or_path: str | Path, *, name: str | None = None, command: str | None = None,
                     train_config: dict | None = None, recipe: dict | None = None, data_seed: int | None = None,
                     steps: int | None = None, wall_time_s: float | None = None, metrics: dict | None = None,

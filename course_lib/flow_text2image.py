@@ -277,13 +277,14 @@ def save_pipeline(system: latent.FlowSystem, folder: str | Path = PIPELINE_NAME,
     pipe = make_pipeline(system)
     folder = checkpoints.fresh_folder(folder)  # refuses a folder that is not a checkpoint
     pipe.save_pretrained(folder, safe_serialization=True)
+    halved = checkpoints.halve_exact_files(folder)
     num_parameters = sum(models.num_parameters(m) for m in (system.transformer, system.vae, system.text_encoder,
                                                             system.text_encoder_2))
     return checkpoints.write_manifest(
         folder, class_path="diffusers.StableDiffusion3Pipeline", command=command, metrics=metrics,
         recipe={"transformer": f"data/{NAME}", "vae": f"data/{VAE}",
                 "text_encoders": [f"data/{n} cut to {k} layer(s), with projection" for n, k in TEXT_TOWERS],
-                "shift": SHIFT, "max_sequence_length": MAX_SEQUENCE_LENGTH},
+                "shift": SHIFT, "max_sequence_length": MAX_SEQUENCE_LENGTH, "stored_float16": halved},
         num_parameters=num_parameters,
         notes=("StableDiffusion3Pipeline folder without T5: load with course_lib.flow_text2image.load_pipeline() or "
                "StableDiffusion3Pipeline.from_pretrained(folder, text_encoder_3=None, tokenizer_3=None), and call it "

@@ -121,7 +121,7 @@ def save_pipeline(parts: text2image.Parts, folder: str | Path = PIPELINE_NAME, *
     pipe = make_pipeline(parts)
     folder = checkpoints.fresh_folder(folder)  # refuses a folder that is not a checkpoint
     pipe.save_pretrained(folder, safe_serialization=True)
-    halved = [str(f.relative_to(folder)) for f in sorted(folder.rglob("*.safetensors")) if _halve_if_exact(f)]
+    halved = checkpoints.halve_exact_files(folder)
     notes = notes or ("StableDiffusionPipeline folder: load with StableDiffusionPipeline.from_pretrained(folder) "
                       "or course_lib.pipeline.load_pipeline(); safety_checker and feature_extractor are None.")
     num_parameters = sum(models.num_parameters(m) for m in (parts.unet, parts.vae, pipe.text_encoder))
@@ -129,25 +129,6 @@ def save_pipeline(parts: text2image.Parts, folder: str | Path = PIPELINE_NAME, *
                                       metrics=metrics, recipe={"scheduler": SCHEDULER_CONFIG, "stored_float16": halved,
                                                                **(recipe or {})},
                                       num_parameters=num_parameters, notes=notes)
-
-
-def _halve_if_exact(path: Path) -> bool:
-    """Store a safetensors file's float32 tensors as float16 when every value survives the round trip; return whether it did.
-
-    data/vae ships in float16, so its weights halve exactly; from_pretrained loads them back as
-    float32 (its default dtype), the same numbers. Files with any value float16 cannot hold stay as they are.
-    """
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
-
-    tensors = load_file(str(path))
-    floats = {k: v for k, v in tensors.items() if v.dtype == torch.float32}
-    if not floats or any(not torch.equal(v.half().float(), v) for v in floats.values()):
-        return False
-    with safe_open(str(path), "pt") as f:
-        metadata = f.metadata()
-    save_file({k: v.half() if v.dtype == torch.float32 else v for k, v in tensors.items()}, str(path), metadata=metadata)
-    return True
 
 
 def verify(folder_or_name: str | Path = PIPELINE_NAME) -> dict:

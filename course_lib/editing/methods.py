@@ -189,8 +189,9 @@ class MaskLockingSettings:
     num_draws, strength, threshold and grow_cells (used when no mask is given). start: what the
     masked latents start from: "inverted" (the inversion's noisiest latent: the source's layout,
     which a colour or shape edit keeps) or "noise" (fresh N(0, I), as inpainting). composite=True
-    pastes the source pixels outside the mask: a perfect lock by construction (a reference row,
-    never the automatic method).
+    pastes the source pixels outside the mask: a perfect lock by construction wherever the mask is
+    right (with a given mask, a reference row; with the method's own mask, what inpainting pipelines
+    do, and a row a user can run).
     """
 
     mask_source: str = MaskSettings.source

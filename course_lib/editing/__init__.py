@@ -75,11 +75,11 @@ from course_lib.editing.flow_edits import (FlowEditSettings, RFInversionSettings
                                            controlled_velocity, flowedit, flowedit_latents, rf_inversion)
 from course_lib.editing.joint_attention import (JointAttentionControl, JointAttentionReplace, JointWordAttention,
                                                 KVCache, cell_mask, token_mask, whole_tokens)
-from course_lib.editing.flow_attention import (FlowP2PSettings, flow_edit_mask, flow_prompt_to_prompt, kv_edit)
+from course_lib.editing.flow_attention import (KV_EDIT_SETTINGS, FlowP2PSettings, flow_edit_mask, flow_prompt_to_prompt, kv_edit)
 from course_lib.editing.tokens import changed_positions, check_edit_prompts, token_mapper, token_positions
 
 __all__ = [
-    "FLOW_METHODS", "UNET_METHODS", "SOLVERS", "Branch", "FlowEditSettings", "FlowInversion", "FlowInversionSettings", "FlowP2PSettings",
+    "FLOW_METHODS", "KV_EDIT_SETTINGS", "UNET_METHODS", "SOLVERS", "Branch", "FlowEditSettings", "FlowInversion", "FlowInversionSettings", "FlowP2PSettings",
     "GuidedVelocity", "JointAttentionControl", "JointAttentionReplace", "JointWordAttention", "KVCache",
     "RFInversionSettings", "Trajectory", "cell_mask", "check_flow_system", "controlled_step", "controlled_velocity",
     "flow_edit_mask", "flow_invert", "flow_inversion_edit", "flow_prompt_to_prompt", "flow_reconstruction",

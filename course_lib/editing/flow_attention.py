@@ -99,18 +99,20 @@ def automatic_flow_mask(system: latent.FlowSystem, z0: torch.Tensor, sources: li
 
 @torch.no_grad()
 def flow_edit_mask(system: latent.FlowSystem, image: torch.Tensor, source_prompt, target_prompt, *,
-                   source: str = "diffedit", num_draws: int = 4, strength: float = 0.7, threshold: float | None = None,
-                   grow_cells: int = 1, normalise: str | None = None, peak_only: bool = False,
+                   source: str = "diffedit", num_draws: int = 4, strength: float = 0.9, threshold: float | None = None,
+                   grow_cells: int = 0, normalise: str | None = None, peak_only: bool = False,
                    generator: torch.Generator | int | None = None) -> torch.Tensor:
-    """Return the automatic edit mask at latent size (B, 1, h, w) bool, whole tokens, from the image and the two prompts.   [nb 10]
+    """Return the automatic edit mask at latent size (B, 1, h, w) bool, latent cells, from the image and the two prompts.   [nb 10]
 
     MaskSettings(source, ...) as editing.edit_mask takes it, the map from the flow model: "diffedit" the
-    velocity difference, "attention" the joint attention to the changed words, at sigma = strength.
+    velocity difference, "attention" the joint attention to the changed words, at sigma = strength. The
+    defaults are KV-Edit's (KV_EDIT_SETTINGS), so this is the mask kv_edit edits in.
     image_mask() gives it at image size. A mask that covers nothing is refused.
     """
     settings = MaskSettings(source, num_draws, strength, threshold, grow_cells, normalise, peak_only)
     images, _, sources, targets, generator = edit_door(system, image, source_prompt, target_prompt, generator)
-    return automatic_flow_mask(system, image_latents(system, images), sources, targets, settings, generator)
+    return automatic_flow_mask(system, image_latents(system, images), sources, targets, settings, generator,
+                               cells=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -178,6 +180,11 @@ def flow_prompt_to_prompt(system: latent.FlowSystem, image: torch.Tensor, source
 # KV-Edit
 # ----------------------------------------------------------------------------------------------
 
+# KV-Edit's own mask, chosen on the 50 development cases with the shipped model (guidance 2): the velocity
+# difference at sigma 0.9, not grown: 92 % edited at 35.5 dB locked, against 88 % at 34.5 dB with mask locking's
+# defaults (sigma 0.7, grown one cell) and 96 % at 33.9 dB grown one cell at sigma 0.9.
+KV_EDIT_SETTINGS = MaskLockingSettings(mask_strength=0.9, mask_grow=0)
+
 @torch.no_grad()
 def kv_edit_latents(system: latent.FlowSystem, z0: torch.Tensor, sources: list[str], targets: list[str],
                     cells: torch.Tensor, inversion: FlowInversionSettings, start: str,
@@ -203,7 +210,7 @@ def kv_edit_latents(system: latent.FlowSystem, z0: torch.Tensor, sources: list[s
 @torch.no_grad()
 def kv_edit(system: latent.FlowSystem, image: torch.Tensor, source_prompt, target_prompt, *, mask=None,
             inversion: FlowInversionSettings = FlowInversionSettings(),
-            settings: MaskLockingSettings = MaskLockingSettings(),
+            settings: MaskLockingSettings = KV_EDIT_SETTINGS,
             generator: torch.Generator | int | None = None) -> EditOutput:
     """Edit inside a mask with KV-Edit: the source's background keys and values, and its latents, outside it.   [KV-Edit, nb 10]
 

@@ -75,15 +75,17 @@ class RFInversionSettings:
     example 0.5). eta in [0, 1]: the pull toward the source latent in eta_window, fractions [start, stop)
     of the edit's steps (controllers.window_steps; the example's eta 0.9 from step 0 to 0.25 N; the paper
     sweeps tau 0.2-0.4). num_steps, shift: the grid (the example's 28 steps; 16 here, the course's budget).
-    guidance_scale: the target's CFG scale in the reverse ODE (FLUX is guidance-distilled; 4.0 = the
-    course's default). inversion_prompt: "empty" (the paper's null prompt) or "source".
+    guidance_scale: the target's CFG scale in the reverse ODE (FLUX is guidance-distilled).
+    inversion_prompt: "empty" (the paper's null prompt) or "source". The defaults eta = 0.5 and
+    guidance_scale = 2 were chosen on the 50 development cases (shapesedit.DEV_SEED) with the shipped
+    model: 100 % edited, 27.9 dB locked, against 92 % and 26.9 dB at the example's eta 0.9 and g = 4.
     """
 
     gamma: float = 0.5
-    eta: float = 0.9
+    eta: float = 0.5
     eta_window: tuple[float, float] = (0.0, 0.25)
     num_steps: int = 16
-    guidance_scale: float = 4.0
+    guidance_scale: float = 2.0
     inversion_prompt: str = "empty"
     shift: float | None = None
 
@@ -147,17 +149,20 @@ def rf_inversion(system: latent.FlowSystem, image: torch.Tensor, source_prompt, 
 class FlowEditSettings:
     """FlowEdit's settings: the grid, its window (n_max, n_min), the draws averaged and both CFG scales.   [FlowEdit Alg. 1, nb 10]
 
-    The defaults are the authors' for SD3 (their SD3_exp.yaml): num_steps T = 50, n_max = 33 (FlowEdit
-    runs the last n_max steps), n_min = 0 (the last n_min steps sample plainly under the target instead),
-    n_avg = 1, source_guidance 3.5, target_guidance 13.5. Checked: 1 <= n_max <= num_steps, 0 <= n_min < n_max.
+    The authors' settings for SD3 (their SD3_exp.yaml) are num_steps T = 50, n_max = 33 (FlowEdit runs
+    the last n_max steps), n_min = 0 (the last n_min steps sample plainly under the target instead),
+    n_avg = 1, source_guidance 3.5, target_guidance 13.5: 86 % edited and 23.3 dB locked on the 50
+    development cases with the shipped model, in 0.51 s. The defaults here, T = 16, n_max = 11 (the same
+    two thirds), source 2 and target 6, chosen on those cases: 92 % and 27.5 dB in 0.19 s.
+    Checked: 1 <= n_max <= num_steps, 0 <= n_min < n_max.
     """
 
-    num_steps: int = 50
-    n_max: int = 33
+    num_steps: int = 16
+    n_max: int = 11
     n_min: int = 0
     n_avg: int = 1
-    source_guidance: float = 3.5
-    target_guidance: float = 13.5
+    source_guidance: float = 2.0
+    target_guidance: float = 6.0
     shift: float | None = None
 
     def __post_init__(self):

@@ -28,7 +28,7 @@ from course_lib.editing.inversions import InversionSettings
 from course_lib.editing.methods import (P2P_INVERSION, EditOutput, MaskLockingSettings, PromptToPromptSettings,
                                         inversion_edit, mask_locking, prompt_to_prompt)
 from course_lib.editing.img2img import sdedit
-from course_lib.editing.flow_attention import FlowP2PSettings, flow_prompt_to_prompt, kv_edit
+from course_lib.editing.flow_attention import KV_EDIT_SETTINGS, FlowP2PSettings, flow_prompt_to_prompt, kv_edit
 from course_lib.editing.flow_edits import FlowEditSettings, RFInversionSettings, flowedit, rf_inversion
 from course_lib.editing.flow_inversion import FlowInversionSettings, flow_inversion_edit
 from course_lib.validation import CourseInputError
@@ -105,7 +105,7 @@ METHODS: dict[str, EditMethod] = {
     "flow_p2p": EditMethod(flow_prompt_to_prompt, settings=(("inversion", FlowInversionSettings()),
                                                             ("settings", FlowP2PSettings()))),
     "kv_edit": EditMethod(kv_edit, settings=(("inversion", FlowInversionSettings()),
-                                             ("settings", MaskLockingSettings())), keywords=("mask",)),
+                                             ("settings", KV_EDIT_SETTINGS)), keywords=("mask",)),
 }
 
 

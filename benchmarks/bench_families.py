@@ -10,7 +10,9 @@ same prompts and the same starting-noise seed for both families, at guidance 4 (
     each NFE is two network passes for both): single objects of the 'test' split (colour and shape
     pairs seen in training, unseen scenes), single objects of the 'heldout' split (colour-shape pairs
     no training caption named), and 2-3 objects of the 'test' split (multi-object);
-    the UNet steps with DDIM (its default sampler), the transformer with Euler on SD3's shifted sigmas;
+    the UNet steps with DDIM (its default sampler) on Stable Diffusion 1.x's "leading" timesteps and, as a
+    second row, on "trailing" ones (a 1-step DDIM then starts at t = 999, not t = 1); the transformer with
+    Euler on SD3's shifted sigmas;
   - parameters of the denoiser and of the whole system (denoiser, VAE, text encoders);
   - training steps and seconds, from the shipped manifests;
   - seconds per image at batch 1 and each family's default steps (median of --repeats), and at batch 16.
@@ -20,6 +22,7 @@ Prints the table and writes --out (JSON). This is a benchmark, not a test: nothi
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 import statistics
@@ -50,6 +53,12 @@ def families():
         "UNet (eps, DDIM)": dict(system=unet, generate=text2image.generate, checkpoint="text2image",
                                  steps=25, denoiser=unet.unet,
                                  parts=[unet.unet, unet.vae, unet.text_encoder]),
+        # the same UNet with "trailing" timesteps (Lin et al. 2024): Stable Diffusion 1.x's "leading" spacing
+        # (steps_offset 1) starts a 1-step DDIM at t = 1, i.e. it never sees the noise level it starts from
+        "UNet (eps, DDIM, trailing)": dict(system=unet, generate=functools.partial(text2image.generate, spacing="trailing",
+                                                                                   steps_offset=0),
+                                           checkpoint="text2image", steps=25, denoiser=unet.unet,
+                                           parts=[unet.unet, unet.vae, unet.text_encoder]),
         "MMDiT (flow, Euler)": dict(system=flow, generate=flow_text2image.generate, checkpoint=flow_text2image.NAME,
                                     steps=flow_text2image.NUM_STEPS, denoiser=flow.transformer,
                                     parts=[flow.transformer, flow.vae, flow.text_encoder, flow.text_encoder_2]),

@@ -233,7 +233,8 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     cases = shapesedit.cases(args.n, args.cases_seed)
     print(f"ShapesEdit: {len(cases)} cases (seed {args.cases_seed}); torch {torch.__version__}, "
-          f"{torch.get_num_threads()} thread(s), device {args.device}; UNet {args.unet}")
+          f"{torch.get_num_threads()} thread(s), device {args.device}; "
+          + (f"UNet {args.unet}" if args.family == "unet" else "flow family: data/flow_transformer on data/vae16"))
     torch.manual_seed(0)  # nothing should draw from the global generator; if something does, it is repeatable
     parts = load_parts(args.unet, torch.device(args.device), args.family)
     if args.rows:

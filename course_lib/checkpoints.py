@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import importlib
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -350,6 +351,15 @@ def _resolve_class(class_path) -> type:
     return cls
 
 
+def loading_kwargs() -> dict:
+    """Return from_pretrained's keywords for diffusers here: without `accelerate`, low_cpu_mem_usage=False.
+
+    diffusers' default (low_cpu_mem_usage=True) needs `accelerate`; without it diffusers falls back and says
+    so at length on every load, so the course asks for the fallback itself.
+    """
+    return {} if importlib.util.find_spec("accelerate") else {"low_cpu_mem_usage": False}
+
+
 def load(name_or_path: str | Path, device: torch.device | str | None = None):
     """Verify a checkpoint's hashes, then build its model with from_pretrained; return it in eval mode on `device`.
 
@@ -359,9 +369,7 @@ def load(name_or_path: str | Path, device: torch.device | str | None = None):
     folder = checkpoint_dir(name_or_path)
     manifest = verify(name_or_path)
     cls = _resolve_class(manifest.get("class"))
-    kwargs = {}
-    if manifest["class"].startswith(("diffusers.", "course_lib.")):
-        kwargs["low_cpu_mem_usage"] = False  # the default needs `accelerate`, and says so on every load
+    kwargs = loading_kwargs() if manifest["class"].startswith(("diffusers.", "course_lib.")) else {}
     model = cls.from_pretrained(folder, **kwargs)
     if hasattr(model, "to"):
         model = model.to(device)

@@ -298,8 +298,8 @@ def load_pipeline(folder_or_name: str | Path = PIPELINE_NAME, device=None):
     device = checkpoints.target_device(device)
     folder = checkpoints.checkpoint_dir(folder_or_name)
     checkpoints.verify(folder)
-    pipe = StableDiffusion3Pipeline.from_pretrained(folder, text_encoder_3=None, tokenizer_3=None,
-                                                    torch_dtype=torch.float32)
+    pipe = StableDiffusion3Pipeline.from_pretrained(folder, text_encoder_3=None, tokenizer_3=None, dtype=torch.float32,
+                                                    local_files_only=True, **checkpoints.loading_kwargs())
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

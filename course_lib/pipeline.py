@@ -166,7 +166,7 @@ def load_pipeline(folder_or_name: str | Path = PIPELINE_NAME, device=None, *, dt
     check_dtype_for_device(dtype, device)
     folder = checkpoints.checkpoint_dir(folder_or_name)
     verify(folder)
-    pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=dtype, local_files_only=True, **_loading_kwargs())
+    pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=dtype, local_files_only=True, **checkpoints.loading_kwargs())
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -175,13 +175,6 @@ def load_pipeline(folder_or_name: str | Path = PIPELINE_NAME, device=None, *, dt
 # ----------------------------------------------------------------------------------------------
 # Real Stable Diffusion, when a GPU and the weights are there; the course's folder otherwise
 # ----------------------------------------------------------------------------------------------
-
-def _loading_kwargs() -> dict:
-    # Without `accelerate`, diffusers falls back to low_cpu_mem_usage=False and says so at length; ask for it.
-    import importlib.util
-
-    return {} if importlib.util.find_spec("accelerate") else {"low_cpu_mem_usage": False}
-
 
 def load_stable_diffusion(model_id: str = STABLE_DIFFUSION, device=None, *, dtype=None,
                           local_files_only: bool | None = None):
@@ -206,7 +199,7 @@ def load_stable_diffusion(model_id: str = STABLE_DIFFUSION, device=None, *, dtyp
         from huggingface_hub import constants
 
         local_files_only = bool(constants.HF_HUB_OFFLINE)
-    kwargs = dict(dtype=dtype, local_files_only=local_files_only, **_loading_kwargs())
+    kwargs = dict(dtype=dtype, local_files_only=local_files_only, **checkpoints.loading_kwargs())
     is_folder = Path(model_id).is_dir()
     try:
         if dtype == torch.float16 and not is_folder:

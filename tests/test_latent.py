@@ -159,7 +159,7 @@ class ToySD3System(latent.LatentSystem):
 
 @pytest.fixture(scope="module")
 def toy_sd3():
-    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
 
     tokenizer = text.build_tokenizer()
@@ -169,15 +169,23 @@ def toy_sd3():
                                 projection_dim=8, **text.text_config_kwargs(tokenizer))
         with models.seeded(seed):
             encoders.append(CLIPTextModelWithProjection(config).eval())
-    with models.seeded(2):
-        transformer = SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=4, out_channels=4, num_layers=1,
-                                            attention_head_dim=8, num_attention_heads=2, joint_attention_dim=48,
-                                            caption_projection_dim=16, pooled_projection_dim=16,
-                                            pos_embed_max_size=8).eval()
-    vae = vae_lib.make_vae(seed=3, block_out_channels=(8, 16, 16), norm_num_groups=8, shift_factor=0.1,
-                           scaling_factor=1.2).eval()
+    transformer, vae = toy_transformer_and_vae(2, head_dim=8, joint_dim=48, width=16)
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
     return ToySD3System(transformer, vae, tokenizer, encoders[0], tokenizer, encoders[1], scheduler)
+
+
+def toy_transformer_and_vae(seed: int, *, head_dim: int, joint_dim: int, width: int):
+    """A one-block SD3Transformer2DModel on 4 x 8 x 8 latents (patch 1) and a small AutoencoderKL with SD3's shift."""
+    from diffusers import SD3Transformer2DModel
+
+    with models.seeded(seed):
+        transformer = SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=4, out_channels=4, num_layers=1,
+                                            attention_head_dim=head_dim, num_attention_heads=2,
+                                            joint_attention_dim=joint_dim, caption_projection_dim=2 * head_dim,
+                                            pooled_projection_dim=width, pos_embed_max_size=8).eval()
+    vae = vae_lib.make_vae(seed=3, block_out_channels=(8, 16, 16), norm_num_groups=8, shift_factor=0.1,
+                           scaling_factor=1.2).eval()
+    return transformer, vae
 
 
 def test_a_second_family_plugs_in_and_its_steps_equal_sd3s_pipeline(toy_sd3, images):
@@ -224,19 +232,13 @@ def test_the_base_class_says_what_a_family_must_provide(parts):
 
 @pytest.fixture(scope="module")
 def flow_system():
-    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler
 
     towers = []
     for name, layers in (("clip", 1), ("clip_lit", 2)):
         model, tokenizer = clip.load(name, device="cpu")
         towers += [tokenizer, text.text_encoder_with_projection(model, layers)]
-    with models.seeded(5):
-        transformer = SD3Transformer2DModel(sample_size=8, patch_size=1, in_channels=4, out_channels=4, num_layers=1,
-                                            attention_head_dim=16, num_attention_heads=2, joint_attention_dim=128,
-                                            caption_projection_dim=32, pooled_projection_dim=128,
-                                            pos_embed_max_size=8).eval()
-    vae = vae_lib.make_vae(seed=3, block_out_channels=(8, 16, 16), norm_num_groups=8, shift_factor=0.1,
-                           scaling_factor=1.2).eval()
+    transformer, vae = toy_transformer_and_vae(5, head_dim=16, joint_dim=128, width=128)
     return latent.FlowSystem(transformer, vae, *towers, FlowMatchEulerDiscreteScheduler(shift=3.0))
 
 

@@ -101,4 +101,5 @@ def test_shipped_weights_are_safetensors_and_small():
     # folder data/sd_shapes repeats data/text2image's UNet and data/vae byte for byte), so count each content once.
     unique = {checkpoints.sha256_file(p): p.stat().st_size for p in files}
     everything = sum(unique.values())
-    assert everything < 50_000_000, f"data/ holds {everything / 1e6:.1f} MB of distinct files; the course's budget is 50 MB"
+    # the developers' guide: data/ stays under 100 MB (notebook 10's flow transformer and its VAE brought it past 50)
+    assert everything < 100_000_000, f"data/ holds {everything / 1e6:.1f} MB of distinct files; the budget is 100 MB"

@@ -258,13 +258,10 @@ def test_the_course_towers_with_projection_equal_get_text_features():
 
 
 def test_the_flow_family_equals_sd3s_pipeline_step_by_step(flow_system):
-    from diffusers import StableDiffusion3Pipeline
+    from course_lib import flow_text2image
 
     system = flow_system
-    pipe = StableDiffusion3Pipeline(transformer=system.transformer, scheduler=system.scheduler, vae=system.vae,
-                                    text_encoder=system.text_encoder, tokenizer=system.tokenizer,
-                                    text_encoder_2=system.text_encoder_2, tokenizer_2=system.tokenizer_2,
-                                    text_encoder_3=None, tokenizer_3=None)
+    pipe = flow_text2image.make_pipeline(system)  # diffusers' StableDiffusion3Pipeline of the same modules, no T5
     cond = system.encode_prompt(PROMPTS)
     embeds, _, pooled, _ = pipe.encode_prompt(PROMPTS, None, None, device=torch.device("cpu"),
                                               do_classifier_free_guidance=False, max_sequence_length=0)

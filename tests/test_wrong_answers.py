@@ -47,7 +47,7 @@ def test_every_exercise_cell_carries_its_wrong_answers(path):
             compile(variant, where, "exec")  # a wrong answer that is not even Python tests nothing
             assert variant != source and exercises.BEGIN in source
         assert len(set(variants)) == len(variants), f"{where}: two wrong answers are the same code"
-        shown = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+        shown = "".join("".join(o.get("text", "")) for o in cell.get("outputs", []) if o.get("output_type") == "stream")
         assert wrong_answers.passes(shown) >= 1, f"{where}: the committed output shows no ✅ for the solution"
         total += len(entries)
     print(f"{path.stem}: {len(cells)} exercise cells, {total} wrong answers")

@@ -159,3 +159,29 @@ def test_the_harness_fails_a_check_that_a_wrong_answer_passes(tmp_path):
     assert "bad.ipynb::Cell 1" in out and "a hint prints before any attempt" in out, out[-3000:]  # early hint
     assert "good.ipynb::Cell 0" not in out.split("short test summary")[-1], out[-3000:]
     assert "2 failed, 1 passed" in out, out[-3000:]
+
+
+def _hints(source: str) -> list[str]:
+    """Return the text of every hint= (and explain=) a cell passes to a check (an f-string's fixed parts)."""
+    import ast
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.keyword) and node.arg in ("hint", "explain"):
+            parts = [node.value] if isinstance(node.value, ast.Constant) else list(ast.walk(node.value))
+            out.append("".join(p.value for p in parts if isinstance(p, ast.Constant) and isinstance(p.value, str)))
+    return out
+
+
+def _squeeze(text: str) -> str:
+    return "".join(text.split()).replace("return", "")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_hint_quotes_a_line_of_the_solution(path):
+    for i, cell in exercise_cells(path):
+        source = "".join(cell["source"])
+        lines = [line.split("#")[0] for block in exercises._solution_blocks(source) for line in block[1:-1]]
+        code = [_squeeze(line) for line in lines if len(_squeeze(line)) >= 10]
+        for hint in map(_squeeze, _hints(source)):
+            quoted = [line for line in code if line in hint]
+            assert not quoted, f"{path.name}, cell {i}: a hint quotes the solution's {quoted[0]!r}"

@@ -39,7 +39,8 @@ html_theme = "sphinx_book_theme"
 html_title = "Diffusion, from the equations to locked-image editing"
 html_static_path = ["_static"]
 html_css_files = ["course.css"]
-# The theme binds its ☰ and contents buttons to hidden twins; course.js hands the visible ones' clicks over.
+# The theme binds its ☰ and contents buttons to hidden twins: course.js hands the visible ones' clicks over (and lets
+# an inline formula wider than its line scroll).
 html_js_files = ["course.js"]
 html_favicon = "_static/favicon.svg"
 html_copy_source = False

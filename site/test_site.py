@@ -108,14 +108,15 @@ def browser():
 
 
 def set_width(driver, size) -> None:
-    """Show pages at a width: the window's own (the laptop), or a phone's, emulated with touch and device metrics."""
+    """Show pages at a width: the window's own (the laptop), or a phone's, emulated (a window cannot be that narrow)."""
+    if getattr(driver, "course_size", DESKTOP) == size:
+        return
     if size == DESKTOP:
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
-        driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": False})
     else:
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                               {"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": True})
-        driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True})
+                               {"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": False})
+    driver.course_size = size
     # Let the page lay itself out again at the new width before anything is measured.
     driver.execute_async_script("const done = arguments[arguments.length - 1];"
                                 "requestAnimationFrame(() => requestAnimationFrame(() => done()));")
@@ -192,12 +193,8 @@ const shown = (e) => { const s = getComputedStyle(e); return s.visibility !== "h
 // The nearest box around an element that scrolls sideways or hides what overflows it (cached: pages are long).
 const boxes = new Map();
 const boxOf = (e) => {
-  if (!e || e === document.documentElement) return {scrolls: false, cut: null};
-  if (!boxes.has(e)) {
-    const overflow = getComputedStyle(e).overflowX;
-    boxes.set(e, overflow === "auto" || overflow === "scroll" ? {scrolls: e.getBoundingClientRect().right <= width + 1, cut: null}
-               : overflow === "hidden" || overflow === "clip" ? {scrolls: false, cut: e} : boxOf(e.parentElement));
-  }
+  if (!e || e === document.documentElement) return null;
+  if (!boxes.has(e)) boxes.set(e, getComputedStyle(e).overflowX !== "visible" ? e : boxOf(e.parentElement));
   return boxes.get(e);
 };
 const problems = [];
@@ -205,7 +202,14 @@ for (const e of document.querySelectorAll("body *")) {
   const r = e.getBoundingClientRect();
   if (r.width === 0 || r.height === 0 || r.right <= width + 1 || !shown(e)) continue;
   if (e.closest("mjx-assistive-mml, dialog:not([open]), .bd-sidebar-primary, .bd-sidebar-secondary")) continue;
-  const {scrolls, cut} = boxOf(e.parentElement);
+  // Up through the boxes around it: one that scrolls sideways and fits is fine; one it reaches past, and that
+  // hides its overflow, cuts it off; one it stays inside passes the question to the next box out.
+  let scrolls = false, cut = null;
+  for (let box = boxOf(e.parentElement); box; box = boxOf(box.parentElement)) {
+    const overflow = getComputedStyle(box).overflowX, edge = box.getBoundingClientRect().right;
+    if (overflow === "auto" || overflow === "scroll") { scrolls = edge <= width + 1; break; }
+    if (r.right > edge + 1) { cut = box; break; }
+  }
   if (scrolls) {  // fine, unless it is a link: a reader would not find it
     if (e.tagName === "A" && !e.closest("pre")) problems.push(`a link off the screen (in a box that scrolls sideways): ${name(e)}`);
     continue;
@@ -248,15 +252,15 @@ def test_page_in_a_browser(page, server, browser):
         images = browser.execute_script(IMAGES)
     facts = browser.execute_script(PAGE_FACTS)
 
-    # 1. nothing runs off the page, on the laptop and on the phone
-    problems += browser.execute_script(OFF_THE_PAGE)
-    set_width(browser, PHONE)
-    try:
+    # 1. nothing runs off the page, on the laptop and on the phone (the width the last page ended at first: each
+    #    change of width lays a long page out again, which takes seconds)
+    first = getattr(browser, "course_size", DESKTOP)
+    for size in (first, PHONE if first == DESKTOP else DESKTOP):
+        set_width(browser, size)
         problems += browser.execute_script(OFF_THE_PAGE)
-        if page in PHONE_SCREENSHOT_PAGES:
-            screenshot(browser, page, PHONE_SCREENSHOT_PAGES[page], "phone")
-    finally:
-        set_width(browser, DESKTOP)
+        shots = PHONE_SCREENSHOT_PAGES if size == PHONE else SCREENSHOT_PAGES
+        if page in shots:
+            screenshot(browser, page, shots[page], "phone" if size == PHONE else "laptop")
     # 2. no console warning or error (failed loads are logged here too)
     for entry in browser.get_log("browser"):
         if entry["level"] in ("WARNING", "SEVERE"):
@@ -288,8 +292,6 @@ def test_page_in_a_browser(page, server, browser):
             requested.add(message["params"]["request"]["url"])
     problems += [f"request outside localhost: {u[:120]}" for u in sorted(requested) if not is_local(u, server)]
 
-    if page in SCREENSHOT_PAGES:
-        screenshot(browser, page, SCREENSHOT_PAGES[page], "laptop")
     assert not problems, f"{page}:\n  " + "\n  ".join(problems)
 
 
@@ -316,40 +318,40 @@ def test_navigation_opens(page, size, server, browser):
     if not (SITE / page).exists():
         pytest.fail(f"no {page} in the site")
     set_width(browser, size)
-    try:
-        browser.get(server + page)
-        browser.get_log("browser")
-        width = "phone" if size == PHONE else "laptop"
-        for kind, label in (("primary", "☰ (site navigation)"), ("secondary", "contents")):
-            buttons = [b for b in browser.find_elements(By.CSS_SELECTOR, f".{kind}-toggle")
-                       if browser.execute_script(VISIBLE, b)]
-            panel = browser.find_element(By.ID, f"pst-{kind}-sidebar")
-            dialog = browser.find_element(By.ID, f"pst-{kind}-sidebar-modal")
-            if not buttons:
-                assert size == DESKTOP and browser.execute_script(VISIBLE, panel), (
-                    f"{page} at {size[0]} px: no {label} button to click, and its panel is not shown either")
-                continue
-            assert len(buttons) == 1, f"{page} at {size[0]} px: {len(buttons)} {label} buttons on screen"
-            shown_before = browser.execute_script(VISIBLE, panel)
-            buttons[0].click()
-            # A dialog opens with the panel's links in it, or (laptop, ☰) the sidebar folds away after its animation.
-            opened = WebDriverWait(browser, 3, 0.1).until(lambda d: d.execute_script(
-                "const [dialog, panel, before, visible] = arguments;"
-                "if (dialog.open) return Array.from(dialog.querySelectorAll('a')).some((a) => a.getBoundingClientRect().width > 0) && 'dialog';"
-                "return panel.classList.contains('pst-sidebar-hidden') && before && 'folded';",
-                dialog, panel, shown_before, None), f"{page} at {size[0]} px: the {label} button opens nothing")
-            if opened == "dialog":
-                if size == PHONE:
-                    screenshot(browser, page, "top", width, f"_{kind}_open")
-                browser.execute_script("arguments[0].close()", dialog)
-            else:
-                buttons[0].click()
-                WebDriverWait(browser, 3, 0.1).until(lambda d: d.execute_script(VISIBLE, panel), f"{page}: the ☰ "
-                                                     "folded the sidebar away but does not bring it back")
-        problems = [e["message"][:200] for e in browser.get_log("browser") if e["level"] in ("WARNING", "SEVERE")]
-        assert not problems, f"{page} at {size[0]} px, console:\n  " + "\n  ".join(problems)
-    finally:
-        set_width(browser, DESKTOP)
+    browser.get(server + page)
+    browser.get_log("browser")
+    width = "phone" if size == PHONE else "laptop"
+    for kind, label in (("primary", "☰ (site navigation)"), ("secondary", "contents")):
+        buttons = [b for b in browser.find_elements(By.CSS_SELECTOR, f".{kind}-toggle")
+                   if browser.execute_script(VISIBLE, b)]
+        panel = browser.find_element(By.ID, f"pst-{kind}-sidebar")
+        dialog = browser.find_element(By.ID, f"pst-{kind}-sidebar-modal")
+        if not buttons:
+            assert size == DESKTOP and browser.execute_script(VISIBLE, panel), (
+                f"{page} at {size[0]} px: no {label} button to click, and its panel is not shown either")
+            continue
+        assert len(buttons) == 1, f"{page} at {size[0]} px: {len(buttons)} {label} buttons on screen"
+        shown_before = browser.execute_script(VISIBLE, panel)
+        buttons[0].click()
+        # On a phone (and for the contents on a laptop) a dialog opens with the panel's links in it; on a laptop
+        # the ☰ folds the sidebar away, and a second click brings it back.
+        opened = WebDriverWait(browser, 3, 0.1).until(lambda d: d.execute_script(
+            "const [dialog, panel, before] = arguments;"
+            "if (dialog.open) return Array.from(dialog.querySelectorAll('a')).some((a) => a.getBoundingClientRect().width > 0) && 'dialog';"
+            "return before && panel.classList.contains('pst-sidebar-hidden') && 'folded';",
+            dialog, panel, shown_before), f"{page} at {size[0]} px: the {label} button opens nothing")
+        if opened == "dialog":
+            if size == PHONE:
+                screenshot(browser, page, "top", width, f"_{kind}_open")
+            browser.execute_script("arguments[0].close()", dialog)
+            continue
+        WebDriverWait(browser, 3, 0.1).until(lambda d: not d.execute_script(VISIBLE, panel),
+                                             f"{page} at {size[0]} px: the {label} button does not fold the sidebar away")
+        buttons[0].click()
+        WebDriverWait(browser, 3, 0.1).until(lambda d: d.execute_script(VISIBLE, panel),
+                                             f"{page} at {size[0]} px: the {label} button does not bring the sidebar back")
+    problems = [e["message"][:200] for e in browser.get_log("browser") if e["level"] in ("WARNING", "SEVERE")]
+    assert not problems, f"{page} at {size[0]} px, console:\n  " + "\n  ".join(problems)
 
 
 # ---- checks of the built files, without a browser ----
@@ -383,6 +385,11 @@ class _Links(html.parser.HTMLParser):
             self.links[-1][1].append(attrs.get("src", ""))
 
 
+def words(page: str) -> str:
+    """Return a page's text as a reader sees it: tags out, entities decoded, runs of white space as one space."""
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", page)))
+
+
 def test_site_has_every_notebook_with_badge_and_download():
     """The home page links every notebook and says how to get the course; each notebook page has its Colab badge,
     a download link to its student copy and a note on where that runs."""
@@ -392,8 +399,7 @@ def test_site_has_every_notebook_with_badge_and_download():
     home = (SITE / "index.html").read_text()
     assert (SITE / "notebooks" / "NOTATION.html").exists(), "no notation page"
     repo = environment.COURSE_REPO
-    words = re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", home)))
-    assert f"git clone {repo}" in words and "make lab" in words and 'id="get-the-whole-course"' in home, (
+    assert f"git clone {repo}" in words(home) and "make lab" in words(home) and 'id="get-the-whole-course"' in home, (
         "the home page does not say how to get the course (git clone, make lab)")
     for notebook in NOTEBOOKS:
         page = SITE / "notebooks" / f"{notebook.stem}.html"
@@ -406,7 +412,7 @@ def test_site_has_every_notebook_with_badge_and_download():
                  if href.startswith("https://colab.research.google.com/github/") and href.endswith(f"/notebooks/{notebook.name}")
                  and any(src.endswith("colab-badge.svg") and "//" not in src for src in imgs)]
         assert colab, f"{page.name}: no Colab badge (a local badge image linking to Colab)"
-        assert "course-download-note" in text and f"git clone {repo}" in text and "../index.html#get-the-whole-course" in text, (
+        assert "course-download-note" in text and f"git clone {repo}" in words(text) and "../index.html#get-the-whole-course" in text, (
             f"{page.name}: no note under the download on how to get the course")
         downloads = [href for href, _ in parser.links if href.endswith(f"/{notebook.name}") and "://" not in href]
         assert downloads, f"{page.name}: no download link for {notebook.name}"

@@ -5,7 +5,8 @@ maths element rendered, no TeX error, no raw $...$ left in the text); its images
 site resolves (the file answers 200, the #anchor exists there); no request leaves localhost, with the browser
 told that no other host exists, as on a machine with no network; and, on a laptop (1366 px) and on a phone
 (390 px), nothing runs off the page (the page does not scroll sideways, nothing is cut off at the edge, and every
-link is on screen: only code, wide tables and figures scroll, inside their own box). On both widths the
+link is on screen: only code, wide tables and figures scroll, inside their own box), and no number in a table
+breaks across lines. On both widths the
 navigation opens: the visible ☰ and contents buttons show their panels. Plus checks without a browser: no page
 or stylesheet names an outside script, style, font or image, and each notebook page has its Colab badge and a
 download link to the notebook's student copy (solutions out, every link absolute and pointing at a file of the
@@ -46,7 +47,9 @@ SCREENSHOTS = Path(os.environ.get("SITE_SCREENSHOTS", "/tmp/course-site-screensh
 SCREENSHOT_PAGES = {"index.html": "top", "notebooks/02_reverse_process.html": "div.cell_output img"}
 PHONE_SCREENSHOT_PAGES = {"index.html": "table.course-map", "notebooks/01_forward_process.html": "top",
                           "notebooks/08_prompt_to_prompt_masks.html": "div.cell_output img"}
-# A laptop, and a phone (an iPhone 12-15's 390 css px; emulated: the window itself cannot be that narrow).
+# A laptop, and a phone (an iPhone 12-15's 390 css px; emulated: the window itself cannot be that narrow). The
+# emulated phone keeps a laptop's scroll bar, so a page has 375 px beside it: stricter than a phone, whose scroll
+# bar floats over the page.
 DESKTOP = (1366, 860)
 PHONE = (390, 844)
 
@@ -216,6 +219,11 @@ for (const e of document.querySelectorAll("body *")) {
   }
   if (e.parentElement.getBoundingClientRect().right > width + 1 && cut !== e.parentElement) continue;
   problems.push(`${name(e)} reaches x = ${Math.round(r.right)}` + (cut ? `, cut off by ${name(cut).slice(0, 50)}` : ""));
+}
+// A number in an output's table (a right-aligned or centred cell, "74.0 %") on one line, not broken before its unit.
+for (const cell of document.querySelectorAll("div.cell_output td.text-right, div.cell_output td.text-center")) {
+  const text = cell.firstElementChild || cell, line = parseFloat(getComputedStyle(text).lineHeight) || 20;
+  if (text.getBoundingClientRect().height > 1.6 * line) problems.push(`a number broken across lines in a table: ${name(cell)}`);
 }
 const page = document.documentElement.scrollWidth;
 if (page > width) problems.unshift(`the page is ${page} px wide and scrolls sideways`);

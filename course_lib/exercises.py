@@ -34,11 +34,13 @@ from pathlib import Path
 
 import torch
 
-from course_lib import environment
+from course_lib import environment, notebook_links
 from course_lib.validation import CourseInputError, check_number
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 PLACEHOLDER = 'raise NotImplementedError("Exercise: write your solution here")'
+# Cell metadata key of an exercise cell's known-wrong answers (for the tests; student copies drop it).
+WRONG_ANSWERS = "wrong_answers"
 
 
 def _report(label: str, ok: bool, detail: str = "", hint: str = "") -> None:
@@ -211,14 +213,24 @@ def strip_source(source: str) -> str:
     return "\n".join(out)
 
 
-def student_copy(notebook: dict) -> dict:
-    """Return a copy of a notebook (nbformat JSON) with solutions removed and outputs cleared."""
+def student_copy(notebook: dict, relink: Callable[[str], str] | None = None) -> dict:
+    """Return a copy of a notebook (nbformat JSON) with solutions removed, outputs cleared, wrong answers dropped.
+
+    Each cell's "wrong_answers" metadata (the known-wrong answers the tests feed to its check) is removed; every
+    other key is kept. `relink`, if given, rewrites each relative link target of the markdown cells (see
+    `notebook_links.mover`, for a copy that lies in another folder than the notebook); markdown is otherwise kept.
+    """
     environment.check_notebook(notebook)
+    if relink is not None and not callable(relink):
+        raise CourseInputError(f"relink must be a function target -> new target (or None), got {type(relink).__name__}.")
     nb = json.loads(json.dumps(notebook))
     for cell in nb["cells"]:
+        cell.get("metadata", {}).pop(WRONG_ANSWERS, None)
+        if cell["cell_type"] == "markdown" and relink is not None:
+            cell["source"] = notebook_links.rewrite(_source(cell), relink)
         if cell["cell_type"] != "code":
             continue
-        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        source = _source(cell)
         if BEGIN in source:
             cell["source"] = strip_source(source)
         cell["outputs"], cell["execution_count"] = [], None
@@ -448,11 +460,33 @@ def main(argv: list[str] | None = None) -> None:
         notebooks = environment.notebook_paths(args.source)
     except CourseInputError as exc:
         raise SystemExit(str(exc)) from None
-    args.dest.mkdir(parents=True, exist_ok=True)
+    write_student_copies(notebooks, args.dest)
+
+
+def write_student_copies(notebooks: list[Path], dest: Path) -> list[Path]:
+    """Write a student copy of each notebook into `dest`, with the course's markdown pages they link to.
+
+    The notebooks' folder's markdown pages (the notation table) are copied along; every other relative link is
+    pointed at its file from `dest`, so that each link of a student copy resolves. Return the files written.
+    """
+    notebooks = [Path(p) for p in notebooks]
+    if not notebooks:
+        raise CourseInputError("notebooks is empty: give the notebooks to copy, e.g. environment.notebook_paths().")
+    source, dest = notebooks[0].parent, Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    pages = sorted(source.glob("*.md"))
+    relink = notebook_links.mover(source, dest, [p.name for p in notebooks + pages])
+    written = []
+    for page in pages:
+        (dest / page.name).write_text(notebook_links.rewrite(page.read_text(), relink))
+        written.append(dest / page.name)
+        print(f"{dest / page.name}: copied along (the notebooks link to it)")
     for path in notebooks:
         nb = json.loads(path.read_text())
-        (args.dest / path.name).write_text(json.dumps(student_copy(nb), indent=1, ensure_ascii=False) + "\n")
-        print(f"{args.dest / path.name}: {count_exercises(nb)} exercises")
+        (dest / path.name).write_text(json.dumps(student_copy(nb, relink), indent=1, ensure_ascii=False) + "\n")
+        written.append(dest / path.name)
+        print(f"{dest / path.name}: {count_exercises(nb)} exercises")
+    return written
 
 
 if __name__ == "__main__":

@@ -227,10 +227,10 @@ def student_copy(notebook: dict, relink: Callable[[str], str] | None = None) -> 
     for cell in nb["cells"]:
         cell.get("metadata", {}).pop(WRONG_ANSWERS, None)
         if cell["cell_type"] == "markdown" and relink is not None:
-            cell["source"] = notebook_links.rewrite(_source(cell), relink)
+            cell["source"] = notebook_links.rewrite(cell_source(cell), relink)
         if cell["cell_type"] != "code":
             continue
-        source = _source(cell)
+        source = cell_source(cell)
         if BEGIN in source:
             cell["source"] = strip_source(source)
         cell["outputs"], cell["execution_count"] = [], None
@@ -244,11 +244,12 @@ def count_exercises(notebook: dict) -> int:
     return len(re.findall(re.escape(BEGIN), text))
 
 
-def _source(cell: dict) -> str:
+def cell_source(cell: dict) -> str:
+    """Return one cell's source as one str (nbformat stores it as a str or a list of lines)."""
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 
-def _solution_blocks(source: str) -> list[list[str]]:
+def solution_blocks(source: str) -> list[list[str]]:
     """Return each BEGIN/END SOLUTION block of one cell's source as its lines, the two markers included."""
     strip_source(source)  # raises on unbalanced markers
     blocks, current = [], None
@@ -276,7 +277,7 @@ def restore_solutions(student: dict, original: dict) -> dict:
     originals = original["cells"]
     by_id = {c["id"]: c for c in originals if c.get("id")}
     for i, cell in enumerate(nb["cells"]):
-        source = _source(cell) if cell["cell_type"] == "code" else ""
+        source = cell_source(cell) if cell["cell_type"] == "code" else ""
         lines = source.split("\n")
         holes = [j for j, line in enumerate(lines) if line.strip() == PLACEHOLDER]
         if not holes:
@@ -286,7 +287,7 @@ def restore_solutions(student: dict, original: dict) -> dict:
         if twin is None or twin["cell_type"] != "code":
             raise CourseInputError(f"{where} of the student copy has no code cell to match in the original notebook: "
                                    "restore from the notebook the student copy was made from.")
-        blocks = _solution_blocks(_source(twin))
+        blocks = solution_blocks(cell_source(twin))
         if len(blocks) != len(holes):
             raise CourseInputError(f"{where} of the student copy has {len(holes)} placeholder line(s) but the original "
                                    f"cell has {len(blocks)} solution block(s): was the copy made from this notebook?")
@@ -331,7 +332,7 @@ def list_exercises(notebook: dict, name: str = "the notebook") -> list[dict]:
         kind = meta["kind"]
         if kind not in KINDS:
             raise CourseInputError(f"{where}: exercise kind {kind!r} is not one of {', '.join(map(repr, KINDS))}.")
-        heading = HEADING.search(_source(cell))
+        heading = HEADING.search(cell_source(cell))
         if heading is None or heading["id"] != str(meta["id"]) or heading["label"].strip() != KINDS[kind]:
             raise CourseInputError(f"{where}: the text must start with the heading "
                                    f"**Exercise {meta['id']} (<short title>) · {KINDS[kind]}.** (metadata {meta!r}).")
@@ -383,8 +384,8 @@ def exercises_markdown(folder: Path | None = None) -> str:
 def reading_minutes(notebook: dict) -> tuple[int, int, int]:
     """Return (prose words, code lines, minutes to read both) at PROSE_WORDS_PER_MIN and CODE_LINES_PER_MIN."""
     environment.check_notebook(notebook)
-    words = sum(len(_source(c).split()) for c in notebook["cells"] if c["cell_type"] == "markdown")
-    code = sum(len([l for l in _source(c).splitlines() if l.strip()]) for c in notebook["cells"] if c["cell_type"] == "code")
+    words = sum(len(cell_source(c).split()) for c in notebook["cells"] if c["cell_type"] == "markdown")
+    code = sum(len([l for l in cell_source(c).splitlines() if l.strip()]) for c in notebook["cells"] if c["cell_type"] == "code")
     return words, code, round(words / PROSE_WORDS_PER_MIN + code / CODE_LINES_PER_MIN)
 
 

@@ -428,12 +428,12 @@ def test_site_has_every_notebook_with_badge_and_download():
         download = json.loads((page.parent / downloads[0]).resolve().read_text())
         # the student copy: solutions out (and nothing else of the code), outputs and known-wrong answers gone
         assert [c["cell_type"] for c in download["cells"]] == [c["cell_type"] for c in committed["cells"]]
-        code = [exercises._source(c) for c in download["cells"] if c["cell_type"] == "code"]
+        code = [exercises.cell_source(c) for c in download["cells"] if c["cell_type"] == "code"]
         assert not any(exercises.BEGIN in c for c in code), f"{page.name}: the download holds the solutions"
         assert sum(c.count(exercises.PLACEHOLDER) for c in code) == exercises.count_exercises(committed)
         restored = exercises.restore_solutions(download, committed)
-        assert [exercises._source(c) for c in restored["cells"] if c["cell_type"] == "code"] == [
-            exercises._source(c) for c in committed["cells"] if c["cell_type"] == "code"], (
+        assert [exercises.cell_source(c) for c in restored["cells"] if c["cell_type"] == "code"] == [
+            exercises.cell_source(c) for c in committed["cells"] if c["cell_type"] == "code"], (
             f"{page.name}: the download is not the student copy of notebooks/{notebook.name} (rebuild: make site)")
         assert all(not c.get("outputs") and "wrong_answers" not in c.get("metadata", {}) for c in download["cells"])
         # read outside the repository: no relative link, and each link into the repository names one of its files

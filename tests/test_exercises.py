@@ -156,7 +156,7 @@ def load(path):
 
 
 def code_sources(nb):
-    return [exercises._source(c) for c in nb["cells"] if c["cell_type"] == "code"]
+    return [exercises.cell_source(c) for c in nb["cells"] if c["cell_type"] == "code"]
 
 
 CHECK = r"exercises\.check_\w+\("
@@ -185,7 +185,7 @@ def test_student_copy_drops_every_solution_and_keeps_everything_else(path):
         if before["cell_type"] != "code":
             assert after == before, "markdown cells are copied unchanged"
             continue
-        src, out = exercises._source(before), exercises._source(after)
+        src, out = exercises.cell_source(before), exercises.cell_source(after)
         assert exercises.BEGIN not in out and exercises.END not in out
         assert after["outputs"] == [] and after["execution_count"] is None
         assert after["metadata"] == {k: v for k, v in before["metadata"].items() if k != "wrong_answers"}
@@ -212,7 +212,7 @@ def test_every_solution_sits_inside_a_function_so_the_student_copy_runs_on(path)
     check meets the NotImplementedError and prints "not attempted yet"."""
     for i, cell in enumerate(load(path)["cells"]):
         if cell["cell_type"] == "code":
-            for line in exercises._source(cell).split("\n"):
+            for line in exercises.cell_source(cell).split("\n"):
                 assert not line.startswith(exercises.BEGIN), (
                     f"{path.name} cell {i}: a solution block at the top level of the cell; put it in a function "
                     "that the check calls (see notebook 00)")
@@ -222,7 +222,7 @@ def test_restore_solutions_refuses_a_copy_of_another_notebook():
     original = {"cells": [{"cell_type": "code", "id": "a", "metadata": {}, "outputs": [], "execution_count": 1,
                            "source": "def f():\n    # BEGIN SOLUTION\n    return 1\n    # END SOLUTION\ncheck(f)"}]}
     copy = exercises.student_copy(original)
-    assert exercises._source(exercises.restore_solutions(copy, original)["cells"][0]) == original["cells"][0]["source"]
+    assert exercises.cell_source(exercises.restore_solutions(copy, original)["cells"][0]) == original["cells"][0]["source"]
     other = json.loads(json.dumps(original))
     other["cells"][0]["source"] = "def f():\n    return 2\ncheck(f)"
     with pytest.raises(CourseInputError, match="placeholder"):

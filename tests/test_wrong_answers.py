@@ -180,7 +180,7 @@ def _squeeze(text: str) -> str:
 def test_no_hint_quotes_a_line_of_the_solution(path):
     for i, cell in exercise_cells(path):
         source = "".join(cell["source"])
-        lines = [line.split("#")[0] for block in exercises._solution_blocks(source) for line in block[1:-1]]
+        lines = [line.split("#")[0] for block in exercises.solution_blocks(source) for line in block[1:-1]]
         code = [_squeeze(line) for line in lines if len(_squeeze(line)) >= 10]
         for hint in map(_squeeze, _hints(source)):
             quoted = [line for line in code if line in hint]

@@ -112,8 +112,12 @@ def merge(paths, out, argv) -> None:
     results, meta, commands = [], {}, []
     for path in paths:
         doc = json.loads(Path(path).read_text())
-        commands.append(doc["command"])
-        meta.update({k: v for k, v in doc.items() if k in PARTS + ("instructions", "num_threads", "e2e_n")})
+        commands += doc.get("commands", [doc["command"]])
+        for k, v in doc.items():
+            if k == "end_to_end" and k in meta:  # rows measured in separate runs: each row from the last run that drew it
+                meta[k] = {row: {**meta[k].get(row, {}), **figures} for row, figures in {**meta[k], **v}.items()}
+            elif k in PARTS + ("num_threads", "e2e_n"):
+                meta[k] = v
         meta["wall_time_s"] = round(meta.get("wall_time_s", 0) + doc.get("wall_time_s", 0), 1)
         results += doc["results"]
     command = "python benchmarks/bench_instructions.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
@@ -126,6 +130,8 @@ def main(argv=None) -> None:
     parser.add_argument("--n", type=int, default=shapesedit.DEFAULT_N, help="ShapesEdit cases (250: the benchmark)")
     parser.add_argument("--writer-n", type=int, default=1500, help="held-out writer examples")
     parser.add_argument("--e2e-n", type=int, default=200, help="requests for the end-to-end adherence")
+    parser.add_argument("--e2e-rows", default=";".join(language.E2E_ROWS),
+                        help=f"semicolon-separated rows of the end-to-end part, of {language.E2E_ROWS}")
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {PARTS}")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--table-rows", default=None, help="only the table rows whose names contain one of these (comma-separated)")
@@ -152,9 +158,12 @@ def main(argv=None) -> None:
         meta["writer"] = writer_figures(writer, args.writer_n)
     if "end_to_end" in only:
         print("== end to end: the shapes judge on generated images ==")
-        meta["end_to_end"] = language.end_to_end(writer, t2i, args.e2e_n)
+        meta["end_to_end"] = language.end_to_end(writer, t2i, args.e2e_n, rows=args.e2e_rows.split(";"))
         meta["e2e_n"] = args.e2e_n
         for name, figures in meta["end_to_end"].items():
+            if "all" not in figures:
+                print(f"  {name:32s} " + "  ".join(f"{k} {100 * v:5.1f}" for k, v in figures.items()))
+                continue
             print(f"  {name:32s} all right {100 * figures['all']:5.1f} %  " +
                   "  ".join(f"{k} {100 * v:5.1f}" for k, v in figures.items() if k != "all"))
     if "instructions" in only or "table" in only:

@@ -10,7 +10,7 @@ from course_lib import plotting
 from course_lib.validation import CourseInputError, check_int
 
 
-def show_prompted_images(columns: dict, *, wrap: int = 30, fontsize: float = 7.5):
+def show_prompted_images(columns: dict, *, wrap: int = 34, fontsize: float = 7.5):
     """Draw one row per request and one column per prompt kind, each image under the prompt it was drawn from.   [nb 09]
 
     columns: column label -> (prompts, images), the same number of each in every column; images
@@ -28,18 +28,21 @@ def show_prompted_images(columns: dict, *, wrap: int = 30, fontsize: float = 7.5
     if len(counts) != 1 or 0 in counts:
         raise CourseInputError(f"every column must hold the same number (> 0) of prompts and images; got {sorted(counts)}.")
     n, k = counts.pop(), len(columns)
-    lines = max(len(textwrap.wrap(p, wrap)) for prompts, _ in columns.values() for p in prompts)
-    title_in = lines * fontsize * 1.25 / 72 + 0.08
-    side = 1.25  # inches per image
-    fig, axes = plt.subplots(n, k, figsize=(k * max(side, wrap * fontsize * 0.55 / 72) + 0.2,
-                                            n * (side + title_in) + 0.35), squeeze=False)
-    for c, (label, (prompts, images)) in enumerate(columns.items()):
-        for r in range(n):
-            ax = axes[r, c]
+    wrapped = {label: ["\n".join(textwrap.wrap(p, wrap)) for p in prompts] for label, (prompts, _) in columns.items()}
+    line = fontsize * 1.3 / 72  # inches per line of title
+    titles = [max(w[r].count("\n") + 1 for w in wrapped.values()) * line + 0.12 for r in range(n)]  # per row
+    side, head = 1.25, 0.32  # inches: an image's side, the column labels' band
+    column = max(side, wrap * fontsize * 0.55 / 72) + 0.15
+    width, height = k * column, head + sum(titles) + n * side + 0.1
+    fig = plt.figure(figsize=(width, height))
+    top = height - head
+    for r in range(n):
+        top -= titles[r] + side
+        for c, (label, (_, images)) in enumerate(columns.items()):
+            ax = fig.add_axes(((c * column + (column - side) / 2) / width, top / height, side / width, side / height))
             ax.imshow(plotting.to_image(images[r]), interpolation="nearest")
             ax.set_axis_off()
-            ax.set_title("\n".join(textwrap.wrap(prompts[r], wrap)), fontsize=fontsize, loc="center")
-        fig.text((c + 0.5) / k, 1 - 0.08 / fig.get_size_inches()[1], label, ha="center", va="top", fontsize=10,
-                 weight="bold")
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_size_inches()[1]))
+            ax.set_title(wrapped[label][r], fontsize=fontsize, pad=3)
+    for c, label in enumerate(columns):
+        fig.text((c + 0.5) / k, 1 - 0.06 / height, label, ha="center", va="top", fontsize=10, weight="bold")
     return fig

@@ -167,16 +167,26 @@ def request_set(n: int, seed: int = 0) -> list[tuple[str, str, shapes.Scene]]:
 REFERENCE_ROWS = ("true caption, request's order", "true caption, reading order")
 
 
-def _as_read(prompt: str, tokenizer) -> str:
-    # the words the text encoder reads: a prompt past the tokenizer's length loses its tail, as StableDiffusionPipeline cuts it
-    pieces = re.findall(r"\w+|[^\w\s]", prompt)  # words and punctuation, as the tokenizer splits them
-    while len(tokenizer(" ".join(pieces)).input_ids) > tokenizer.model_max_length:
-        pieces.pop()
-    return prompt if len(pieces) == len(re.findall(r"\w+|[^\w\s]", prompt)) else " ".join(pieces)
+def as_read(prompt: str, tokenizer) -> str:
+    """Return the prompt as a text encoder reads it: cut to the tokenizer's length, as StableDiffusionPipeline cuts it.   [nb 09]
+
+    Words and punctuation past tokenizer.model_max_length (start and end tokens included) are dropped;
+    a prompt that fits comes back unchanged.
+    """
+    if not isinstance(prompt, str):
+        raise CourseInputError(f"prompt must be a str, got {type(prompt).__name__}.")
+    ends = [m.end() for m in re.finditer(r"\w+|[^\w\s]", prompt)]  # words and punctuation, as the tokenizer splits them
+    keep = len(ends)
+    while keep and len(tokenizer(prompt[:ends[keep - 1]]).input_ids) > tokenizer.model_max_length:
+        keep -= 1
+    return prompt if keep == len(ends) else prompt[:ends[keep - 1]] if keep else ""
+
+
+E2E_ROWS = ("raw request", "prompt writer", *REFERENCE_ROWS)
 
 
 def end_to_end(writer: PromptWriter, parts, n: int = 200, *, guidance_scale: float = 4.0, num_steps: int = 25,
-               seed: int = 0) -> dict[str, dict[str, float]]:
+               seed: int = 0, rows=E2E_ROWS) -> dict[str, dict[str, float]]:
     """Return the shapes judge's adherence of images drawn from the raw requests, the writer's captions and the true captions.   [nb 09]
 
     The same starting noise for every row (seeded by seed); a request the writer refused is drawn
@@ -186,7 +196,8 @@ def end_to_end(writer: PromptWriter, parts, n: int = 200, *, guidance_scale: flo
     model was trained. The judge checks every object's colour, shape and cell, the count, and the
     background where the request names one. "exact_caption": the writer's caption equals the true
     one in reading order. A prompt longer than the tokenizer reads is cut to the words it reads (the
-    pipeline's truncation; only raw requests are that long).
+    pipeline's truncation; only raw requests are that long). rows: the names of E2E_ROWS to draw (all
+    by default; "exact_caption" is always measured, under "prompt writer").
     """
     # text2image loads diffusers: imported when images are drawn, not with the language package
     from course_lib import text, text2image
@@ -195,8 +206,9 @@ def end_to_end(writer: PromptWriter, parts, n: int = 200, *, guidance_scale: flo
     n = check_int(n, "n", minimum=1, hint="the number of requests")
     guidance_scale = check_number(guidance_scale, "guidance_scale", low=0)
     num_steps = check_int(num_steps, "num_steps", minimum=1)
-    rows = request_set(n, seed)
-    requests, captions, _ = (list(x) for x in zip(*rows))
+    if isinstance(rows, str) or not rows or any(r not in E2E_ROWS for r in rows):
+        raise CourseInputError(f"rows must be a non-empty list of names from {E2E_ROWS}, got {rows!r}.")
+    requests, captions, _ = (list(x) for x in zip(*request_set(n, seed)))
     reading = [resolve_request(c, r) for c, r in zip(captions, requests)]
     written = []
     for request, answer in zip(requests, writer.answer(requests)):
@@ -205,13 +217,14 @@ def end_to_end(writer: PromptWriter, parts, n: int = 200, *, guidance_scale: flo
         except WriterError:
             written.append(request)
     out = {}
-    for name, prompts in (("raw request", requests), ("prompt writer", written), (REFERENCE_ROWS[0], captions),
-                          (REFERENCE_ROWS[1], reading)):
+    for name, prompts in zip(E2E_ROWS, (requests, written, captions, reading)):
+        if name not in rows:
+            continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", text.UnknownWordWarning)
-            images = text2image.generate(parts, [_as_read(p, parts.tokenizer) for p in prompts],
+            images = text2image.generate(parts, [as_read(p, parts.tokenizer) for p in prompts],
                                          guidance_scale=guidance_scale, num_steps=num_steps,
                                          generator=torch.Generator().manual_seed(seed))
         out[name] = text2image.adherence(images, captions)  # the background is judged only where the request names it
-    out["prompt writer"]["exact_caption"] = sum(w == c for w, c in zip(written, reading)) / n
+    out.setdefault("prompt writer", {})["exact_caption"] = sum(w == c for w, c in zip(written, reading)) / n
     return out

@@ -13,9 +13,11 @@ shapesedit.load_results; the extra figures under "writer", "end_to_end" and "swe
 2. writer: exact match per kind on held-out examples (language.examples(split="test")), and per
    attribute on the request captions.
 3. end_to_end: the shapes judge on images drawn from held-out requests as typed, from the writer's
-   captions, and from the true captions (a reference).
-4. table: the ShapesEdit cases (250, seed 0) with one free instruction each in held-out phrasings
-   (language.benchmark_instructions): the writer's parse accuracy, then mask locking and
+   captions, and from the true captions (a reference, in the request's order and in reading order).
+4. instructions: the ShapesEdit cases (250, seed 0) with one free instruction each in held-out phrasings
+   (language.benchmark_instructions): the writer's parse accuracy and how its failures fail
+   (language.target_failures); no image is drawn.
+5. table: the same cases and instructions (and part 4's figures): mask locking and
    InstructPix2Pix fed by the writer, InstructPix2Pix fed the canonical instruction of the two exact
    captions, and, loaded from data/shapesedit_results.json (same cases, same seeds), the two-caption
    rows of SDEdit, prompt-to-prompt and mask locking. No row sees the case's mask or pastes pixels.
@@ -36,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 from course_lib import editing, environment, instruct_pix2pix, language, shapes, shapesedit, text2image  # noqa: E402
 
-PARTS = ("sweep", "writer", "end_to_end", "table")
+PARTS = ("sweep", "writer", "end_to_end", "instructions", "table")
 SWEEP_TEXT = (2.0, 4.0, 7.5)
 SWEEP_IMAGE = (1.0, 1.5, 2.5)
 SWEEP_CASES = 50
@@ -110,8 +112,12 @@ def merge(paths, out, argv) -> None:
     results, meta, commands = [], {}, []
     for path in paths:
         doc = json.loads(Path(path).read_text())
-        commands.append(doc["command"])
-        meta.update({k: v for k, v in doc.items() if k in PARTS + ("instructions", "num_threads", "e2e_n")})
+        commands += doc.get("commands", [doc["command"]])
+        for k, v in doc.items():
+            if k == "end_to_end" and k in meta:  # rows measured in separate runs: each row from the last run that drew it
+                meta[k] = {row: {**meta[k].get(row, {}), **figures} for row, figures in {**meta[k], **v}.items()}
+            elif k in PARTS + ("num_threads", "e2e_n"):
+                meta[k] = v
         meta["wall_time_s"] = round(meta.get("wall_time_s", 0) + doc.get("wall_time_s", 0), 1)
         results += doc["results"]
     command = "python benchmarks/bench_instructions.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
@@ -124,6 +130,8 @@ def main(argv=None) -> None:
     parser.add_argument("--n", type=int, default=shapesedit.DEFAULT_N, help="ShapesEdit cases (250: the benchmark)")
     parser.add_argument("--writer-n", type=int, default=1500, help="held-out writer examples")
     parser.add_argument("--e2e-n", type=int, default=200, help="requests for the end-to-end adherence")
+    parser.add_argument("--e2e-rows", default=";".join(language.E2E_ROWS),
+                        help=f"semicolon-separated rows of the end-to-end part, of {language.E2E_ROWS}")
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {PARTS}")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--table-rows", default=None, help="only the table rows whose names contain one of these (comma-separated)")
@@ -150,20 +158,26 @@ def main(argv=None) -> None:
         meta["writer"] = writer_figures(writer, args.writer_n)
     if "end_to_end" in only:
         print("== end to end: the shapes judge on generated images ==")
-        meta["end_to_end"] = language.end_to_end(writer, t2i, args.e2e_n)
+        meta["end_to_end"] = language.end_to_end(writer, t2i, args.e2e_n, rows=args.e2e_rows.split(";"))
         meta["e2e_n"] = args.e2e_n
         for name, figures in meta["end_to_end"].items():
-            print(f"  {name:26s} all right {100 * figures['all']:5.1f} %  " +
+            if "all" not in figures:
+                print(f"  {name:32s} " + "  ".join(f"{k} {100 * v:5.1f}" for k, v in figures.items()))
+                continue
+            print(f"  {name:32s} all right {100 * figures['all']:5.1f} %  " +
                   "  ".join(f"{k} {100 * v:5.1f}" for k, v in figures.items() if k != "all"))
-    if "table" in only:
+    if "instructions" in only or "table" in only:
         cases = shapesedit.cases(args.n)
         instructions = language.benchmark_instructions(cases)
         targets = language.writer_targets(writer, cases, instructions)
         parse = sum(t == c.target_caption for t, c in zip(targets, cases)) / len(cases)
         meta["instructions"] = {"parse_accuracy": round(parse, 4), "refused_or_invalid": sum(t is None for t in targets),
+                                "failures": language.target_failures(writer, cases, instructions),
                                 "examples": [[c.source_caption, i, t] for c, i, t in list(zip(cases, instructions, targets))[:10]]}
         print(f"== ShapesEdit from instructions ({len(cases)} cases): the writer's target caption is exact for "
-              f"{100 * parse:.1f} %, {meta['instructions']['refused_or_invalid']} refused or not one edit ==")
+              f"{100 * parse:.1f} %, {meta['instructions']['refused_or_invalid']} refused or not one edit: "
+              f"{meta['instructions']['failures']} ==")
+    if "table" in only:
         runs = [("mask_locking (instruction, prompt writer)", functools.partial(editing.METHODS["mask_locking"], t2i), targets),
                 ("instruct_pix2pix (instruction, prompt writer)", instruct_pix2pix.method(ip2p_parts), targets),
                 ("instruct_pix2pix (canonical instruction)", instruct_pix2pix.method(ip2p_parts), None)]

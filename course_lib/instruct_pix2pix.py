@@ -142,19 +142,49 @@ def uses_guidance(guidance_scale: float, image_guidance_scale: float) -> bool:
     return guidance_scale > 1.0 and image_guidance_scale >= 1.0
 
 
+def dual_guidance(e_full: torch.Tensor, e_image: torch.Tensor, e_none: torch.Tensor, guidance_scale: float,
+                  image_guidance_scale: float) -> torch.Tensor:
+    """Return eps = e_none + s_I (e_image - e_none) + s_T (e_full - e_image): the paper's eq. 3.   [IP2P eq. 3, nb 09]
+
+    e_full = eps(z, E(x), T), e_image = eps(z, E(x), 0), e_none = eps(z, 0, 0); s_T = guidance_scale,
+    s_I = image_guidance_scale. It comes from p(z | I, T) ~ p(T | I, z) p(I | z) p(z): the image's
+    score weighted by s_I, the text's given the image by s_T.
+    """
+    return e_none + image_guidance_scale * (e_image - e_none) + guidance_scale * (e_full - e_image)
+
+
+def text_first_guidance(e_full: torch.Tensor, e_text: torch.Tensor, e_none: torch.Tensor, guidance_scale: float,
+                        image_guidance_scale: float) -> torch.Tensor:
+    """Return eps = e_none + s_T (e_text - e_none) + s_I (e_full - e_text): eq. 3 from the other factorisation.   [nb 09]
+
+    p(z | I, T) ~ p(I | T, z) p(T | z) p(z): the text's score weighted by s_T, the image's given the
+    text by s_I; e_text = eps(z, 0, T), the prediction that training's "image only" dropout teaches.
+    """
+    return e_none + guidance_scale * (e_text - e_none) + image_guidance_scale * (e_full - e_text)
+
+
+def guidance_rows(cond: torch.Tensor, uncond: torch.Tensor, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Return the conditions of the three row blocks of one guided step: [(image, text); (image, ""); (zeros, "")].
+
+    The pipeline's order; models.model_output concatenates each row's image latent to z_t (4 + 4 = 8
+    channels). Shapes: cond, uncond (B, L, D), image (B, 4, h, w) -> (3B, L, D) and (3B, 4, h, w).
+    """
+    return {"encoder_hidden_states": torch.cat([cond, uncond, uncond]),
+            "image_latents": torch.cat([image, image, torch.zeros_like(image)])}
+
+
 def dual_cfg_denoiser(unet, guidance_scale: float, image_guidance_scale: float, cond: torch.Tensor,
                       uncond: torch.Tensor, image: torch.Tensor):
     """Return denoiser(z_t, t) -> eps of the paper's eq. 3, from one UNet call on three row blocks.   [IP2P eq. 3, nb 09]
 
-    The rows are [(image, text); (image, ""); (zeros, "")], the pipeline's order, and
-    eps = e_uncond + s_T (e_text - e_image) + s_I (e_image - e_uncond). When uses_guidance() is False
-    the conditional rows run alone (the pipeline's convention). The UNet runs through latent.call_model
-    (in its own dtype). Shapes: cond, uncond (B, L, D); image (B, 4, h, w).
+    The rows are guidance_rows' [(image, text); (image, ""); (zeros, "")], the pipeline's order, and
+    dual_guidance combines them. When uses_guidance() is False the conditional rows run alone (the
+    pipeline's convention). The UNet runs through models.call_model (in its own dtype).
+    Shapes: cond, uncond (B, L, D); image (B, 4, h, w).
     """
     s_t, s_i = check_guidance_scale(guidance_scale), check_image_guidance_scale(image_guidance_scale)
     if uses_guidance(s_t, s_i):
-        rows = {"encoder_hidden_states": torch.cat([cond, uncond, uncond]),
-                "image_latents": torch.cat([image, image, torch.zeros_like(image)])}
+        rows = guidance_rows(cond, uncond, image)
     else:
         rows = {"encoder_hidden_states": cond, "image_latents": image}
     blocks = len(rows["image_latents"]) // len(image)
@@ -165,9 +195,36 @@ def dual_cfg_denoiser(unet, guidance_scale: float, image_guidance_scale: float, 
         if blocks == 1:
             return eps
         e_text, e_image, e_uncond = eps.chunk(3)
-        return e_uncond + s_t * (e_text - e_image) + s_i * (e_image - e_uncond)
+        return dual_guidance(e_text, e_image, e_uncond, s_t, s_i)
 
     return denoiser
+
+
+class _InputRecorder(torch.nn.Module):
+    """Stands in for the UNet: records what it is given and predicts zero noise (4 channels)."""
+
+    def __init__(self, out_channels: int):
+        super().__init__()
+        self.out_channels, self.seen = out_channels, {}
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # gives the recorder a dtype and a device
+
+    def forward(self, sample, timestep, encoder_hidden_states=None, **_):
+        self.seen = {"sample": sample.detach().clone(), "timestep": timestep.detach().clone(),
+                     "encoder_hidden_states": encoder_hidden_states.detach().clone()}
+        return torch.zeros(sample.shape[0], self.out_channels, *sample.shape[2:], dtype=sample.dtype)
+
+
+def guidance_inputs(zt: torch.Tensor, t: int, cond: torch.Tensor, uncond: torch.Tensor, image: torch.Tensor, *,
+                    guidance_scale: float = TEXT_GUIDANCE, image_guidance_scale: float = IMAGE_GUIDANCE) -> dict:
+    """Return what one step of dual_cfg_denoiser feeds the UNet: {"sample" (3B, 8, h, w), "timestep", "encoder_hidden_states"}.   [nb 09]
+
+    Recorded from the denoiser itself (a stand-in UNet), so it is the batch the sampler really sends:
+    sample = [z_t ++ E(x); z_t ++ E(x); z_t ++ 0] on the channels, texts [T; ""; ""] (B rows when
+    uses_guidance() is False). Shapes: zt, image (B, 4, h, w); cond, uncond (B, L, D).
+    """
+    recorder = _InputRecorder(zt.shape[1])
+    dual_cfg_denoiser(recorder, guidance_scale, image_guidance_scale, cond, uncond, image)(zt, t)
+    return recorder.seen
 
 
 def check_parts(parts: text2image.Parts) -> None:

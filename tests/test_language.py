@@ -236,3 +236,84 @@ def test_benchmark_rows_get_the_writer_targets_and_refusals_score_as_no_edit():
     assert seen == ["a red circle in the middle"] and r["records"][1]["success"] is False
     with pytest.raises(CourseInputError, match="one prompt"):
         shapesedit.evaluate(method, cases, name="spy", target_prompts=[None])
+
+
+# ----------------------------------------------------------------------------------------------
+# Notebook 09's exercise C, the end-to-end references and the failure breakdown
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("request_,caption,verdict", [
+    ("kindly render a red ball on the left", "a red circle on the left", ""),
+    ("two navy boxes on the left and up top, on gray", "a blue square at the top and a blue square on the left, "
+                                                      "on a grey background", ""),
+    ("something red", "a red square in the middle", ""),  # a vague lone object: the writer's defaults
+    ("a purple ball on the left", "a red circle on the left", "'purple'"),
+    ("a violet ball on the left", "a red circle on the left", "'violet'"),
+    ("five red boxes", "a red square in the middle", "five objects"),
+    ("kindly render a red ball on the left", "a blue circle on the left", "colour"),
+    ("kindly render a red thing on the left", "a red circle on the left", "shape"),
+    ("kindly render a red ball", "a red circle on the left", "where"),
+    ("kindly render a red ball on the left", "a red circle on the left, on a white background", "background"),
+])
+def test_describes_tells_a_false_refusal_from_a_true_one(request_, caption, verdict):
+    got = language.describes(request_, caption)
+    assert (got == "") if verdict == "" else (verdict in got), got
+    # oracle for the true refusals: the writer's training answers refuse these very words
+    if "'" in verdict:
+        word = verdict.strip("'")
+        assert any(word in kind[0] + kind[1] for kind in language.UNSUPPORTED.values())
+
+
+def test_describes_refuses_a_caption_the_world_cannot_draw():
+    with pytest.raises(CourseInputError):
+        language.describes("a purple ball", "a purple circle on the left")
+    with pytest.raises(CourseInputError, match="two strings"):
+        language.describes(3, "a red circle on the left")
+
+
+def test_as_read_cuts_as_the_pipeline_truncates(t2i_parts):
+    tok = t2i_parts.tokenizer
+    rows = language.request_set(200, 0)
+    cut = 0
+    for request, _, _ in rows:
+        read = language.as_read(request, tok)
+        pipeline = tok(request, truncation=True, max_length=tok.model_max_length).input_ids  # the pipeline's cut
+        assert tok(read).input_ids[:-1] == pipeline[:-1]
+        cut += read != request
+    assert cut > 0 and language.as_read("a red circle", tok) == "a red circle"
+
+
+def test_end_to_end_draws_the_reference_in_both_orders(writer, t2i_parts):
+    out = language.end_to_end(writer, t2i_parts, n=2, num_steps=1)
+    assert list(out) == ["raw request", "prompt writer", *language.REFERENCE_ROWS]
+    rows = language.request_set(2, 0)
+    reading = [language.resolve_request(c, r) for r, c, _ in rows]
+    assert all(shapes.parse_caption(c) for c in reading)  # the reading-order reference describes the same scenes
+    assert out["prompt writer"]["exact_caption"] == sum(writer.caption(r) == c for (r, _, _), c in zip(rows, reading)) / 2
+
+
+def test_target_failures_count_what_writer_targets_leaves_out(writer):
+    cases = shapesedit.cases(12, seed=shapesedit.DEV_SEED)
+    instructions = language.benchmark_instructions(cases, seed=5)
+    instructions[0] = "make the hexagon red"  # a sure refusal
+    targets = language.writer_targets(writer, cases, instructions)
+    failures = language.target_failures(writer, cases, instructions)
+    wrong = sum(t is not None and t != c.target_caption for t, c in zip(targets, cases))
+    assert sum(failures.values()) == sum(t is None for t in targets) + wrong
+    assert failures.get("refused: unsupported", 0) >= 1 and failures.get("a wrong edit", 0) == wrong
+
+
+def test_show_prompted_images_prints_every_prompt_over_its_image():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = torch.zeros(2, 3, 8, 8)
+    fig = language.show_prompted_images({"as typed": (["a crimson ball in the upper left, please", "x"], images),
+                                         "writer": (["a red circle in the top left", "y"], images)}, wrap=20)
+    titles = [ax.get_title().replace("\n", " ") for ax in fig.axes]
+    assert titles == ["a crimson ball in the upper left, please", "a red circle in the top left", "x", "y"]
+    plt.close(fig)
+    with pytest.raises(CourseInputError, match="same number"):
+        language.show_prompted_images({"a": (["x"], images[:1]), "b": (["x", "y"], images)})

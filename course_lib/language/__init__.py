@@ -51,21 +51,23 @@ The package, one module per section (`from course_lib import language`, then `la
     dataset               examples(n, seed, split), normalise
     model                 build_tokenizer, encode_examples, make_model, lm_loss
     refusals              WriterError, check_refusal, resolve_request, resolve_edit, resolved
-    guard                 known_words, unknown_word: the words the writer can read
+    guard                 known_words, unknown_word: the words the writer can read; describes
     writer                PromptWriter, save_writer, load_writer
     instruction_edit      edit_from_instruction: the writer, then an editing method
     real_llm              load_instruction_model, expand_prompt: a real instruction model (GPU)
-    measuring             evaluate, attribute_scores, score_answers, end_to_end, ...
+    measuring             evaluate, attribute_scores, score_answers, end_to_end, target_failures, ...
     writer_training       train_writer, TRAIN_CONFIG (the prompt_writer recipe calls it)
+    figures               show_prompted_images: each prompt over the image drawn from it
 """
 
 from course_lib.language.dataset import KINDS, examples, normalise
-from course_lib.language.guard import known_words, unknown_word
+from course_lib.language.figures import show_prompted_images
+from course_lib.language.guard import describes, known_words, unknown_word
 from course_lib.language.instruction_edit import DEFAULT_EDIT_METHOD, EDIT_METHODS, InstructionEdit, \
     edit_from_instruction
 from course_lib.language.instruction_examples import edit_prompt, instruction_example, phrase_edit
-from course_lib.language.measuring import ATTRIBUTES, EVALUATED_KINDS, attribute_scores, benchmark_instructions, \
-    end_to_end, evaluate, request_set, score_answers, writer_targets
+from course_lib.language.measuring import ATTRIBUTES, E2E_ROWS, EVALUATED_KINDS, REFERENCE_ROWS, as_read, \
+    attribute_scores, benchmark_instructions, end_to_end, evaluate, request_set, score_answers, target_failures, writer_targets
 from course_lib.language.model import MAX_ANSWER_TOKENS, MAX_LENGTH, MAX_NEW_TOKENS, VOCAB_SIZE, WRITER_CONFIG, \
     build_tokenizer, encode_examples, lm_loss, make_model
 from course_lib.language.real_llm import EXPANSION_PROMPT, REAL_WRITER, expand_prompt, load_instruction_model
@@ -100,14 +102,16 @@ __all__ = [
     # refusals and resolving
     "WriterError", "WORLD", "RELATION", "ANSWER_KINDS", "check_refusal", "resolve_request", "resolve_edit", "resolved",
     # the writer
-    "known_words", "unknown_word", "NAME", "PromptWriter", "save_writer", "load_writer",
+    "known_words", "unknown_word", "describes", "NAME", "PromptWriter", "save_writer", "load_writer",
     # editing from an instruction
     "EDIT_METHODS", "DEFAULT_EDIT_METHOD", "InstructionEdit", "edit_from_instruction",
     # the real-LLM path
     "REAL_WRITER", "EXPANSION_PROMPT", "load_instruction_model", "expand_prompt",
     # measuring
-    "ATTRIBUTES", "EVALUATED_KINDS", "attribute_scores", "score_answers", "evaluate", "benchmark_instructions",
-    "writer_targets", "request_set", "end_to_end",
+    "ATTRIBUTES", "EVALUATED_KINDS", "E2E_ROWS", "REFERENCE_ROWS", "as_read", "attribute_scores", "score_answers", "evaluate",
+    "benchmark_instructions", "writer_targets", "target_failures", "request_set", "end_to_end",
     # training
     "TRAIN_EXAMPLES", "TRAIN_CONFIG", "train_writer",
+    # pictures
+    "show_prompted_images",
 ]

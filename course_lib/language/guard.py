@@ -7,8 +7,9 @@ import re
 
 from course_lib import shapes
 from course_lib.language.words import ALONE_FRAMES, BACKGROUND_FRAMES, BACKGROUND_WORDS, COLOUR_WORDS, COUNT_FRAMES, \
-    COUNT_WORDS, DETERMINERS, INSTRUCTION_FRAMES, INSTRUCTION_JOINERS, INSTRUCTION_PREFIXES, JOINERS, OBJECT_FRAMES, \
-    POSITION_WORDS, PREFIXES, REFERENT_FRAMES, RELATION_FRAMES, SCENE, SHAPE_WORDS, UNSUPPORTED, VAGUE_OBJECT_FRAMES
+    COUNT_WORDS, DEFAULT_CELL, DEFAULT_SHAPE, DETERMINERS, INSTRUCTION_FRAMES, INSTRUCTION_JOINERS, INSTRUCTION_PREFIXES, \
+    JOINERS, OBJECT_FRAMES, POSITION_WORDS, PREFIXES, REFERENT_FRAMES, RELATION_FRAMES, SCENE, SHAPE_WORDS, UNSUPPORTED, \
+    VAGUE_OBJECT_FRAMES
 from course_lib.validation import CourseInputError
 
 
@@ -54,3 +55,39 @@ def unknown_word(text: str) -> str | None:
         if word not in known and not any(_one_edit_apart(word, k) for k in known if abs(len(k) - len(word)) <= 1):
             return word
     return None
+
+
+def describes(request: str, caption: str) -> str:
+    """Return "" if `request` asks for the scene of `caption` in words the world has, else what it lacks or asks beyond it.   [nb 09]
+
+    The request must name each object's colour (a word of COLOUR_WORDS), its shape (SHAPE_WORDS; an
+    object of DEFAULT_SHAPE may stay vague) and its position (POSITION_WORDS; a lone object in
+    DEFAULT_CELL may leave it out), and the background where the caption names one; it must hold no
+    unsupported colour or shape (UNSUPPORTED, training and held-out lists) and no count above
+    shapes.MAX_OBJECTS. So a refusal of a request that describes its caption is a false refusal.
+    caption: a caption the world draws (shapes.parse_caption raises CourseInputError otherwise).
+    """
+    if not isinstance(request, str) or not isinstance(caption, str):
+        raise CourseInputError("describes(request, caption) takes two strings.")
+    scene = shapes.parse_caption(caption)
+    text = " " + " ".join(re.findall(r"[a-z]+", request.lower())) + " "
+    words = set(text.split())
+    lacking = sorted(w for kind in UNSUPPORTED.values() for ws in kind for w in ws if w in words)
+    if lacking:
+        return f"it asks for {lacking[0]!r}, which the shapes world does not have"
+    too_many = [w for n, w in COUNT_WORDS.items() if n > shapes.MAX_OBJECTS and w in words]
+    if too_many:
+        return f"it asks for {too_many[0]} objects; a scene holds at most {shapes.MAX_OBJECTS}"
+    objects = scene["objects"]
+    for o in objects:
+        name = f"the {o['colour']} {o['shape']}"
+        if not words & set(COLOUR_WORDS[o["colour"]]):
+            return f"it never names the colour of {name} ({o['colour']})"
+        if o["shape"] != DEFAULT_SHAPE and not words & {w for pair in SHAPE_WORDS[o["shape"]] for w in pair}:
+            return f"it never names the shape of {name} ({o['shape']})"
+        lone_default = len(objects) == 1 and (o["row"], o["col"]) == DEFAULT_CELL
+        if not lone_default and not any(f" {p} " in text for p in POSITION_WORDS[(o["row"], o["col"])]):
+            return f"it never says where {name} is ({POSITION_WORDS[(o['row'], o['col'])][0]})"
+    if scene["background"] is not None and not words & set(BACKGROUND_WORDS[scene["background"]]):
+        return f"it never names the {scene['background']} background"
+    return ""

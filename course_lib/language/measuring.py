@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import warnings
 
 import torch
@@ -12,7 +13,7 @@ from course_lib.language.dataset import examples, normalise
 from course_lib.language.instruction_examples import edit_prompt, phrase_edit
 from course_lib.language.refusals import WriterError, resolve_edit, resolve_request, resolved
 from course_lib.language.request_examples import request_example
-from course_lib.language.words import INSTRUCTION_PREFIXES, entries
+from course_lib.language.words import INSTRUCTION_PREFIXES, REFUSALS, entries
 from course_lib.language.writer import PromptWriter
 from course_lib.validation import CourseInputError, check_int, check_number
 
@@ -101,22 +102,51 @@ def benchmark_instructions(cases: list[shapes.EditResult], seed: int = 0) -> lis
     return [rng.choice(entries(INSTRUCTION_PREFIXES, "test")) + phrase_edit(c.source, c.edit, rng, "test") for c in cases]
 
 
-def writer_targets(writer: PromptWriter, cases: list[shapes.EditResult], instructions: list[str]) -> list[str | None]:
-    """Return the writer's target caption per case, or None where it refused or wrote no caption of one edit."""
+def _target_or_failure(case: shapes.EditResult, instruction: str, answer: str) -> tuple[str | None, str]:
+    # (the target caption, "") or (None, the kind of failure: a refusal's kind, or what is wrong with the answer)
+    if answer.startswith(REFUSALS):
+        return None, "refused: " + next(r for r in REFUSALS if answer.startswith(r)).rstrip(": ")
+    try:
+        target = resolve_edit(answer, case.source_caption, instruction)
+    except CourseInputError:
+        return None, "not an instruction the world can apply"
+    try:
+        shapes.caption_edit(case.source_caption, target)  # one edit, as ShapesEdit's cases
+    except CourseInputError:
+        return None, "not one edit"
+    return target, ""
+
+
+def _writer_answers(writer: PromptWriter, cases, instructions) -> list[str]:
     _check_writer(writer)
     cases, instructions = _check_cases(cases), _check_strings(instructions, "instructions")
     if len(cases) != len(instructions):
         raise CourseInputError(f"got {len(instructions)} instructions for {len(cases)} cases; give one per case.")
-    answers = writer.answer([edit_prompt(c.source_caption, normalise(i)) for c, i in zip(cases, instructions)])
-    out = []
+    return writer.answer([edit_prompt(c.source_caption, normalise(i)) for c, i in zip(cases, instructions)])
+
+
+def writer_targets(writer: PromptWriter, cases: list[shapes.EditResult], instructions: list[str]) -> list[str | None]:
+    """Return the writer's target caption per case, or None where it refused or wrote no caption of one edit."""
+    answers = _writer_answers(writer, cases, instructions)
+    return [_target_or_failure(c, i, a)[0] for c, i, a in zip(cases, instructions, answers)]
+
+
+def target_failures(writer: PromptWriter, cases: list[shapes.EditResult], instructions: list[str]) -> dict[str, int]:
+    """Return how the writer's target captions go wrong, counted: each refusal kind, invalid answers, wrong targets.   [nb 09]
+
+    Keys: "refused: unsupported", "refused: ambiguous", ... (REFUSALS), "not an instruction the world
+    can apply", "not one edit" (the cases writer_targets maps to None), and "a wrong edit" (a valid
+    target caption that is not the case's). Only kinds that occur are present.
+    """
+    answers = _writer_answers(writer, cases, instructions)
+    out: dict[str, int] = {}
     for case, instruction, answer in zip(cases, instructions, answers):
-        try:
-            target = resolve_edit(answer, case.source_caption, instruction)
-            shapes.caption_edit(case.source_caption, target)  # one edit, as ShapesEdit's cases
-            out.append(target)
-        except CourseInputError:
-            out.append(None)
-    return out
+        target, failure = _target_or_failure(case, instruction, answer)
+        if target is not None and target != case.target_caption:
+            failure = "a wrong edit"
+        if failure:
+            out[failure] = out.get(failure, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def request_set(n: int, seed: int = 0) -> list[tuple[str, str, shapes.Scene]]:
@@ -134,14 +164,40 @@ def request_set(n: int, seed: int = 0) -> list[tuple[str, str, shapes.Scene]]:
     return out
 
 
+REFERENCE_ROWS = ("true caption, request's order", "true caption, reading order")
+
+
+def as_read(prompt: str, tokenizer) -> str:
+    """Return the prompt as a text encoder reads it: cut to the tokenizer's length, as StableDiffusionPipeline cuts it.   [nb 09]
+
+    Words and punctuation past tokenizer.model_max_length (start and end tokens included) are dropped;
+    a prompt that fits comes back unchanged.
+    """
+    if not isinstance(prompt, str):
+        raise CourseInputError(f"prompt must be a str, got {type(prompt).__name__}.")
+    ends = [m.end() for m in re.finditer(r"\w+|[^\w\s]", prompt)]  # words and punctuation, as the tokenizer splits them
+    keep = len(ends)
+    while keep and len(tokenizer(prompt[:ends[keep - 1]]).input_ids) > tokenizer.model_max_length:
+        keep -= 1
+    return prompt if keep == len(ends) else prompt[:ends[keep - 1]] if keep else ""
+
+
+E2E_ROWS = ("raw request", "prompt writer", *REFERENCE_ROWS)
+
+
 def end_to_end(writer: PromptWriter, parts, n: int = 200, *, guidance_scale: float = 4.0, num_steps: int = 25,
-               seed: int = 0) -> dict[str, dict[str, float]]:
+               seed: int = 0, rows=E2E_ROWS) -> dict[str, dict[str, float]]:
     """Return the shapes judge's adherence of images drawn from the raw requests, the writer's captions and the true captions.   [nb 09]
 
-    The same starting noise for the three rows (seeded by seed); a request the writer refused is
-    drawn from its raw text (the image model has nothing else). The true-caption row is a reference.
-    The judge checks every object's colour, shape and cell, the count, and the background where the
-    request names one.
+    The same starting noise for every row (seeded by seed); a request the writer refused is drawn
+    from its raw text (the image model has nothing else). The true captions are references, twice
+    (REFERENCE_ROWS): with the objects in the order the request names them, as request_example
+    writes them, and in reading order, as resolve_request puts the writer's answers and as the image
+    model was trained. The judge checks every object's colour, shape and cell, the count, and the
+    background where the request names one. "exact_caption": the writer's caption equals the true
+    one in reading order. A prompt longer than the tokenizer reads is cut to the words it reads (the
+    pipeline's truncation; only raw requests are that long). rows: the names of E2E_ROWS to draw (all
+    by default; "exact_caption" is always measured, under "prompt writer").
     """
     # text2image loads diffusers: imported when images are drawn, not with the language package
     from course_lib import text, text2image
@@ -150,8 +206,10 @@ def end_to_end(writer: PromptWriter, parts, n: int = 200, *, guidance_scale: flo
     n = check_int(n, "n", minimum=1, hint="the number of requests")
     guidance_scale = check_number(guidance_scale, "guidance_scale", low=0)
     num_steps = check_int(num_steps, "num_steps", minimum=1)
-    rows = request_set(n, seed)
-    requests, captions, _ = (list(x) for x in zip(*rows))
+    if isinstance(rows, str) or not rows or any(r not in E2E_ROWS for r in rows):
+        raise CourseInputError(f"rows must be a non-empty list of names from {E2E_ROWS}, got {rows!r}.")
+    requests, captions, _ = (list(x) for x in zip(*request_set(n, seed)))
+    reading = [resolve_request(c, r) for c, r in zip(captions, requests)]
     written = []
     for request, answer in zip(requests, writer.answer(requests)):
         try:
@@ -159,11 +217,14 @@ def end_to_end(writer: PromptWriter, parts, n: int = 200, *, guidance_scale: flo
         except WriterError:
             written.append(request)
     out = {}
-    for name, prompts in (("raw request", requests), ("prompt writer", written), ("true caption (reference)", captions)):
+    for name, prompts in zip(E2E_ROWS, (requests, written, captions, reading)):
+        if name not in rows:
+            continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", text.UnknownWordWarning)
-            images = text2image.generate(parts, prompts, guidance_scale=guidance_scale, num_steps=num_steps,
+            images = text2image.generate(parts, [as_read(p, parts.tokenizer) for p in prompts],
+                                         guidance_scale=guidance_scale, num_steps=num_steps,
                                          generator=torch.Generator().manual_seed(seed))
         out[name] = text2image.adherence(images, captions)  # the background is judged only where the request names it
-    out["prompt writer"]["exact_caption"] = sum(w == c for w, c in zip(written, captions)) / n
+    out.setdefault("prompt writer", {})["exact_caption"] = sum(w == c for w, c in zip(written, reading)) / n
     return out

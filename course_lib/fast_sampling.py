@@ -42,8 +42,9 @@ GPU_SOURCES = {
     "tutorial": "diffusers documentation, 'Effective and efficient diffusion' (docs/source/en/stable_diffusion.md, "
                 "added in huggingface/diffusers PR #2773, March 2023; text as of commit 18a3d237)",
     "benchmark": "diffusers documentation, 'PyTorch 2.0' (docs/source/en/optimization/torch2.0.md, benchmark tables "
-                 "of huggingface/diffusers PR #3370, May 2023, diffusers 0.17.0.dev0): table 'T4 (batch size: 1)', "
-                 "row 'SD - txt2img', column 'torch 2.0 - no compile'",
+                 "of huggingface/diffusers PR #3370, May 2023, diffusers 0.17.0.dev0; removed from the page in 2025, "
+                 "last in commit 54cddc1e): table 'T4 (batch size: 1)', row 'SD - txt2img', column "
+                 "'torch 2.0 - no compile'",
 }
 GPU_QUOTES = (
     {"setting": "float32, PNDMScheduler (the pipeline's default), 50 steps", "value": 30.0, "unit": "s",

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_notebooks.py                 # every notebook, this machine's kernels
     python benchmarks/bench_notebooks.py --other-cpu     # as `make test-other-cpu` runs them (torch's plain kernels)
-    python benchmarks/bench_notebooks.py 06 07           # some notebooks only
+    python benchmarks/bench_notebooks.py 06 06b 07       # some notebooks only, by their number
 
 Each notebook runs in a fresh `python -m pytest notebooks/NN_*.ipynb` (so the kernel's start, about
 5 s, is included, as in the test suite), and the script prints its wall time, the pytest verdict and
@@ -30,12 +30,12 @@ BUDGET_S = 60.0
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("only", nargs="*", help="notebook numbers (default: all)")
+    parser.add_argument("only", nargs="*", help="notebook numbers, e.g. 03 03b 06b (default: all)")
     parser.add_argument("--other-cpu", action="store_true", help="run as `make test-other-cpu` does")
     args = parser.parse_args(argv)
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
     if args.only:
-        notebooks = [p for p in notebooks if p.name[:2] in args.only]
+        notebooks = [p for p in notebooks if p.name.split("_")[0] in args.only]
     env = {**os.environ, **(OTHER_CPU if args.other_cpu else {})}
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}"
           f"{', other-CPU settings ' + str(OTHER_CPU) if args.other_cpu else ''}")

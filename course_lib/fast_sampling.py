@@ -14,6 +14,9 @@ probability-flow ODE; what differs is the error each makes for a budget of model
 matching_evaluations then reads off the fewest evaluations at which each sampler is as close to the
 fine solve as DDIM with 50 steps. Legend: NFE = evaluations = model calls per sample (CFG's two
 halves run as one batched call, as in every pipeline).
+
+GPU_QUOTES holds the published Stable Diffusion 1.5 timings on a GPU that notebook 06b reads (the
+course has timed no GPU): each with its setting, what it times, and its source (GPU_SOURCES).
 """
 
 from __future__ import annotations
@@ -31,6 +34,30 @@ from course_lib.validation import CourseInputError, check_number, check_positive
 STUDY_SAMPLERS = ("ddim", "heun", "dpmpp_2m")  # Euler is DDIM (tests/test_samplers.py), so one line for both
 STUDY_EVALUATIONS = (5, 9, 13, 17, 21, 25, 31, 41, 51)  # odd, so Heun can spend each
 EDM_SIGMAS = (0.002, 80.0)  # Karras et al. 2022's sigma_min and sigma_max
+
+# Stable Diffusion 1.5 on an NVIDIA T4, 512x512, batch 1, guidance on (each step one UNet call on a batch of 2),
+# as diffusers' documentation reports it; quoted, not measured by the course. "rounded_to": the precision the course
+# reads a quote with ("~11 s": to the second), None for a figure printed as measured.   [nb 06b]
+GPU_SOURCES = {
+    "tutorial": "diffusers documentation, 'Effective and efficient diffusion' (docs/source/en/stable_diffusion.md, "
+                "added in huggingface/diffusers PR #2773, March 2023; text as of commit 18a3d237)",
+    "benchmark": "diffusers documentation, 'PyTorch 2.0' (docs/source/en/optimization/torch2.0.md, benchmark tables "
+                 "of huggingface/diffusers PR #3370, May 2023, diffusers 0.17.0.dev0; removed from the page in 2025, "
+                 "last in commit 54cddc1e): table 'T4 (batch size: 1)', row 'SD - txt2img', column "
+                 "'torch 2.0 - no compile'",
+}
+GPU_QUOTES = (
+    {"setting": "float32, PNDMScheduler (the pipeline's default), 50 steps", "value": 30.0, "unit": "s",
+     "rounded_to": 1.0, "times": "one whole pipeline call", "source": "tutorial"},
+    {"setting": "float16, PNDMScheduler, 50 steps", "value": 11.0, "unit": "s", "rounded_to": 1.0,
+     "times": "one whole pipeline call", "source": "tutorial"},
+    {"setting": "float16, DPMSolverMultistepScheduler, 20 steps", "value": 4.0, "unit": "s", "rounded_to": 1.0,
+     "times": "one whole pipeline call", "source": "tutorial"},
+    {"setting": "float16, the default scheduler and 50 steps, torch 2.0's scaled_dot_product_attention, "
+                "channels-last UNet, no torch.compile, the pipeline called three times in a row",
+     "value": 6.9, "unit": "steps/s", "rounded_to": None, "times": "denoising steps (iterations) per second",
+     "source": "benchmark"},
+)
 
 
 def log_sigma_alpha_bars(sigma_min: float = EDM_SIGMAS[0], sigma_max: float = EDM_SIGMAS[1],

@@ -97,3 +97,19 @@ def test_fitted_order_and_matching_on_made_up_rows():
         fast_sampling.fitted_order(rows, "c")
     with pytest.raises(CourseInputError, match="no row of 'b' with 50"):
         fast_sampling.matching_evaluations(rows, target=("b", 50), key="error")
+
+
+def test_gpu_quotes_name_their_source_setting_and_what_they_time():
+    """Every quoted GPU figure says what it measures (seconds of a call, or steps per second) and where it is from."""
+    assert fast_sampling.GPU_QUOTES
+    for quote in fast_sampling.GPU_QUOTES:
+        assert quote["source"] in fast_sampling.GPU_SOURCES and quote["setting"] and quote["times"]
+        assert quote["unit"] in ("s", "steps/s") and quote["value"] > 0
+        steps = [int(word) for word in quote["setting"].replace(",", " ").split() if word.isdigit()]
+        assert steps and steps[-1] in (20, 50), "the setting names its step count"
+    # the two kinds of figure: seconds of whole calls from the tutorial, a rate from the benchmark table
+    assert {q["unit"] for q in fast_sampling.GPU_QUOTES if q["source"] == "tutorial"} == {"s"}
+    assert {q["unit"] for q in fast_sampling.GPU_QUOTES if q["source"] == "benchmark"} == {"steps/s"}
+    for source in fast_sampling.GPU_SOURCES.values():
+        assert "huggingface/diffusers" in source and "docs/source/en/" in source
+    assert all(q["rounded_to"] is None or 0 < q["rounded_to"] <= q["value"] for q in fast_sampling.GPU_QUOTES)

@@ -37,7 +37,8 @@ OTHER_CPU := ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=
 test-other-cpu: install
 	$(OTHER_CPU) $(BIN)/python -m pytest notebooks -n $(WORKERS) --dist loadfile
 
-# Student copies: solutions removed, checks kept, outputs cleared (written to student/).
+# Student copies: solutions removed, checks kept, outputs and known-wrong answers cleared (written to student/, with
+# the notation table they link to; every relative link of a copy resolves there).
 student: install
 	$(BIN)/python -m course_lib.exercises notebooks student
 

@@ -34,11 +34,13 @@ from pathlib import Path
 
 import torch
 
-from course_lib import environment
+from course_lib import environment, notebook_links
 from course_lib.validation import CourseInputError, check_number
 
 BEGIN, END = "# BEGIN SOLUTION", "# END SOLUTION"
 PLACEHOLDER = 'raise NotImplementedError("Exercise: write your solution here")'
+# Cell metadata key of an exercise cell's known-wrong answers (for the tests; student copies drop it).
+WRONG_ANSWERS = "wrong_answers"
 
 
 def _report(label: str, ok: bool, detail: str = "", hint: str = "") -> None:
@@ -211,14 +213,24 @@ def strip_source(source: str) -> str:
     return "\n".join(out)
 
 
-def student_copy(notebook: dict) -> dict:
-    """Return a copy of a notebook (nbformat JSON) with solutions removed and outputs cleared."""
+def student_copy(notebook: dict, relink: Callable[[str], str] | None = None) -> dict:
+    """Return a copy of a notebook (nbformat JSON) with solutions removed, outputs cleared, wrong answers dropped.
+
+    Each cell's "wrong_answers" metadata (the known-wrong answers the tests feed to its check) is removed; every
+    other key is kept. `relink`, if given, rewrites each relative link target of the markdown cells (see
+    `notebook_links.mover`, for a copy that lies in another folder than the notebook); markdown is otherwise kept.
+    """
     environment.check_notebook(notebook)
+    if relink is not None and not callable(relink):
+        raise CourseInputError(f"relink must be a function target -> new target (or None), got {type(relink).__name__}.")
     nb = json.loads(json.dumps(notebook))
     for cell in nb["cells"]:
+        cell.get("metadata", {}).pop(WRONG_ANSWERS, None)
+        if cell["cell_type"] == "markdown" and relink is not None:
+            cell["source"] = notebook_links.rewrite(cell_source(cell), relink)
         if cell["cell_type"] != "code":
             continue
-        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        source = cell_source(cell)
         if BEGIN in source:
             cell["source"] = strip_source(source)
         cell["outputs"], cell["execution_count"] = [], None
@@ -232,11 +244,12 @@ def count_exercises(notebook: dict) -> int:
     return len(re.findall(re.escape(BEGIN), text))
 
 
-def _source(cell: dict) -> str:
+def cell_source(cell: dict) -> str:
+    """Return one cell's source as one str (nbformat stores it as a str or a list of lines)."""
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 
-def _solution_blocks(source: str) -> list[list[str]]:
+def solution_blocks(source: str) -> list[list[str]]:
     """Return each BEGIN/END SOLUTION block of one cell's source as its lines, the two markers included."""
     strip_source(source)  # raises on unbalanced markers
     blocks, current = [], None
@@ -264,7 +277,7 @@ def restore_solutions(student: dict, original: dict) -> dict:
     originals = original["cells"]
     by_id = {c["id"]: c for c in originals if c.get("id")}
     for i, cell in enumerate(nb["cells"]):
-        source = _source(cell) if cell["cell_type"] == "code" else ""
+        source = cell_source(cell) if cell["cell_type"] == "code" else ""
         lines = source.split("\n")
         holes = [j for j, line in enumerate(lines) if line.strip() == PLACEHOLDER]
         if not holes:
@@ -274,7 +287,7 @@ def restore_solutions(student: dict, original: dict) -> dict:
         if twin is None or twin["cell_type"] != "code":
             raise CourseInputError(f"{where} of the student copy has no code cell to match in the original notebook: "
                                    "restore from the notebook the student copy was made from.")
-        blocks = _solution_blocks(_source(twin))
+        blocks = solution_blocks(cell_source(twin))
         if len(blocks) != len(holes):
             raise CourseInputError(f"{where} of the student copy has {len(holes)} placeholder line(s) but the original "
                                    f"cell has {len(blocks)} solution block(s): was the copy made from this notebook?")
@@ -319,7 +332,7 @@ def list_exercises(notebook: dict, name: str = "the notebook") -> list[dict]:
         kind = meta["kind"]
         if kind not in KINDS:
             raise CourseInputError(f"{where}: exercise kind {kind!r} is not one of {', '.join(map(repr, KINDS))}.")
-        heading = HEADING.search(_source(cell))
+        heading = HEADING.search(cell_source(cell))
         if heading is None or heading["id"] != str(meta["id"]) or heading["label"].strip() != KINDS[kind]:
             raise CourseInputError(f"{where}: the text must start with the heading "
                                    f"**Exercise {meta['id']} (<short title>) · {KINDS[kind]}.** (metadata {meta!r}).")
@@ -371,8 +384,8 @@ def exercises_markdown(folder: Path | None = None) -> str:
 def reading_minutes(notebook: dict) -> tuple[int, int, int]:
     """Return (prose words, code lines, minutes to read both) at PROSE_WORDS_PER_MIN and CODE_LINES_PER_MIN."""
     environment.check_notebook(notebook)
-    words = sum(len(_source(c).split()) for c in notebook["cells"] if c["cell_type"] == "markdown")
-    code = sum(len([l for l in _source(c).splitlines() if l.strip()]) for c in notebook["cells"] if c["cell_type"] == "code")
+    words = sum(len(cell_source(c).split()) for c in notebook["cells"] if c["cell_type"] == "markdown")
+    code = sum(len([l for l in cell_source(c).splitlines() if l.strip()]) for c in notebook["cells"] if c["cell_type"] == "code")
     return words, code, round(words / PROSE_WORDS_PER_MIN + code / CODE_LINES_PER_MIN)
 
 
@@ -448,11 +461,33 @@ def main(argv: list[str] | None = None) -> None:
         notebooks = environment.notebook_paths(args.source)
     except CourseInputError as exc:
         raise SystemExit(str(exc)) from None
-    args.dest.mkdir(parents=True, exist_ok=True)
+    write_student_copies(notebooks, args.dest)
+
+
+def write_student_copies(notebooks: list[Path], dest: Path) -> list[Path]:
+    """Write a student copy of each notebook into `dest`, with the course's markdown pages they link to.
+
+    The notebooks' folder's markdown pages (the notation table) are copied along; every other relative link is
+    pointed at its file from `dest`, so that each link of a student copy resolves. Return the files written.
+    """
+    notebooks = [Path(p) for p in notebooks]
+    if not notebooks:
+        raise CourseInputError("notebooks is empty: give the notebooks to copy, e.g. environment.notebook_paths().")
+    source, dest = notebooks[0].parent, Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    pages = sorted(source.glob("*.md"))
+    relink = notebook_links.mover(source, dest, [p.name for p in notebooks + pages])
+    written = []
+    for page in pages:
+        (dest / page.name).write_text(notebook_links.rewrite(page.read_text(), relink))
+        written.append(dest / page.name)
+        print(f"{dest / page.name}: copied along (the notebooks link to it)")
     for path in notebooks:
         nb = json.loads(path.read_text())
-        (args.dest / path.name).write_text(json.dumps(student_copy(nb), indent=1, ensure_ascii=False) + "\n")
-        print(f"{args.dest / path.name}: {count_exercises(nb)} exercises")
+        (dest / path.name).write_text(json.dumps(student_copy(nb, relink), indent=1, ensure_ascii=False) + "\n")
+        written.append(dest / path.name)
+        print(f"{dest / path.name}: {count_exercises(nb)} exercises")
+    return written
 
 
 if __name__ == "__main__":

@@ -15,23 +15,19 @@ afterwards (SAVE_STATE / RESTORE_STATE), so the real cell prints what it always 
 
 from __future__ import annotations
 
+from course_lib import exercises
 from course_lib.exercises import BEGIN, END, strip_source
 from course_lib.validation import CourseInputError
 
-KEY = "wrong_answers"
+KEY = exercises.WRONG_ANSWERS
 CATEGORIES = ("constant", "sign flip", "off by one", "seed's version", "visible cell", "neighbour", "careless")
 MIN_PER_CELL = 4
 PASS_MARK, FAIL_MARK, HINT_MARK, NOT_ATTEMPTED = "✅", "❌", "Hint:", "not attempted"
 
 
-def _source(cell: dict) -> str:
-    source = cell.get("source", "")
-    return "".join(source) if isinstance(source, list) else source
-
-
 def is_exercise_cell(cell: dict) -> bool:
     """Return True for a code cell that holds a solution block."""
-    return cell.get("cell_type") == "code" and BEGIN in _source(cell)
+    return cell.get("cell_type") == "code" and BEGIN in exercises.cell_source(cell)
 
 
 def read(cell: dict, where: str = "the cell") -> list[dict]:
@@ -40,7 +36,7 @@ def read(cell: dict, where: str = "the cell") -> list[dict]:
     if not isinstance(entries, list):
         raise CourseInputError(f"{where}: metadata {KEY!r} must be a list of {{\"why\", \"code\"}} objects, "
                                f"got {type(entries).__name__}.")
-    blocks = _source(cell).count(BEGIN)
+    blocks = exercises.cell_source(cell).count(BEGIN)
     rows = []
     for k, entry in enumerate(entries):
         label = f"{where}, wrong answer {k}"

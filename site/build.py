@@ -2,11 +2,13 @@
 
     python site/build.py [--out _site] [--work build/site-src]
 
-Steps: (1) lay out a Sphinx source folder in --work: a home page with the course map, the notation page, each
-notebook (its Colab badge pointed at a local image, a download link added, widget outputs replaced by a note,
-since a static page has no kernel), the untouched .ipynb files for download, and MathJax copied from the npm
-package that `make site-install` put in site/node_modules; (2) run Sphinx with myst-nb (conf.py beside this
-file) into --out. Nothing here reads the network, and no page it writes asks for anything outside _site/.
+Steps: (1) lay out a Sphinx source folder in --work: a home page with the course map and how to get the course,
+the notation page, each notebook (its Colab badge pointed at a local image, a download link and a note on how to
+run the download added, widget outputs replaced by a note, since a static page has no kernel), each notebook's
+student copy for download (solutions out, links pointed at the repository online: it is read outside the
+repository), and MathJax copied from the npm package that `make site-install` put in site/node_modules; (2) run
+Sphinx with myst-nb (conf.py beside this file) into --out; (3) give each figure its size and the smallest size it
+may be shrunk to (FIGURE_MIN_SCALE). Nothing here reads the network, and no page asks for anything outside _site/.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import posixpath
 import re
 import shutil
+import struct
 import sys
 import time
 from pathlib import Path
@@ -33,7 +36,13 @@ WIDGET_NOTE = ('<p class="course-widget-note">In JupyterLab or on Colab this cel
                "(ipywidgets). A web page has no Python kernel behind it, so here the controls are left out; "
                "open the notebook to use them.</p>")
 
+# A figure is shrunk to the text column, but never below this fraction of its own width: further down, the labels
+# of a dense figure (notebook 08's attention maps) are too small to read, so on a phone it scrolls sideways
+# instead. 0.7 still fits the widest figure (1,046 px) into a laptop's text column (757 px at 1366 px).
+FIGURE_MIN_SCALE = 0.7
+
 sys.path.insert(0, str(ROOT))
+from course_lib import exercises, notebook_links  # noqa: E402  (the checkout's course_lib, not an installed one)
 
 
 def course_rows() -> tuple[str, list[dict[str, str]]]:
@@ -52,16 +61,29 @@ def local_badges(text: str) -> str:
     return BADGE_MD.sub(lambda m: f"[![{m.group(1)}](/images/colab-badge.svg)]({m.group(2)})", text)
 
 
+def online(target: str, repo: str) -> str:
+    """Return the repository's web address of a link target written relative to notebooks/ (a file or a folder)."""
+    path, fragment = notebook_links.split_target(target)
+    path = posixpath.normpath(posixpath.join("notebooks", path))
+    kind = "tree" if target.split("#")[0].endswith("/") or (ROOT / path).is_dir() else "blob"
+    return f"{repo}/{kind}/main/{path}{fragment}"
+
+
 def repo_links(text: str, repo: str) -> str:
     """Point links to the repository's other files (../course_lib/x.py, ../README.md) at the repository online.
 
     The site holds the notebooks and the notation page only; a relative link out of notebooks/ would break there.
     """
-    def online(m: re.Match) -> str:
-        path = posixpath.normpath(posixpath.join("notebooks", m.group(1)))
-        kind = "tree" if m.group(1).endswith("/") or "." not in posixpath.basename(path) else "blob"
-        return f"]({repo}/{kind}/main/{path}{m.group(2) or ''})"
-    return re.sub(r"\]\((\.\./[^)\s#]*)(#[^)\s]*)?\)", online, text)
+    return notebook_links.rewrite(text, lambda target: online(target, repo) if target.startswith("../") else target)
+
+
+def download_copy(path: Path, repo: str) -> dict:
+    """Return the notebook a page offers for download: its student copy, every relative link made absolute.
+
+    A downloaded file is opened anywhere (Colab, a laptop's Downloads folder), where no link relative to
+    notebooks/ resolves; the repository online is where those files are.
+    """
+    return exercises.student_copy(json.loads(path.read_text()), relink=lambda target: online(target, repo))
 
 
 def join(source) -> str:
@@ -72,7 +94,7 @@ def prepare_notebook(path: Path, repo: str) -> dict:
     """Return the notebook as the site shows it: local badges, a download link, widget outputs as a note."""
     nb = json.loads(path.read_text())
     nb["metadata"].pop("widgets", None)  # a widget state would make the page load a widget manager from a CDN
-    download = f"{{download}}`Download the notebook (.ipynb) </downloads/{path.name}>`"
+    download = f"{{download}}`Download the exercise copy (.ipynb) </downloads/{path.name}>`"
     first_markdown = True
     for cell in nb["cells"]:
         if cell["cell_type"] == "markdown":
@@ -85,6 +107,8 @@ def prepare_notebook(path: Path, repo: str) -> dict:
                 else:
                     badge = f"[![Open In Colab](/images/colab-badge.svg)]({colab_url(repo, path.name)})"
                     text = re.sub(r"^(#[^\n]*\n)", lambda m: m.group(1) + f"\n{badge} {download}\n", text, count=1)
+                text = re.sub(r"(\{download\}`[^`]*`[^\n]*\n)", lambda m: m.group(1) + "\n" + download_note(repo) + "\n",
+                              text, count=1)
             cell["source"] = text
         for output in cell.get("outputs", []):
             data = output.get("data", {})
@@ -93,6 +117,19 @@ def prepare_notebook(path: Path, repo: str) -> dict:
             elif "text/markdown" in data:
                 data["text/markdown"] = repo_links(local_badges(join(data["text/markdown"])), repo)
     return nb
+
+
+def clone_commands(repo: str) -> str:
+    """Return the shell lines that fetch the course and open it: git clone, cd, make lab."""
+    return f"git clone {repo}\ncd {repo.rstrip('/').split('/')[-1]}\nmake lab     # installs the pinned stack into .venv, then opens JupyterLab"
+
+
+def download_note(repo: str) -> str:
+    """Return the note under a notebook page's download link: what the file is and where it runs."""
+    return (f"{{.course-download-note}}\nThe download is this notebook without its solutions, for you to write "
+            f"them. It runs with the course beside it: on Colab, upload it (*File → Upload notebook*) and its first "
+            f"cell fetches the course; on your own machine, [get the course](../index.md#get-the-whole-course) "
+            f"first (`git clone {repo}`, then `make lab` in its folder) and save the file there.")
 
 
 def readme_intro() -> str:
@@ -126,18 +163,26 @@ def home_page(repo: str, rows: list[dict[str, str]]) -> str:
 ## The notebooks
 
 Each page below is a notebook as it is committed, with the outputs it printed and the figures it drew.
-Open one in Colab with its badge, or download the `.ipynb` and run it in JupyterLab; every symbol is in the
+Open one in Colab with its badge, or download its exercise copy (`.ipynb`, the solutions taken out) and run it
+on Colab or in the course on your own machine ([below](#get-the-whole-course)); every symbol is in the
 [notation table](notebooks/NOTATION.md).
 
 {{.course-map}}
 {chr(10).join(table)}
 
-## Run it on your own machine
+## Get the whole course
+
+The notebooks need the course around them: its package `course_lib`, its data and its trained checkpoints, all in
+one repository, [{repo.split('github.com/')[1]}]({repo}). On a machine with Python 3.11 and `make`:
 
 ```bash
-make lab     # installs the pinned stack into .venv, then opens the course in JupyterLab
+{clone_commands(repo)}
+make student # writes each notebook's exercise copy (solutions taken out) into student/
 make test    # runs the unit tests and every notebook under nbval
 ```
+
+The notebooks themselves are in `notebooks/`, with their solutions; the [README]({repo}#readme) says more (another Python, a
+machine without internet, teaching the course).
 
 ```{{toctree}}
 :hidden:
@@ -166,9 +211,38 @@ def lay_out(work: Path, repo: str, rows: list[dict[str, str]]) -> None:
     shutil.copy(NOTEBOOKS / "NOTATION.md", work / "notebooks" / "NOTATION.md")
     for row in rows:
         path = NOTEBOOKS / row["file"]
-        shutil.copy(path, work / "downloads" / path.name)  # byte for byte as committed
+        (work / "downloads" / path.name).write_text(json.dumps(download_copy(path, repo), indent=1, ensure_ascii=False) + "\n")
         (work / "notebooks" / path.name).write_text(json.dumps(prepare_notebook(path, repo), indent=1))
     (work / "index.md").write_text(home_page(repo, rows))
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Return a PNG's width and height in pixels, read from its header."""
+    head = path.read_bytes()[:24]
+    if head[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path} is not a PNG")
+    return struct.unpack(">II", head[16:24])
+
+
+FIGURE = re.compile(r'<img alt="([^"]*)" src="((?:\.\./)*_images/[^"/]+\.png)" />')
+
+
+def size_figures(out: Path) -> int:
+    """Give every output figure of the built pages its width and height, and its floor (FIGURE_MIN_SCALE)."""
+    count = 0
+    for page in out.rglob("*.html"):
+        html = page.read_text()
+
+        def sized(m: re.Match) -> str:
+            width, height = png_size((page.parent / m.group(2)).resolve())
+            floor = min(width, round(FIGURE_MIN_SCALE * width))
+            return (f'<img alt="{m.group(1)}" src="{m.group(2)}" width="{width}" height="{height}" '
+                    f'style="min-width: {floor}px" />')
+        html, n = FIGURE.subn(sized, html)
+        if n:
+            page.write_text(html)
+            count += n
+    return count
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -190,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                        str(args.work), str(html)])
     if code == 0:
         shutil.move(html, args.out)
-        print(f"site: {len(rows)} notebooks, the home page and the notation page in {args.out} "
+        figures = size_figures(args.out)
+        print(f"site: {len(rows)} notebooks ({figures} figures), the home page and the notation page in {args.out} "
               f"({time.perf_counter() - start:.0f} s)")
     return code
 

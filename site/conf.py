@@ -30,14 +30,18 @@ suppress_warnings = ["mystnb.unknown_mime_type", "myst.header"]
 mathjax_path = "mathjax/tex-chtml.js"
 mathjax3_config = {
     "tex": {"tags": "ams"},
-    # The menu's accessibility explorer would load more components; keep the page to what is bundled.
-    "options": {"menuOptions": {"settings": {"enrich": False, "collapsible": False, "explorer": False}}},
+    # The menu's accessibility explorer would load more components; keep the page to what is bundled. (MathJax 3
+    # has no "enrich" setting, MathJax 4 has: naming it here made every page log 'Invalid option "enrich"'.)
+    "options": {"menuOptions": {"settings": {"collapsible": False, "explorer": False}}},
 }
 
 html_theme = "sphinx_book_theme"
 html_title = "Diffusion, from the equations to locked-image editing"
 html_static_path = ["_static"]
 html_css_files = ["course.css"]
+# The theme binds its ☰ and contents buttons to hidden twins: course.js hands the visible ones' clicks over (and lets
+# an inline formula wider than its line scroll).
+html_js_files = ["course.js"]
 html_favicon = "_static/favicon.svg"
 html_copy_source = False
 html_show_sourcelink = False

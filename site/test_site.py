@@ -1,19 +1,25 @@
 """The course website in a real browser: every page of _site/ opened in headless Chromium.   [make site-test]
 
-For every page: it loads without console errors; its maths is typeset by the bundled MathJax (every maths
-element rendered, no TeX error, no raw $...$ left in the text); its images load; every link inside the site
-resolves (the file answers 200, the #anchor exists there); and no request leaves localhost, with the browser
-told that no other host exists, as on a machine with no network. Plus checks without a browser: no page or
-stylesheet names an outside script, style, font or image, and each notebook page has its Colab badge and a
-download link to the notebook exactly as committed.
+For every page: it loads without a console warning or error; its maths is typeset by the bundled MathJax (every
+maths element rendered, no TeX error, no raw $...$ left in the text); its images load; every link inside the
+site resolves (the file answers 200, the #anchor exists there); no request leaves localhost, with the browser
+told that no other host exists, as on a machine with no network; and, on a laptop (1366 px) and on a phone
+(390 px), nothing runs off the page (the page does not scroll sideways, nothing is cut off at the edge, and every
+link is on screen: only code, wide tables and figures scroll, inside their own box), and no number in a table
+breaks across lines. On both widths the
+navigation opens: the visible ☰ and contents buttons show their panels. Plus checks without a browser: no page
+or stylesheet names an outside script, style, font or image, and each notebook page has its Colab badge and a
+download link to the notebook's student copy (solutions out, every link absolute and pointing at a file of the
+repository), with a note on how to get the course, which the home page gives too.
 
-Needs `make site` first (and Debian's chromium + chromium-driver). Screenshots of two pages go to
-$SITE_SCREENSHOTS (default /tmp/course-site-screenshots).
+Needs `make site` first (and Debian's chromium + chromium-driver). Screenshots go to $SITE_SCREENSHOTS (default
+/tmp/course-site-screenshots): a few pages on the laptop and on the phone, and the phone's open panels.
 """
 
 from __future__ import annotations
 
 import functools
+import html
 import html.parser
 import http.server
 import json
@@ -36,8 +42,16 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 SCREENSHOTS = Path(os.environ.get("SITE_SCREENSHOTS", "/tmp/course-site-screenshots"))
-# Two pages to look at: the home page, and a notebook with equations and figures (scrolled to its first figure).
-SCREENSHOT_PAGES = {"index.html": "top", "notebooks/02_reverse_process.html": "figure"}
+# Pages to look at: the home page, a notebook with equations and figures (scrolled to its first figure), and on the
+# phone the course map and a notebook's attention maps (figures wider than a phone, which scroll sideways).
+SCREENSHOT_PAGES = {"index.html": "top", "notebooks/02_reverse_process.html": "div.cell_output img"}
+PHONE_SCREENSHOT_PAGES = {"index.html": "table.course-map", "notebooks/01_forward_process.html": "top",
+                          "notebooks/08_prompt_to_prompt_masks.html": "div.cell_output img"}
+# A laptop, and a phone (an iPhone 12-15's 390 css px; emulated: the window itself cannot be that narrow). The
+# emulated phone keeps a laptop's scroll bar, so a page has 375 px beside it: stricter than a phone, whose scroll
+# bar floats over the page.
+DESKTOP = (1366, 860)
+PHONE = (390, 844)
 
 
 def site_pages() -> list[str]:
@@ -81,7 +95,7 @@ def browser():
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1366,860",
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", f"--window-size={DESKTOP[0]},{DESKTOP[1]}",
                  # Viewing offline: every host but localhost fails to resolve, so a page that needs one breaks here.
                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"):
         options.add_argument(flag)
@@ -94,6 +108,21 @@ def browser():
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
+
+
+def set_width(driver, size) -> None:
+    """Show pages at a width: the window's own (the laptop), or a phone's, emulated (a window cannot be that narrow)."""
+    if getattr(driver, "course_size", DESKTOP) == size:
+        return
+    if size == DESKTOP:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    else:
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": False})
+    driver.course_size = size
+    # Let the page lay itself out again at the new width before anything is measured.
+    driver.execute_async_script("const done = arguments[arguments.length - 1];"
+                                "requestAnimationFrame(() => requestAnimationFrame(() => done()));")
 
 
 class _Anchors(html.parser.HTMLParser):
@@ -155,6 +184,56 @@ return images.map((img) => ({src: img.currentSrc || img.src, ok: img.complete &&
                                done: img.complete}));
 """
 
+# What runs off the page at the current width. An element reaching past the right edge is fine only inside a box
+# that scrolls sideways and itself fits (code, a wide table, a figure, display maths); one cut off by a box that
+# hides its overflow is not. Only the outermost element that runs off is named. Screen readers' copy of the maths
+# (mjx-assistive-mml) is clipped on purpose, and closed panels are not on the page.
+OFF_THE_PAGE = """
+const width = document.documentElement.clientWidth;
+const name = (e) => `<${e.tagName.toLowerCase()} class="${(e.getAttribute("class") || "").slice(0, 40)}"> `
+  + (e.textContent || e.getAttribute("src") || "").replace(/\\s+/g, " ").trim().slice(0, 60);
+const shown = (e) => { const s = getComputedStyle(e); return s.visibility !== "hidden" && s.position !== "fixed"; };
+// The nearest box around an element that scrolls sideways or hides what overflows it (cached: pages are long).
+const boxes = new Map();
+const boxOf = (e) => {
+  if (!e || e === document.documentElement) return null;
+  if (!boxes.has(e)) boxes.set(e, getComputedStyle(e).overflowX !== "visible" ? e : boxOf(e.parentElement));
+  return boxes.get(e);
+};
+const problems = [];
+for (const e of document.querySelectorAll("body *")) {
+  const r = e.getBoundingClientRect();
+  if (r.width === 0 || r.height === 0 || r.right <= width + 1 || !shown(e)) continue;
+  if (e.closest("mjx-assistive-mml, dialog:not([open]), .bd-sidebar-primary, .bd-sidebar-secondary")) continue;
+  // Up through the boxes around it: one that scrolls sideways and fits is fine; one it reaches past, and that
+  // hides its overflow, cuts it off; one it stays inside passes the question to the next box out.
+  let scrolls = false, cut = null;
+  for (let box = boxOf(e.parentElement); box; box = boxOf(box.parentElement)) {
+    const overflow = getComputedStyle(box).overflowX, edge = box.getBoundingClientRect().right;
+    if (overflow === "auto" || overflow === "scroll") { scrolls = edge <= width + 1; break; }
+    if (r.right > edge + 1) { cut = box; break; }
+  }
+  if (scrolls) {  // fine, unless it is a link: a reader would not find it
+    if (e.tagName === "A" && !e.closest("pre")) problems.push(`a link off the screen (in a box that scrolls sideways): ${name(e)}`);
+    continue;
+  }
+  if (e.parentElement.getBoundingClientRect().right > width + 1 && cut !== e.parentElement) continue;
+  problems.push(`${name(e)} reaches x = ${Math.round(r.right)}` + (cut ? `, cut off by ${name(cut).slice(0, 50)}` : ""));
+}
+// A number in an output's table (a right-aligned or centred cell, "74.0 %") on one line, not broken before its unit.
+for (const cell of document.querySelectorAll("div.cell_output td.text-right, div.cell_output td.text-center")) {
+  const text = cell.firstElementChild || cell, line = parseFloat(getComputedStyle(text).lineHeight) || 20;
+  if (text.getBoundingClientRect().height > 1.6 * line) problems.push(`a number broken across lines in a table: ${name(cell)}`);
+}
+const page = document.documentElement.scrollWidth;
+if (page > width) problems.unshift(`the page is ${page} px wide and scrolls sideways`);
+return problems.slice(0, 8).map((p) => `at ${width} px: ${p}`);
+"""
+
+# The ☰ (site navigation) and contents buttons a reader sees, clicked: the panel each should show.
+VISIBLE = "const s = getComputedStyle(arguments[0]), r = arguments[0].getBoundingClientRect();" \
+          "return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none';"
+
 RAW_TEX = re.compile(r"\$[^$\s][^$]*?\$|\\\(|\\\[|\\begin\{")
 # Not network requests: inline data, the page's own objects, and the browser's built-in pages.
 ALLOWED_SCHEMES = ("data", "blob", "about", "javascript", "mailto", "chrome", "chrome-extension", "devtools")
@@ -181,19 +260,28 @@ def test_page_in_a_browser(page, server, browser):
         images = browser.execute_script(IMAGES)
     facts = browser.execute_script(PAGE_FACTS)
 
-    # 1. no console errors (failed loads are logged here too)
+    # 1. nothing runs off the page, on the laptop and on the phone (the width the last page ended at first: each
+    #    change of width lays a long page out again, which takes seconds)
+    first = getattr(browser, "course_size", DESKTOP)
+    for size in (first, PHONE if first == DESKTOP else DESKTOP):
+        set_width(browser, size)
+        problems += browser.execute_script(OFF_THE_PAGE)
+        shots = PHONE_SCREENSHOT_PAGES if size == PHONE else SCREENSHOT_PAGES
+        if page in shots:
+            screenshot(browser, page, shots[page], "phone" if size == PHONE else "laptop")
+    # 2. no console warning or error (failed loads are logged here too)
     for entry in browser.get_log("browser"):
-        if entry["level"] == "SEVERE":
-            problems.append(f"console error: {entry['message'][:200]}")
-    # 2. maths typeset, nothing left raw
+        if entry["level"] in ("WARNING", "SEVERE"):
+            problems.append(f"console {entry['level'].lower()}: {entry['message'][:200]}")
+    # 3. maths typeset, nothing left raw
     if facts["maths"] and state != "typeset":
         problems.append(f"{facts['maths']} maths elements but MathJax is {state}")
     problems += [f"maths not rendered: {t!r}" for t in facts["unrendered"][:5]]
     problems += [f"TeX error: {t!r}" for t in facts["tex_errors"][:5]]
     problems += [f"raw TeX in the text: {m.group(0)[:60]!r}" for m in list(RAW_TEX.finditer(facts["text"]))[:5]]
-    # 3. every image loaded
+    # 4. every image loaded
     problems += [f"image did not load: {i['src'][:120]}" for i in images if not i["ok"]]
-    # 4. every link inside the site resolves, anchors included
+    # 5. every link inside the site resolves, anchors included
     for link in sorted(set(facts["links"])):
         parsed = urllib.parse.urlsplit(link)
         if not link.startswith(server):
@@ -204,7 +292,7 @@ def test_page_in_a_browser(page, server, browser):
             problems.append(f"link {link[len(server):]} answers {status}")
         elif fragment and fragment not in anchors:
             problems.append(f"link {link[len(server):]}: no #{fragment} there")
-    # 5. no request left localhost (the network log sees requests even when they fail)
+    # 6. no request left localhost (the network log sees requests even when they fail)
     requested = set(facts["resources"])
     for entry in browser.get_log("performance"):
         message = json.loads(entry["message"])["message"]
@@ -212,13 +300,66 @@ def test_page_in_a_browser(page, server, browser):
             requested.add(message["params"]["request"]["url"])
     problems += [f"request outside localhost: {u[:120]}" for u in sorted(requested) if not is_local(u, server)]
 
-    if page in SCREENSHOT_PAGES:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        if SCREENSHOT_PAGES[page] == "figure":
-            browser.execute_script("const f = document.querySelector('div.cell_output img');"
-                                   "if (f) f.scrollIntoView({block: 'center'});")
-        browser.save_screenshot(str(SCREENSHOTS / (page.replace("/", "_").replace(".html", ".png"))))
     assert not problems, f"{page}:\n  " + "\n  ".join(problems)
+
+
+def screenshot(browser, page: str, where: str, width: str, suffix: str = "") -> None:
+    """Save what the browser shows of a page, scrolled to the first element matching `where` (or the top)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.execute_script("const e = arguments[0] === 'top' ? null : document.querySelector(arguments[0]);"
+                           "if (e) { e.scrollIntoView({block: 'start'}); window.scrollBy(0, -70); } "
+                           "else window.scrollTo(0, 0);", where)
+    browser.save_screenshot(str(SCREENSHOTS / f"{width}_{page.replace('/', '_').replace('.html', '')}{suffix}.png"))
+
+
+NAVIGATION_PAGES = ["index.html", "notebooks/01_forward_process.html"]
+
+
+@pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["laptop", "phone"])
+@pytest.mark.parametrize("page", NAVIGATION_PAGES)
+def test_navigation_opens(page, size, server, browser):
+    """The ☰ and the contents button a reader sees open their panels (on a phone a dialog over the page; on a laptop
+    the ☰ folds the sidebar away and back, and the contents stay beside the text)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    if not (SITE / page).exists():
+        pytest.fail(f"no {page} in the site")
+    set_width(browser, size)
+    browser.get(server + page)
+    browser.get_log("browser")
+    width = "phone" if size == PHONE else "laptop"
+    for kind, label in (("primary", "☰ (site navigation)"), ("secondary", "contents")):
+        buttons = [b for b in browser.find_elements(By.CSS_SELECTOR, f".{kind}-toggle")
+                   if browser.execute_script(VISIBLE, b)]
+        panel = browser.find_element(By.ID, f"pst-{kind}-sidebar")
+        dialog = browser.find_element(By.ID, f"pst-{kind}-sidebar-modal")
+        if not buttons:
+            assert size == DESKTOP and browser.execute_script(VISIBLE, panel), (
+                f"{page} at {size[0]} px: no {label} button to click, and its panel is not shown either")
+            continue
+        assert len(buttons) == 1, f"{page} at {size[0]} px: {len(buttons)} {label} buttons on screen"
+        shown_before = browser.execute_script(VISIBLE, panel)
+        buttons[0].click()
+        # On a phone (and for the contents on a laptop) a dialog opens with the panel's links in it; on a laptop
+        # the ☰ folds the sidebar away, and a second click brings it back.
+        opened = WebDriverWait(browser, 3, 0.1).until(lambda d: d.execute_script(
+            "const [dialog, panel, before] = arguments;"
+            "if (dialog.open) return Array.from(dialog.querySelectorAll('a')).some((a) => a.getBoundingClientRect().width > 0) && 'dialog';"
+            "return before && panel.classList.contains('pst-sidebar-hidden') && 'folded';",
+            dialog, panel, shown_before), f"{page} at {size[0]} px: the {label} button opens nothing")
+        if opened == "dialog":
+            if size == PHONE:
+                screenshot(browser, page, "top", width, f"_{kind}_open")
+            browser.execute_script("arguments[0].close()", dialog)
+            continue
+        WebDriverWait(browser, 3, 0.1).until(lambda d: not d.execute_script(VISIBLE, panel),
+                                             f"{page} at {size[0]} px: the {label} button does not fold the sidebar away")
+        buttons[0].click()
+        WebDriverWait(browser, 3, 0.1).until(lambda d: d.execute_script(VISIBLE, panel),
+                                             f"{page} at {size[0]} px: the {label} button does not bring the sidebar back")
+    problems = [e["message"][:200] for e in browser.get_log("browser") if e["level"] in ("WARNING", "SEVERE")]
+    assert not problems, f"{page} at {size[0]} px, console:\n  " + "\n  ".join(problems)
 
 
 # ---- checks of the built files, without a browser ----
@@ -252,22 +393,52 @@ class _Links(html.parser.HTMLParser):
             self.links[-1][1].append(attrs.get("src", ""))
 
 
+def words(page: str) -> str:
+    """Return a page's text as a reader sees it: tags out, entities decoded, runs of white space as one space."""
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", "", page)))
+
+
 def test_site_has_every_notebook_with_badge_and_download():
-    """The home page links every notebook; each notebook page has its Colab badge and the .ipynb as committed."""
+    """The home page links every notebook and says how to get the course; each notebook page has its Colab badge,
+    a download link to its student copy and a note on where that runs."""
+    from course_lib import environment, exercises, notebook_links
+
     assert NOTEBOOKS, "no notebooks found"
     home = (SITE / "index.html").read_text()
     assert (SITE / "notebooks" / "NOTATION.html").exists(), "no notation page"
+    repo = environment.COURSE_REPO
+    assert f"git clone {repo}" in words(home) and "make lab" in words(home) and 'id="get-the-whole-course"' in home, (
+        "the home page does not say how to get the course (git clone, make lab)")
     for notebook in NOTEBOOKS:
         page = SITE / "notebooks" / f"{notebook.stem}.html"
         assert page.exists(), f"no page for {notebook.name}"
         assert f'href="notebooks/{notebook.stem}.html"' in home, f"the home page does not link {notebook.name}"
+        text = page.read_text()
         parser = _Links()
-        parser.feed(page.read_text())
+        parser.feed(text)
         colab = [href for href, imgs in parser.links
                  if href.startswith("https://colab.research.google.com/github/") and href.endswith(f"/notebooks/{notebook.name}")
                  and any(src.endswith("colab-badge.svg") and "//" not in src for src in imgs)]
         assert colab, f"{page.name}: no Colab badge (a local badge image linking to Colab)"
+        assert "course-download-note" in text and f"git clone {repo}" in words(text) and "../index.html#get-the-whole-course" in text, (
+            f"{page.name}: no note under the download on how to get the course")
         downloads = [href for href, _ in parser.links if href.endswith(f"/{notebook.name}") and "://" not in href]
         assert downloads, f"{page.name}: no download link for {notebook.name}"
-        target = (page.parent / downloads[0]).resolve()
-        assert target.read_bytes() == notebook.read_bytes(), f"{page.name}: the download differs from notebooks/{notebook.name} (rebuild: make site)"
+        committed = json.loads(notebook.read_text())
+        download = json.loads((page.parent / downloads[0]).resolve().read_text())
+        # the student copy: solutions out (and nothing else of the code), outputs and known-wrong answers gone
+        assert [c["cell_type"] for c in download["cells"]] == [c["cell_type"] for c in committed["cells"]]
+        code = [exercises.cell_source(c) for c in download["cells"] if c["cell_type"] == "code"]
+        assert not any(exercises.BEGIN in c for c in code), f"{page.name}: the download holds the solutions"
+        assert sum(c.count(exercises.PLACEHOLDER) for c in code) == exercises.count_exercises(committed)
+        restored = exercises.restore_solutions(download, committed)
+        assert [exercises.cell_source(c) for c in restored["cells"] if c["cell_type"] == "code"] == [
+            exercises.cell_source(c) for c in committed["cells"] if c["cell_type"] == "code"], (
+            f"{page.name}: the download is not the student copy of notebooks/{notebook.name} (rebuild: make site)")
+        assert all(not c.get("outputs") and "wrong_answers" not in c.get("metadata", {}) for c in download["cells"])
+        # read outside the repository: no relative link, and each link into the repository names one of its files
+        markdown = list(notebook_links.markdown_texts(download))
+        assert not [t for m in markdown for t in notebook_links.relative_links(m)], f"{page.name}: relative link in the download"
+        for m in markdown:
+            for path in re.findall(re.escape(repo) + r"/(?:blob|tree)/main/([^)\s#\"'>]+)", m):
+                assert (ROOT / urllib.parse.unquote(path)).exists(), f"{page.name}'s download links {path}, not in the repository"

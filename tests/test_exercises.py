@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_lib import exercises
+from course_lib import exercises, notebook_links
 from course_lib.validation import CourseInputError
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]*_*.ipynb"))  # 03b too
@@ -63,6 +63,71 @@ def test_student_copies_written_for_every_notebook(tmp_path):
         assert all(not c.get("outputs") for c in copy["cells"] if c["cell_type"] == "code")
 
 
+def test_student_copy_drops_the_wrong_answers_and_keeps_the_other_metadata():
+    wrong = [{"why": "constant: returns 0", "code": "return 0", "block": 0}]
+    original = {"cells": [
+        {"cell_type": "markdown", "id": "m", "metadata": {"exercise": {"id": "1.1", "kind": "implement"}},
+         "source": "**Exercise 1.1 (x) · implement a missing piece.** See [the table](NOTATION.md)."},
+        {"cell_type": "code", "id": "c", "execution_count": 3, "outputs": [{"output_type": "stream", "text": "✅"}],
+         "metadata": {"wrong_answers": wrong, "tags": ["keep"], "editable": True},
+         "source": "def f():\n    # BEGIN SOLUTION\n    return 1\n    # END SOLUTION\ncheck(f)"}]}
+    frozen = json.dumps(original)
+    copy = exercises.student_copy(original)
+    assert json.dumps(original) == frozen, "the notebook given is not changed"
+    assert copy["cells"][0] == original["cells"][0]
+    assert copy["cells"][1]["metadata"] == {"tags": ["keep"], "editable": True}
+    assert copy["cells"][1]["id"] == "c" and exercises.PLACEHOLDER in copy["cells"][1]["source"]
+    relinked = exercises.student_copy(original, relink=lambda target: "../notebooks/" + target)
+    assert relinked["cells"][0]["source"].endswith("[the table](../notebooks/NOTATION.md).")
+    with pytest.raises(CourseInputError, match="relink"):
+        exercises.student_copy(original, relink="../notebooks")
+
+
+@pytest.mark.parametrize("where", ["student", "elsewhere/two/deep"])
+def test_every_link_in_every_student_copy_resolves(tmp_path, where):
+    """`make student` writes student/ beside notebooks/; a copy written anywhere else must work as well."""
+    dest = tmp_path / where
+    written = exercises.write_student_copies(NOTEBOOKS, dest)
+    assert {p.name for p in written} >= {p.name for p in NOTEBOOKS} | {"NOTATION.md"}
+    linked = 0
+    for path in NOTEBOOKS:
+        copy = json.loads((dest / path.name).read_text())
+        assert notebook_links.unresolved(copy, dest) == [], f"student copy of {path.name}: links that name no file"
+        linked += sum(len(notebook_links.relative_links(t)) for t in notebook_links.markdown_texts(copy))
+        assert not any("wrong_answers" in c.get("metadata", {}) for c in copy["cells"])
+    page = (dest / "NOTATION.md").read_text()
+    assert [t for t in notebook_links.relative_links(page) if not (dest / notebook_links.split_target(t)[0]).exists()] == []
+    assert linked >= len(NOTEBOOKS), "every notebook links the notation table at least"
+
+
+def test_links_are_found_rewritten_for_another_folder_and_checked(tmp_path):
+    course = tmp_path / "course"
+    (course / "notebooks").mkdir(parents=True)
+    (course / "README.md").write_text("# readme")
+    (course / "notebooks" / "NOTATION.md").write_text("# notation")
+    text = ("[notation](NOTATION.md#guidance) and [readme](../README.md) and ![fig](missing.png) and "
+            "[web](https://example.org/x.md) and [here](#top) and <a href=\"../README.md\">r</a> and $[0, 1](x)$")
+    assert notebook_links.relative_links(text) == ["NOTATION.md#guidance", "../README.md", "missing.png", "x",
+                                                   "../README.md"]
+    relink = notebook_links.mover(course / "notebooks", tmp_path / "out" / "student", copied=[])
+    moved = notebook_links.rewrite(text, relink)
+    assert moved == ("[notation](../../course/notebooks/NOTATION.md#guidance) and [readme](../../course/README.md) "
+                     "and ![fig](missing.png) and [web](https://example.org/x.md) and [here](#top) and "
+                     "<a href=\"../../course/README.md\">r</a> and $[0, 1](x)$")
+    kept = notebook_links.rewrite(text, notebook_links.mover(course / "notebooks", tmp_path / "out", ["NOTATION.md"]))
+    assert kept.startswith("[notation](NOTATION.md#guidance) and [readme](../course/README.md)")
+    nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": moved}]}
+    (tmp_path / "out" / "student").mkdir(parents=True)
+    assert notebook_links.unresolved(nb, tmp_path / "out" / "student") == ["missing.png", "x"]
+    with pytest.raises(CourseInputError, match="folder"):
+        notebook_links.unresolved(nb, tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_link_in_a_committed_notebook_resolves(path):
+    assert notebook_links.unresolved(load(path), path.parent) == []
+
+
 # --- check_prediction (the "predict, then run" check) ----------------------------------------------------------
 
 def test_check_prediction_words_numbers_and_the_student_copy(capsys):
@@ -91,7 +156,7 @@ def load(path):
 
 
 def code_sources(nb):
-    return [exercises._source(c) for c in nb["cells"] if c["cell_type"] == "code"]
+    return [exercises.cell_source(c) for c in nb["cells"] if c["cell_type"] == "code"]
 
 
 CHECK = r"exercises\.check_\w+\("
@@ -120,9 +185,10 @@ def test_student_copy_drops_every_solution_and_keeps_everything_else(path):
         if before["cell_type"] != "code":
             assert after == before, "markdown cells are copied unchanged"
             continue
-        src, out = exercises._source(before), exercises._source(after)
+        src, out = exercises.cell_source(before), exercises.cell_source(after)
         assert exercises.BEGIN not in out and exercises.END not in out
         assert after["outputs"] == [] and after["execution_count"] is None
+        assert after["metadata"] == {k: v for k, v in before["metadata"].items() if k != "wrong_answers"}
         # every line outside a solution survives, in order, and only placeholders are added
         assert [line for line in out.split("\n") if line.strip() != exercises.PLACEHOLDER] == outside_solutions(src)
         placeholders += sum(line.strip() == exercises.PLACEHOLDER for line in out.split("\n"))
@@ -146,7 +212,7 @@ def test_every_solution_sits_inside_a_function_so_the_student_copy_runs_on(path)
     check meets the NotImplementedError and prints "not attempted yet"."""
     for i, cell in enumerate(load(path)["cells"]):
         if cell["cell_type"] == "code":
-            for line in exercises._source(cell).split("\n"):
+            for line in exercises.cell_source(cell).split("\n"):
                 assert not line.startswith(exercises.BEGIN), (
                     f"{path.name} cell {i}: a solution block at the top level of the cell; put it in a function "
                     "that the check calls (see notebook 00)")
@@ -156,7 +222,7 @@ def test_restore_solutions_refuses_a_copy_of_another_notebook():
     original = {"cells": [{"cell_type": "code", "id": "a", "metadata": {}, "outputs": [], "execution_count": 1,
                            "source": "def f():\n    # BEGIN SOLUTION\n    return 1\n    # END SOLUTION\ncheck(f)"}]}
     copy = exercises.student_copy(original)
-    assert exercises._source(exercises.restore_solutions(copy, original)["cells"][0]) == original["cells"][0]["source"]
+    assert exercises.cell_source(exercises.restore_solutions(copy, original)["cells"][0]) == original["cells"][0]["source"]
     other = json.loads(json.dumps(original))
     other["cells"][0]["source"] = "def f():\n    return 2\ncheck(f)"
     with pytest.raises(CourseInputError, match="placeholder"):

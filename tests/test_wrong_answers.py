@@ -47,7 +47,7 @@ def test_every_exercise_cell_carries_its_wrong_answers(path):
             compile(variant, where, "exec")  # a wrong answer that is not even Python tests nothing
             assert variant != source and exercises.BEGIN in source
         assert len(set(variants)) == len(variants), f"{where}: two wrong answers are the same code"
-        shown = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+        shown = "".join("".join(o.get("text", "")) for o in cell.get("outputs", []) if o.get("output_type") == "stream")
         assert wrong_answers.passes(shown) >= 1, f"{where}: the committed output shows no ✅ for the solution"
         total += len(entries)
     print(f"{path.stem}: {len(cells)} exercise cells, {total} wrong answers")
@@ -180,7 +180,7 @@ def _squeeze(text: str) -> str:
 def test_no_hint_quotes_a_line_of_the_solution(path):
     for i, cell in exercise_cells(path):
         source = "".join(cell["source"])
-        lines = [line.split("#")[0] for block in exercises._solution_blocks(source) for line in block[1:-1]]
+        lines = [line.split("#")[0] for block in exercises.solution_blocks(source) for line in block[1:-1]]
         code = [_squeeze(line) for line in lines if len(_squeeze(line)) >= 10]
         for hint in map(_squeeze, _hints(source)):
             quoted = [line for line in code if line in hint]

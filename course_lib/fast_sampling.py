@@ -95,6 +95,15 @@ def _budgets(names, evaluations):
             yield name, sampler, nfe, steps
 
 
+def _starts(mixture, table: torch.Tensor, n: int, seed: int):
+    """The mixture in the table's dtype, and n seeded starts x_T ~ N(0, I) in it."""
+    mixture = mixtures.ring() if mixture is None else mixture
+    dtype = table.dtype
+    mix = mixtures.GaussianMixture(mixture.means.to(dtype), mixture.stds.to(dtype), mixture.weights.to(dtype))
+    x_T = noise_lib.randn((check_positive_int(n, "n"), mix.dim), torch.Generator().manual_seed(seed), dtype=dtype)
+    return mix, x_T
+
+
 def ode_errors(mixture: mixtures.GaussianMixture | None = None, names=STUDY_SAMPLERS,
                evaluations=(5, 9, 17, 33, 65, 129), *, n: int = 500, seed: int = 0,
                alpha_bars: torch.Tensor | None = None, spacing: str = "linspace",
@@ -109,15 +118,12 @@ def ode_errors(mixture: mixtures.GaussianMixture | None = None, names=STUDY_SAMP
     "trailing" spacing the reference runs on to sigma = 1e-4 (the exact x_0). Samplers that cannot
     spend an NFE exactly (Heun: odd only) skip it.
     """
-    mixture = mixtures.ring() if mixture is None else mixture
     table = log_sigma_alpha_bars() if alpha_bars is None else alpha_bars
-    dtype = table.dtype
-    mix = mixtures.GaussianMixture(mixture.means.to(dtype), mixture.stds.to(dtype), mixture.weights.to(dtype))
-    x_T = noise_lib.randn((check_positive_int(n, "n"), mix.dim), torch.Generator().manual_seed(seed), dtype=dtype)
-    ab_T = float(table[-1])
+    mix, x_T = _starts(mixture, table, n, seed)
     ends_on_table = spacing == "linspace"
     sigma_end = float(samplers.karras_sigma(table[:1].double())) if ends_on_table else 1e-4
-    reference = mixtures.probability_flow_solution(mix, x_T, ab_T, num_steps=reference_steps, sigma_min=sigma_end)
+    reference = mixtures.probability_flow_solution(mix, x_T, float(table[-1]), num_steps=reference_steps,
+                                                   sigma_min=sigma_end)
 
     def model(x, t):
         return mixtures.optimal_eps(x, t, table, mix)
@@ -127,6 +133,50 @@ def ode_errors(mixture: mixtures.GaussianMixture | None = None, names=STUDY_SAMP
         x0 = samplers.sample(model, x_T, sampler.timesteps(len(table), steps, spacing), sampler, alpha_bars=table).x0
         rows.append({"sampler": name, "steps": steps, "evaluations": nfe, "error": _rms(x0, reference)})
     return rows
+
+
+def last_step_errors(mixture: mixtures.GaussianMixture | None = None, evaluations=(17, 33, 65), *, n: int = 200,
+                     seed: int = 0, alpha_bars: torch.Tensor | None = None, reference_steps: int = 200) -> list[dict]:
+    """Return per budget N the error of the last step alone: exact ODE to sigma_last, then one Euler step to 0.   [nb 03b]
+
+    On the course grid (alpha_bars, default models.SCHEDULE's in float64, "trailing" spacing, N steps as
+    DDIM takes them) sigma_last is Karras' sigma of the last timestep before data. The ODE is solved
+    exactly (mixtures.probability_flow_solution, RK4, exact eps*) from the same n starts as ode_errors
+    down to sigma_last, where that solve ends with one Euler step to data (it lands on x0_hat); error:
+    RMS distance of that x_0 to the exact solve down to sigma = 1e-4. Each row: {"evaluations",
+    "sigma_last", "error"}: the part of every solver's error that its first-order last step makes alone.
+    """
+    table = models.SCHEDULE.alpha_bars.double() if alpha_bars is None else alpha_bars
+    mix, x_T = _starts(mixture, table, n, seed)
+    ab_T = float(table[-1])
+    exact = mixtures.probability_flow_solution(mix, x_T, ab_T, num_steps=reference_steps, sigma_min=1e-4)
+    ddim = samplers.get_sampler("ddim")
+    rows = []
+    for nfe in evaluations:
+        t_last = int(ddim.timesteps(len(table), nfe, "trailing")[-1])
+        sigma_last = float(samplers.karras_sigma(table[t_last:t_last + 1]))
+        landed = mixtures.probability_flow_solution(mix, x_T, ab_T, num_steps=reference_steps, sigma_min=sigma_last)
+        rows.append({"evaluations": nfe, "sigma_last": sigma_last, "error": _rms(landed, exact)})
+    return rows
+
+
+def draw_paths(ax, paths: torch.Tensor, *, color="C0", label: str | None = None, lw: float = 0.8,
+               ends: bool = True) -> None:
+    """Draw 2D trajectories on a matplotlib Axes: one line per sample through its states, a dot where it ends.   [nb 03b]
+
+    paths: (K, n, 2), the K states of n samples in order (samplers.sample(..., keep_trajectory=True)'s
+    trajectory stacked, or flow.generate's). The label goes on the first line only.
+    Shapes: paths (K, n, 2).
+    """
+    if not isinstance(paths, torch.Tensor) or paths.ndim != 3 or paths.shape[-1] != 2 or len(paths) < 2:
+        raise CourseInputError(f"paths must be a tensor (K, n, 2) of K >= 2 states of n points, got "
+                               f"{tuple(paths.shape) if isinstance(paths, torch.Tensor) else type(paths).__name__}; "
+                               f"stack a trajectory with torch.stack(output.trajectory).")
+    pts = paths.detach().cpu().double().numpy()
+    for i in range(pts.shape[1]):
+        ax.plot(pts[:, i, 0], pts[:, i, 1], color=color, lw=lw, label=label if i == 0 else None)
+    if ends:
+        ax.scatter(pts[-1, :, 0], pts[-1, :, 1], color=color, s=6, zorder=3)
 
 
 def fitted_order(rows: list[dict], name: str, *, key: str = "error", min_evaluations: int = 17) -> float:

@@ -456,6 +456,33 @@ def reflow(model: nn.Module, num_pairs: int = 10_000, num_steps: int = 32, confi
                                "to know the shape of the noise to pair.")
     config = training.check_config(config, REFLOW_CONFIG)
     x1 = noise_lib.randn((num_pairs, data_dim), torch.Generator().manual_seed(config.seed + 1))
-    x0_hat = generate(model, None, num_steps, noise=x1, device=device).x0.cpu()
+    pairs = reflow_pairs(model, x1, num_steps, device=device)
     student = copy.deepcopy(model).requires_grad_(True)  # an EMA copy comes frozen
-    return train({"x0": x0_hat, "noise": x1}, config, model=student, device=device, progress=progress)
+    return train(pairs, config, model=student, device=device, progress=progress)
+
+
+def reflow_pairs(model, x1: torch.Tensor, num_steps: int = 32, *, device=None) -> dict:
+    """Return reflow's training pairs {"x0": generate(model, noise=x1, num_steps).x0, "noise": x1}, on the CPU.   [rectified flow, nb 03b]
+
+    Each noise x1 is paired with the sample the model reaches from it (num_steps Euler steps), not with
+    an independent data point: the coupling reflow trains on. Shapes: x1 (n, D) -> {"x0", "noise"} (n, D).
+    """
+    check_float_tensor(x1, "x1")
+    x0_hat = generate(model, None, num_steps, noise=x1, device=device).x0.cpu()
+    return {"x0": x0_hat, "noise": x1.cpu()}
+
+
+def path_straightness(paths: torch.Tensor) -> float:
+    """Return (total length of the paths) / (total distance from their starts to their ends): 1 if every path is straight.   [nb 03b]
+
+    Summed over the n samples before dividing, so that a path whose end happens to lie near its start does
+    not dominate. paths: (K, n, D), the K states of n samples in order (flow.generate's trajectory, stacked).
+    """
+    check_float_tensor(paths, "paths")
+    if paths.ndim != 3 or len(paths) < 2:
+        raise CourseInputError(f"paths must be (K, n, D) with K >= 2 states, got {tuple(paths.shape)}; stack a "
+                               f"trajectory with torch.stack(output.trajectory).")
+    p = paths.double()
+    length = (p[1:] - p[:-1]).norm(dim=-1).sum(0)
+    chord = (p[-1] - p[0]).norm(dim=-1)
+    return float(length.sum() / chord.sum().clamp_min(1e-12))

@@ -113,3 +113,41 @@ def test_gpu_quotes_name_their_source_setting_and_what_they_time():
     for source in fast_sampling.GPU_SOURCES.values():
         assert "huggingface/diffusers" in source and "docs/source/en/" in source
     assert all(q["rounded_to"] is None or 0 < q["rounded_to"] <= q["value"] for q in fast_sampling.GPU_QUOTES)
+
+
+def test_last_step_error_equals_the_closed_form_for_one_gaussian():
+    # one Gaussian N(mu, r^2 I): x_bar(sigma) - mu grows as sqrt(r^2 + sigma^2); one Euler step from sigma_L to 0
+    # lands on x0_hat = mu + (x_bar_L - mu) r^2 / (r^2 + sigma_L^2), the exact end is mu + (x_bar_L - mu) r / sqrt(r^2 + sigma_L^2)
+    mu, r = torch.tensor([[0.5, -1.0]], dtype=torch.float64), 0.2
+    one = mixtures.GaussianMixture(mu, torch.tensor([r], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64))
+    table = models.SCHEDULE.alpha_bars.double()
+    rows = fast_sampling.last_step_errors(one, evaluations=(17, 65), n=300, seed=3, alpha_bars=table, reference_steps=400)
+    x_T = torch.randn(300, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    sigma_T = math.sqrt((1 - float(table[-1])) / float(table[-1]))
+    for row, steps in zip(rows, (17, 65)):
+        t_last = round(1000 / steps) - 1  # trailing spacing: the last timestep before data
+        ab = float(table[t_last])
+        sigma_l = math.sqrt((1 - ab) / ab)
+        assert row["sigma_last"] == pytest.approx(sigma_l, rel=1e-9)
+        e_l = (x_T * math.sqrt(sigma_T**2 + 1) - mu) * math.sqrt(r**2 + sigma_l**2) / math.sqrt(r**2 + sigma_T**2)
+        per_point = e_l * (r / math.sqrt(r**2 + sigma_l**2) - r**2 / (r**2 + sigma_l**2))
+        assert row["error"] == pytest.approx(float(per_point.pow(2).sum(1).mean().sqrt()), rel=1e-4)
+
+
+def test_draw_paths_draws_one_line_per_sample_through_its_states():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = torch.randn(5, 3, 2, generator=torch.Generator().manual_seed(0))
+    fig, ax = plt.subplots()
+    fast_sampling.draw_paths(ax, paths, color="C1", label="solver")
+    assert len(ax.lines) == 3
+    for i, line in enumerate(ax.lines):
+        np.testing.assert_allclose(line.get_xdata(), paths[:, i, 0].double().numpy())
+        np.testing.assert_allclose(line.get_ydata(), paths[:, i, 1].double().numpy())
+    assert [line.get_label() for line in ax.lines][0] == "solver"
+    np.testing.assert_allclose(ax.collections[0].get_offsets(), paths[-1].double().numpy())
+    with pytest.raises(CourseInputError, match="paths must be a tensor"):
+        fast_sampling.draw_paths(ax, paths[0])
+    plt.close(fig)

@@ -269,3 +269,27 @@ def test_notebook_10s_shift_check_rejects_wrong_answers(capsys):
         assert capsys.readouterr().out.startswith("❌"), name
     exercises.check_function("B", flow.shift_sigma, flow.shift_sigma, cases, atol=1e-6)
     assert capsys.readouterr().out.startswith("✅")
+
+
+def test_reflow_pairs_pair_each_noise_with_the_models_own_sample():
+    model = models.time_mlp(seed=1, prediction_type="flow")
+    x1 = torch.randn(64, 2, generator=torch.Generator().manual_seed(2))
+    pairs = flow.reflow_pairs(model, x1, num_steps=4)
+    # the oracle: diffusers' FlowMatchEulerDiscreteScheduler from the same noise
+    sched = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0)
+    sched.set_timesteps(4)
+    x = x1.clone()
+    with torch.no_grad():
+        for t in sched.timesteps:
+            x = sched.step(model(x, t.expand(len(x))), t, x).prev_sample
+    torch.testing.assert_close(pairs["x0"], x, atol=1e-5, rtol=0)
+    assert torch.equal(pairs["noise"], x1)
+
+
+def test_path_straightness_is_one_for_lines_and_root_two_for_a_right_angle():
+    line = torch.linspace(0, 1, 5)[:, None, None] * torch.tensor([[[1.0, 2.0]], [[-3.0, 0.5]]]).transpose(0, 1)
+    assert flow.path_straightness(line) == pytest.approx(1.0)
+    corner = torch.tensor([[[0.0, 0.0]], [[1.0, 0.0]], [[1.0, 1.0]]])
+    assert flow.path_straightness(corner) == pytest.approx(2 ** 0.5)
+    with pytest.raises(CourseInputError, match="K >= 2"):
+        flow.path_straightness(corner[:1])

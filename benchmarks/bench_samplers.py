@@ -35,18 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from course_lib import checkpoints, environment, fast_sampling, models, text2image  # noqa: E402
 
-# Not measured here: diffusers' "Effective and efficient diffusion" tutorial (docs/source/en/stable_diffusion.md,
-# e.g. commit 18a3d237 of huggingface/diffusers), Stable Diffusion 1.5 at 512x512 on a T4 GPU.
-QUOTED_GPU = {
-    "source": "diffusers documentation, 'Effective and efficient diffusion' (docs/source/en/stable_diffusion.md, "
-              "huggingface/diffusers commit 18a3d237), stable-diffusion-v1-5 on a T4, 512x512, batch 1",
-    "float32, default scheduler (PNDM), 50 steps": "~30 s",
-    "float16, 50 steps": "~11 s",
-    "float16, DPMSolverMultistepScheduler, 20 steps": "~4 s",
-    "measured_by_the_course": False,
-}
-
-
 def show(rows, keys):
     for r in rows:
         print("   " + "  ".join(f"{k}={r[k]:.4g}" if isinstance(r[k], float) else f"{k}={r[k]}" for k in keys))
@@ -109,10 +97,9 @@ def main(argv=None):
                                                    for k, v in match.items()))
             doc[name][f"matching_ddim_51_{key}"] = {"evaluations": match, "seconds_per_image": seconds}
 
-    print("\n5. Stable Diffusion 1.5 on a GPU: not measured (no GPU was lent). Quoted:")
-    for k, v in QUOTED_GPU.items():
-        print(f"  {k}: {v}")
-    doc["gpu_quoted"] = QUOTED_GPU
+    print("\n5. Stable Diffusion 1.5 on a GPU: not measured here. Quoted (fast_sampling.GPU_QUOTES, read in 06b):")
+    for quote in fast_sampling.GPU_QUOTES:
+        print(f"  {quote['setting']}: {quote['value']} {quote['unit']} ({quote['source']})")
     if args.out:  # merged with what another process (--only) wrote there meanwhile; the commands are all kept
         out = Path(args.out)
         previous = json.loads(out.read_text()) if out.exists() else {}

@@ -278,3 +278,56 @@ def test_sign_test_is_scipys_exact_binomial_test_on_the_cases_that_differ():
     assert (flipped["a_higher"], flipped["b_higher"], flipped["p_value"]) == (5, 12, test["p_value"])
     with pytest.raises(CourseInputError, match="no case"):
         shapesedit.sign_test(records([float("nan")] * 3), records([1.0] * 3))
+
+
+# ----------------------------------------------------------------------------------------------
+# The figure: success against locked PSNR, one point per row
+# ----------------------------------------------------------------------------------------------
+
+def test_success_psnr_points_are_the_records_intervals():
+    from scipy import stats
+
+    from course_lib import environment
+
+    results = shapesedit.load_results(environment.DATA_DIR / "shapesedit_results.json")
+    points = shapesedit.success_psnr_points(results)
+    assert [p["name"] for p in points] == [r["name"] for r in results]
+    for p, r in zip(points, results):
+        wins = [bool(x["success"]) for x in r["records"]]
+        psnr = np.array([x["locked_psnr"] for x in r["records"]], dtype=float)
+        ci = stats.binomtest(sum(wins), len(wins)).proportion_ci(confidence_level=0.95, method="wilson")
+        assert p["n"] == len(wins) and p["success"] == pytest.approx(np.mean(wins))
+        assert (p["success_low"], p["success_high"]) == pytest.approx((ci.low, ci.high), abs=1e-4)
+        assert p["locked_psnr"] == pytest.approx(psnr.mean(), abs=1e-6)
+        half = stats.norm.ppf(0.975) * psnr.std(ddof=1) / np.sqrt(len(psnr))  # mean +- z s / sqrt(n)
+        assert p["psnr_halfwidth"] == pytest.approx(half, abs=2e-3)
+    styles = {p["name"]: (p["family"], p["variant"]) for p in points}
+    assert styles["mask_locking (edit_friendly)"] == ("mask_locking", "edit_friendly")
+    assert styles["sdedit"] == ("sdedit", "")
+    assert styles["prompt_to_prompt (default, no local blend)"] == ("prompt_to_prompt", "default")
+    assert styles["mask_locking (given mask: reference)"] == ("reference", "")
+    with pytest.raises(CourseInputError, match="non-empty list"):
+        shapesedit.success_psnr_points([])
+
+
+def test_plot_success_psnr_draws_every_row_at_its_figures():
+    import matplotlib.pyplot as plt
+
+    from course_lib import environment
+
+    results = shapesedit.load_results(environment.DATA_DIR / "shapesedit_results.json")
+    fig = shapesedit.plot_success_psnr(results)
+    top, bottom = fig.axes[:2]
+    drawn = {c.get_label(): c.lines[0].get_xydata()[0] for c in top.containers}  # one errorbar per row
+    for r in results:  # the upper panel: every row, at (success in %, locked PSNR)
+        o = r["summary"]["overall"]
+        assert drawn[r["name"]] == pytest.approx([100 * o["success"], o["locked_psnr"]])
+    methods = {c.get_label() for c in bottom.containers}
+    assert methods == {r["name"] for r in results if "reference" not in r["name"]}
+    low, high = bottom.get_ylim()  # the enlarged panel holds every method's interval and the 35 dB target
+    assert all(low <= r["summary"]["overall"]["locked_psnr"] - r["summary"]["overall"]["locked_psnr_ci_halfwidth"]
+               and r["summary"]["overall"]["locked_psnr"] + r["summary"]["overall"]["locked_psnr_ci_halfwidth"] <= high
+               for r in results if "reference" not in r["name"]) and high >= 35
+    plt.close(fig)
+    with pytest.raises(CourseInputError, match="target_success"):
+        shapesedit.plot_success_psnr(results, target_success=90)

@@ -43,7 +43,8 @@ shares; PSNRs as the mean of the capped per-case values). format_table prints on
 method with its gain over SDEdit; save_results / load_results keep everything in a JSON file, which
 notebook 08 loads when recomputing would exceed its time budget. The package's modules: scores.py
 (the cases and the scores), evaluation.py (evaluate, summaries, Wilson intervals, McNemar's test),
-tables.py (markdown tables, the results file).
+tables.py (markdown tables, the results file), figures.py (success against locked PSNR, one
+point per row).
 
 How ShapesEdit relates to PIE-Bench (Ju et al. 2024, "PnP Inversion"), the public editing benchmark:
 PIE-Bench holds 700 real and generated images in 10 edit types (random, change object, add object,
@@ -71,12 +72,14 @@ from course_lib.shapesedit.evaluation import (BASELINE, METRICS, Z95, evaluate, 
 from course_lib.shapesedit.scores import (DEFAULT_N, DEFAULT_SEED, DEV_SEED, PSNR_CAP, RANGE_TOLERANCE, SSIM_K1,
                                           SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, capped_psnr, cases, check_edit_range,
                                           edit_succeeded, kind_of, mask_iou, masked_ssim, score, ssim_map)
+from course_lib.shapesedit.figures import plot_success_psnr, row_style, success_psnr_points
 from course_lib.shapesedit.tables import COMMAND, format_kind_table, format_table, load_results, save_results
 
 __all__ = [
     "BASELINE", "COMMAND", "DEFAULT_N", "DEFAULT_SEED", "DEV_SEED", "METRICS", "PSNR_CAP", "RANGE_TOLERANCE", "SSIM_K1",
     "SSIM_K2", "SSIM_SIGMA", "SSIM_WINDOW", "Z95", "capped_psnr", "cases", "check_edit_range", "edit_succeeded",
     "evaluate", "format_kind_table", "format_table", "ground_truth_method", "identity_method", "kind_of",
-    "load_results", "mask_iou", "masked_ssim", "mcnemar", "restrict", "save_results", "score", "sign_test", "ssim_map",
+    "load_results", "mask_iou", "masked_ssim", "mcnemar", "plot_success_psnr", "restrict", "row_style", "save_results",
+    "score", "sign_test", "ssim_map", "success_psnr_points",
     "summarise", "wilson_interval",
 ]

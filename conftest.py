@@ -30,6 +30,7 @@ def pytest_configure(config):
     except ImportError:  # nbval not installed: nothing to set up
         return
     _patient_output(nbval_plugin)
+    _wrong_answers(nbval_plugin)
     if os.name == "posix":
         _unix_sockets(nbval_kernel)
 
@@ -63,3 +64,75 @@ def _unix_sockets(nbval_kernel) -> None:
             super().__init__(transport="ipc", ip=os.path.join(folder, "k"), **kwargs)
 
     nbval_kernel.KernelManager = UnixSocketKernelManager
+
+
+def _kernel_output(kernel, code: str, timeout: float) -> str:
+    """Run `code` in an nbval kernel and return everything it printed (streams, results, errors) as text."""
+    msg_id = kernel.execute_cell_input(code, allow_stdin=False)
+    kernel.await_reply(msg_id, timeout=timeout)
+    text = []
+    while True:
+        msg = kernel.get_message(stream="iopub", timeout=OUTPUT_TIMEOUT_S)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "status" and content["execution_state"] == "idle":
+            return "".join(text)
+        if kind == "stream":
+            text.append(content["text"])
+        elif kind in ("execute_result", "display_data"):
+            text.append(content.get("data", {}).get("text/plain", "") + "\n")
+        elif kind == "error":
+            text.append(f"{content['ename']}: {content['evalue']}\n")
+
+
+def _wrong_answers(nbval_plugin) -> None:
+    cell_class = nbval_plugin.IPyNbCell
+    if getattr(cell_class, "course_wrong_answers", False):
+        return
+    from course_lib import wrong_answers
+
+    runtest = cell_class.runtest
+
+    def check_wrong_answers(self):
+        cell = self.cell
+        if self.options.get("skip") or not wrong_answers.is_exercise_cell(cell):
+            return
+        source, kernel = cell.source, self.parent.kernel
+        timeout = self.config.option.nbval_cell_timeout
+        entries = wrong_answers.read(cell, f"{self.parent.name}, cell {self.cell_num}")
+        solved = wrong_answers.passes("".join(o.get("text", "") for o in cell.get("outputs", [])
+                                              if o.get("output_type") == "stream"))
+        problems = [] if solved else ["the committed output shows no ✅: the solution must pass its own check"]
+        _kernel_output(kernel, wrong_answers.SAVE_STATE, timeout)
+        try:
+            said = wrong_answers.judge_student(_kernel_output(kernel, wrong_answers.student_version(source), timeout))
+            if said:
+                problems.append(f"student version: {said}")
+            for entry in entries:
+                out = _kernel_output(kernel, wrong_answers.substitute(source, entry["code"], entry["block"]), timeout)
+                said = wrong_answers.judge_wrong(out, solved)
+                if said:
+                    problems.append(f"wrong answer ({entry['why']}): {said}")
+        finally:
+            _kernel_output(kernel, wrong_answers.RESTORE_STATE, timeout)
+        self.user_properties.append(("wrong_answers", len(entries)))
+        if problems:
+            self.raise_cell_error("exercise check:\n" + "\n".join(problems))
+
+    def wrapped(self):
+        check_wrong_answers(self)
+        return runtest(self)
+
+    cell_class.runtest, cell_class.course_wrong_answers = wrapped, True
+
+
+def pytest_terminal_summary(terminalreporter):
+    counts = [value for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", [])
+              if report.when == "call" for key, value in getattr(report, "user_properties", ()) if key == "wrong_answers"]
+    if counts:
+        failed = sum(1 for report in terminalreporter.stats.get("failed", []) if report.when == "call"
+                     and any(key == "wrong_answers" for key, _ in getattr(report, "user_properties", ())))
+        terminalreporter.write_line(f"exercise checks: {len(counts)} exercise cells x their known-wrong answers = "
+                                    f"{sum(counts)} wrong answers fed through the checks; "
+                                    f"{failed} cell(s) let one through or printed a hint too early")

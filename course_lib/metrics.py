@@ -1,4 +1,4 @@
-"""Sample-quality measures.   [notebooks 02-03]"""
+"""Sample-quality measures.   [notebooks 01-03]"""
 
 from __future__ import annotations
 

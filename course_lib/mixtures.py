@@ -1,4 +1,4 @@
-"""Gaussian mixtures: data whose noised score, and so the ideal noise prediction eps*, is known exactly.   [notebook 02]
+"""Gaussian mixtures: data whose noised score, and so the ideal noise prediction eps*, is known exactly.   [notebooks 01-02]
 
 If x0 ~ sum_k w_k N(mu_k, s_k^2 I), then x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps is again a mixture,
     x_t ~ sum_k w_k N(sqrt(ab_t) mu_k, (ab_t s_k^2 + 1 - ab_t) I),

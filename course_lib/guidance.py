@@ -8,7 +8,7 @@ Three methods that seed 000 §4.2 runs together:
   gradient of a CLIP similarity instead of a classifier;
 - classifier-free guidance (CFG, Ho & Salimans 2021): no classifier at all; one network trained
   with its condition sometimes dropped gives eps(x_t, c) and eps(x_t), and their difference plays
-  the classifier's gradient (cfg_combine, cfg_combine_ho).
+  the classifier's gradient (cfg_combine with diffusers' g, cfg_combine_ho with Ho & Salimans' w = g - 1).
 
 All three rest on two facts. The noise prediction is a scaled score (Tweedie):
 
@@ -85,6 +85,19 @@ def eps_from_score(score: torch.Tensor, alpha_bar_t) -> torch.Tensor:
     return -torch.sqrt(1 - alpha_bar_t) * score
 
 
+def x0_from_score(score: torch.Tensor, x_t: torch.Tensor, alpha_bar_t) -> torch.Tensor:
+    """Return Tweedie's x0_hat = E[x0 | x_t] = (x_t + (1 - ab_t) * score) / sqrt(ab_t) from a score.   [Tweedie, nb 06 ex. 6.3]
+
+    The score in noise units (eps_from_score) put into notebook 02's x0_hat; exact for the exact score.
+    alpha_bar_t: a number or one value per sample shaped (B, 1, ...). Shapes: score and x_t alike, (B, ...).
+    """
+    check_float_tensor(score, "score")
+    check_float_tensor(x_t, "x_t")
+    check_same_shape(score=score, x_t=x_t)
+    alpha_bar_t = check_alpha_bar_t(alpha_bar_t, score)
+    return (x_t + (1 - alpha_bar_t) * score) / torch.sqrt(alpha_bar_t)
+
+
 def classifier_guided_eps(eps: torch.Tensor, grad_log_p_c: torch.Tensor, alpha_bar_t, scale: float = 1.0) -> torch.Tensor:
     """Return eps - scale * sqrt(1 - ab_t) * grad log p(c | x_t): classifier guidance.   [eq. 6.2, nb 06]
 
@@ -110,17 +123,17 @@ def classifier_guided_eps(eps: torch.Tensor, grad_log_p_c: torch.Tensor, alpha_b
 def cfg_combine(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, guidance_scale: float) -> torch.Tensor:
     """Return eps_u + g (eps_c - eps_u): classifier-free guidance in diffusers' convention.   [eq. 6.4, nb 06]
 
-    g = 1 is the conditional model alone, g = 0 the unconditional one. Ho & Salimans (and seed 000)
-    write eps_c + s (eps_c - eps_u), the same thing with g = s + 1 (cfg_combine_ho).
+    g = 1 is the conditional model alone, g = 0 the unconditional one. Ho & Salimans (and seed 000, with s)
+    write eps_c + w (eps_c - eps_u), the same thing with g = w + 1 (cfg_combine_ho).
     With ideal eps's, eps_c - eps_u = -sqrt(1 - ab_t) grad log p(c | x_t) (6.2), so CFG at g is
     classifier guidance at scale g with the model's own implicit classifier.
     """
     return eps_uncond + guidance_scale * (eps_cond - eps_uncond)
 
 
-def cfg_combine_ho(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, s: float) -> torch.Tensor:
-    """Return (1 + s) eps_c - s eps_u = eps_c + s (eps_c - eps_u): Ho & Salimans' convention, w = s.   [eq. 6.3, nb 06]"""
-    return eps_cond + s * (eps_cond - eps_uncond)
+def cfg_combine_ho(eps_uncond: torch.Tensor, eps_cond: torch.Tensor, w: float) -> torch.Tensor:
+    """Return (1 + w) eps_c - w eps_u = eps_c + w (eps_c - eps_u): Ho & Salimans' weight w = g - 1.   [eq. 6.3, nb 06]"""
+    return eps_cond + w * (eps_cond - eps_uncond)
 
 
 def tilted_moments(mixture, component: int, guidance_scale: float, *, step: float = 0.01,

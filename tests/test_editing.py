@@ -92,6 +92,30 @@ def test_edit_timesteps_follow_the_img2img_pipeline():
     assert len(editing.edit_timesteps(10, 0.0)) == 0
 
 
+def test_start_timestep_is_the_first_timestep_of_diffusers_img2img():
+    """(7.2) in closed form against StableDiffusionImg2ImgPipeline.get_timesteps on the SD scheduler (float traps too)."""
+    import types
+
+    from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline
+
+    for num_steps, num_train in ((10, 1000), (25, 1000), (50, 1000), (100, 1000), (7, 1000), (20, 500)):
+        scheduler = DDIMScheduler(**{**SD_DDIM, "num_train_timesteps": num_train})
+        scheduler.set_timesteps(num_steps)
+        host = types.SimpleNamespace(scheduler=scheduler)  # get_timesteps reads only self.scheduler
+        for strength in (0.05, 0.2, 0.29, 0.3, 0.5, 0.55, 0.6, 0.75, 0.99, 1.0):
+            if int(num_steps * strength) == 0:
+                with pytest.raises(CourseInputError, match="strength"):
+                    editing.start_timestep(num_steps, strength, num_train)
+                continue
+            theirs, _ = StableDiffusionImg2ImgPipeline.get_timesteps(host, num_steps, strength, "cpu")
+            ours = editing.start_timestep(num_steps, strength, num_train)
+            assert ours == int(theirs[0]), (num_steps, strength, num_train)
+            assert ours == int(editing.edit_timesteps(num_steps, strength, num_train)[0])
+    # the approximation t0 ~ s T misses by one step's width when N s is whole: 0.6 * 1000 = 600, t0 = 501
+    assert editing.start_timestep(10, 0.6) == 501
+    assert editing.start_timestep(100, 0.29) == 271  # int(100 * 0.29) = 28 in float64, not 29
+
+
 def test_the_noise_table_is_the_schedulers_and_is_built_once(parts, cases, monkeypatch):
     from course_lib.editing import primitives
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import diffusers_scheduler
 
-from course_lib import guidance, metrics, mixtures, models, recipes, samplers
+from course_lib import guidance, metrics, mixtures, models, recipes, samplers, schedules
 from course_lib.validation import CourseInputError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -89,6 +89,23 @@ def test_score_from_eps_of_the_mixtures_exact_eps_is_its_autograd_score(t, worst
     # one value per sample, shaped (B, 1) as schedules.gather gives it
     per_sample = torch.full((len(xt), 1), ab, dtype=torch.float64)
     torch.testing.assert_close(guidance.score_from_eps(eps_star, per_sample), got, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("t", [20, 300, 800])
+def test_x0_from_score_is_the_posterior_mean_of_a_gaussian(t, worst):
+    """Tweedie against Gaussian conjugacy: x0 ~ N(mu, v I), x_t = sqrt(ab) x0 + sqrt(1 - ab) eps gives
+    E[x0 | x_t] = mu + sqrt(ab) v / (ab v + 1 - ab) * (x_t - sqrt(ab) mu), score -(x_t - sqrt(ab) mu) / (ab v + 1 - ab)."""
+    ab = float(schedules.NoiseSchedule("linear", 1000).alpha_bars[t])
+    mu, v = torch.tensor([1.5, -0.5], dtype=torch.float64), 0.3**2
+    xt = torch.randn(256, 2, generator=torch.Generator().manual_seed(t), dtype=torch.float64) * 2
+    total = ab * v + 1 - ab
+    score = -(xt - ab**0.5 * mu) / total
+    posterior_mean = mu + ab**0.5 * v / total * (xt - ab**0.5 * mu)
+    got = guidance.x0_from_score(score, xt, ab)
+    worst("guidance.x0_from_score vs the Gaussian posterior mean", (got - posterior_mean).abs().max().item())
+    torch.testing.assert_close(got, posterior_mean, atol=1e-10, rtol=1e-10)
+    per_sample = torch.full((256, 1), ab, dtype=torch.float64)  # one alpha_bar per row gives the same
+    torch.testing.assert_close(guidance.x0_from_score(score, xt, per_sample), got, atol=0, rtol=0)
 
 
 @pytest.mark.parametrize("t", [30, 250, 600, 950])

@@ -64,7 +64,7 @@ from course_lib.editing.masks import (MASK_SOURCES, MASK_THRESHOLDS, LocalBlend,
 from course_lib.editing.methods import (EditOutput, MaskLockingSettings, PromptToPromptSettings, inversion_edit,
                                         mask_locking, prompt_to_prompt)
 from course_lib.editing.primitives import (SPACING, STEPS_OFFSET, decode_latents, edit_timesteps, embed,
-                                           encode_image)
+                                           encode_image, start_timestep)
 from course_lib.editing.registry import METHODS, EditMethod, register, run_case
 from course_lib.editing.img2img import sdedit
 from course_lib.editing.flow_steps import (SOLVERS, Branch, GuidedVelocity, Trajectory, check_flow_system, flow_sigmas,
@@ -93,5 +93,5 @@ __all__ = [
     "difference_map", "edit_latents", "edit_mask", "edit_timesteps", "embed", "encode_image", "fill_holes", "grow",
     "image_mask", "inversion_edit", "invert", "latent_mask", "layout_rows", "mask_from_map", "mask_locking",
     "normalise_map", "p2p_latents", "peak_region", "prompt_to_prompt", "reconstruction", "register", "run_case",
-    "sdedit", "start_latents", "token_mapper", "token_positions", "window_steps",
+    "sdedit", "start_latents", "start_timestep", "token_mapper", "token_positions", "window_steps",
 ]

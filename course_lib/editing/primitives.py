@@ -7,6 +7,7 @@ model parts only through this module (the controllers install attention processo
 nothing more), and this module only through the system's steps:
 
     edit_timesteps / strength_timesteps   the scheduler's timesteps, the last int(N * strength)
+    start_timestep                        the first of them in closed form, eq. (7.2)
     embed / prompt_embeddings             encode_prompt: prompts -> (B, L, D)
     encode_image / image_latents          the VAE encoder, scaled: images -> (B, C, h, w)
     decode_latents / latent_images        the VAE decoder: latents -> images in [-1, 1]
@@ -31,7 +32,8 @@ from dataclasses import dataclass
 import torch
 
 from course_lib import guidance, latent, noise, samplers
-from course_lib.editing.checks import check_parts, check_strength, image_batch, latent_batch, prompt_batch
+from course_lib.editing.checks import (check_edit_window, check_parts, check_strength, image_batch, latent_batch,
+                                       prompt_batch)
 from course_lib.validation import check_choice, check_int, check_positive_int
 
 SPACING = latent.SCHEDULER_CONFIG["timestep_spacing"]  # "leading", as Stable Diffusion 1.5
@@ -64,6 +66,22 @@ def edit_timesteps(num_steps: int, strength: float = 1.0, num_train_steps: int |
     if num_train_steps is not None:
         num_train_steps = check_int(num_train_steps, "num_train_steps", minimum=num_steps)
     return strength_timesteps(num_steps, strength, samplers.get_sampler(sampler), num_train_steps)
+
+
+def start_timestep(num_steps: int, strength: float, num_train_steps: int | None = None) -> int:
+    """Return an edit's first timestep t0 = (int(N s) - 1) * (T // N) + 1, SD's leading spacing with offset 1.   [eq. 7.2, nb 07]
+
+    Closed form of edit_timesteps(num_steps, strength)[0] (StableDiffusionImg2ImgPipeline.get_timesteps):
+    when N s is a whole number and N divides T, t0 = s T - T / N + 1, one step's width below s T.
+    A strength whose window holds no step (int(N s) = 0) is refused.
+    """
+    num_steps = check_positive_int(num_steps, "num_steps")
+    strength = check_strength(strength)
+    check_edit_window(num_steps, strength)
+    num_train_steps = (latent.SCHEDULE.num_steps if num_train_steps is None
+                       else check_int(num_train_steps, "num_train_steps", minimum=num_steps))
+    kept = min(int(num_steps * strength), num_steps)  # int(), as the pipeline: floor for a positive product
+    return (kept - 1) * (num_train_steps // num_steps) + STEPS_OFFSET
 
 
 def alpha_bars(parts: latent.UNetSystem) -> torch.Tensor:

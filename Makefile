@@ -10,7 +10,7 @@ PIP_FLAGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lab test test-other-cpu student benchmark reproduce
+.PHONY: install lab test test-other-cpu test-colab student benchmark reproduce
 
 install: $(STAMP)
 
@@ -36,6 +36,12 @@ test: install
 OTHER_CPU := ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE ONEDNN_MAX_CPU_ISA=SSE41 OMP_NUM_THREADS=1
 test-other-cpu: install
 	$(OTHER_CPU) $(BIN)/python -m pytest notebooks -n $(WORKERS) --dist loadfile
+
+# Colab's path, as far as it runs here: each notebook's set-up cell with a stand-in for Colab's marker, in a fresh
+# venv holding only torch (as Colab does), must install requirements-colab.txt without touching torch, change nothing
+# when run again, and let the imports cell run. Needs PyPI (PIP_FLAGS are used for torch); about TIME here.
+test-colab: install
+	PIP_FLAGS="$(PIP_FLAGS)" $(BIN)/python -m pytest tests/test_colab_setup.py -m colab -n 0 -s -q
 
 # Student copies: solutions removed, checks kept, outputs and known-wrong answers cleared (written to student/, with
 # the notation table they link to; every relative link of a copy resolves there).

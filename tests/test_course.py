@@ -12,9 +12,11 @@ from course_lib import environment
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]*_*.ipynb"))
 SETUP_LINES = [
+    "import os",
     "import sys",
     'if "google.colab" in sys.modules:',
-    f"    !git clone -q --depth 1 {environment.COURSE_REPO} /content/course",
+    '    if not os.path.isdir("/content/course"):  # a re-run (e.g. after "Restart session") keeps the first clone',
+    f"        !git clone -q --depth 1 {environment.COURSE_REPO} /content/course",
     "    %pip install -q -r /content/course/requirements-colab.txt",
     '    sys.path.insert(0, "/content/course")',
 ]

@@ -55,7 +55,7 @@ TEXT_CONFIG = dict(
     attention_dropout=0.0, dropout=0.0, initializer_range=0.02, initializer_factor=1.0,
     bos_token_id=0, eos_token_id=2, pad_token_id=1,
 )
-# scheduler/scheduler_config.json: PNDMScheduler, SD's scaled_linear betas, "leading" + 1
+# scheduler/scheduler_config.json: PNDMScheduler, SD's scaled_linear betas, "leading" + 1 (clip_sample: DDIM's key, ignored)
 SCHEDULER_CONFIG = dict(
     beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
     set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1, clip_sample=False, trained_betas=None,
@@ -157,7 +157,7 @@ def make_parts(size: int = 64, *, seed: int = 0, unet_overrides: dict | None = N
     with models.seeded(seed + 2):
         text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
     return {"unet": unet.eval(), "vae": vae.eval(), "text_encoder": text_encoder.eval(),
-            "tokenizer": make_tokenizer(), "scheduler": PNDMScheduler(**SCHEDULER_CONFIG)}
+            "tokenizer": make_tokenizer(), "scheduler": PNDMScheduler.from_config(SCHEDULER_CONFIG)}
 
 
 def build_folder(folder: str | Path, size: int = 64, *, seed: int = 0) -> Path:

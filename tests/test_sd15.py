@@ -96,3 +96,44 @@ def test_sdedit_equals_img2img_pipeline(sd, worst, name):
     diff = float((ours * 0.5 + 0.5 - ref).abs().max())
     worst(f"sd15: sdedit vs StableDiffusionImg2ImgPipeline ({name})", diff)
     assert ours.shape == image.shape and diff <= TOL
+
+
+def _image():
+    """A smooth random image (B=1, 3, SIZE, SIZE) in [-1, 1]: a 4 x 4 grid of colours, upsampled."""
+    coarse = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(7)) * 1.6 - 0.8
+    return torch.nn.functional.interpolate(coarse, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+
+
+def test_inversions_reconstruct_under_the_same_prompt(sd):
+    """direct inversion comes back exactly by construction; negative-prompt inversion under the source prompt is DDIM's
+    g = 1 path (uncond = cond), so it comes back as far as plain DDIM inversion does (random weights: not far in 4 steps)."""
+    parts = pipeline.parts_from_pipeline(sd)
+    rows = editing.reconstruction(parts, _image(), "a photo of a cat",
+                                  [editing.InversionSettings("direct", 4, guidance_scale=7.5),
+                                   editing.InversionSettings("negative_prompt", 4, guidance_scale=7.5),
+                                   editing.InversionSettings("ddim", 4, guidance_scale=1.0)],
+                                  generator=0)
+    psnr = {r["inversion"]: r["psnr_db"] for r in rows}
+    assert psnr["direct"] > 35, psnr
+    assert abs(psnr["negative_prompt"] - psnr["ddim"]) < 1e-3 and psnr["ddim"] > 10, psnr
+    assert all(r["unet_calls"] > 0 for r in rows)
+
+
+@pytest.mark.parametrize("source, target, reweight", [
+    ("a photo of a cat", "a photo of a dog", None),            # one word swapped for one
+    ("a photo of an okapi", "a photo of an horse", None),      # a two-token word for a one-token word
+    ("a photo of a cat", "a photo of a cat", {"cat": 2.0}),   # a reweighting
+])
+def test_prompt_to_prompt_with_local_blend_runs_on_sds_layers(sd, source, target, reweight):
+    parts = pipeline.parts_from_pipeline(sd)
+    assert len(sd.tokenizer.tokenize("okapi")) == 2 and len(sd.tokenizer.tokenize("horse")) == 1
+    image = _image()[0]
+    result = editing.prompt_to_prompt(parts, image, source, target,  # 5 steps: the default self window holds one
+                                      inversion=editing.InversionSettings("direct", 5, guidance_scale=7.5),
+                                      settings=editing.PromptToPromptSettings(local_blend=reweight is None,
+                                                                              reweight=reweight))
+    out = result.image
+    assert out.shape == image.shape and torch.isfinite(out).all() and out.abs().max() <= 1
+    if reweight is None:
+        assert result.mask.shape == (1, SIZE, SIZE) and result.mask.dtype == torch.bool
+    assert float((out - image).abs().max()) > 1e-3  # the edit changed something

@@ -39,7 +39,7 @@ def sync(device) -> None:
 
 
 def timed(fn, device) -> tuple[float, float, torch.Tensor]:
-    """Return (seconds, peak GPU memory in GiB or nan, result) of one call of fn()."""
+    """Return (seconds, peak GPU memory in GiB or None off CUDA, result) of one call of fn()."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     sync(device)
@@ -47,7 +47,7 @@ def timed(fn, device) -> tuple[float, float, torch.Tensor]:
     out = fn()
     sync(device)
     seconds = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None
     return seconds, peak, out
 
 
@@ -76,7 +76,8 @@ def bench_sampler(pipe, name: str, num_steps: int, repeats: int, seed: int) -> d
     loop, pipe_s = statistics.median(times["loop"]), statistics.median(times["pipeline"])
     return {"sampler": name, "scheduler": cls, "steps": num_steps, "loop_s": loop, "pipeline_s": pipe_s,
             "ratio": loop / pipe_s, "max_abs_diff": float((images["loop"] - images["pipeline"]).abs().max()),
-            "peak_gib_loop": max(peaks["loop"]), "peak_gib_pipeline": max(peaks["pipeline"])}
+            "peak_gib_loop": max(peaks["loop"], default=None) if device.type == "cuda" else None,
+            "peak_gib_pipeline": max(peaks["pipeline"], default=None) if device.type == "cuda" else None}
 
 
 def main(argv=None) -> dict:

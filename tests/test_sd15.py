@@ -54,7 +54,7 @@ def test_unet_has_sds_16_attention_blocks_at_four_resolutions(sd):
 
 
 @pytest.mark.parametrize("name", ["ddim", "dpmpp_2m", "euler"])
-def test_course_loop_equals_stable_diffusion_pipeline(sd, worst, name):
+def test_course_loop_equals_stable_diffusion_pipeline(sd, worst, loop_vs_pipeline, name):
     """text2image's hand loop on parts_from_pipeline(SD) = StableDiffusionPipeline with that scheduler, from SD's config."""
     from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
@@ -63,11 +63,7 @@ def test_course_loop_equals_stable_diffusion_pipeline(sd, worst, name):
     original, sd.scheduler = sd.scheduler, cls.from_config(sd.scheduler.config)
     try:
         for g in ((1.0, 7.5) if name == "ddim" else (7.5,)):  # g = 1: CFG off, in the pipeline and the loop
-            z = text2image.generate_latents(parts, PROMPTS, guidance_scale=g, num_steps=4, sampler=name,
-                                            generator=torch.Generator().manual_seed(1))
-            z_pipe = sd(PROMPTS, num_inference_steps=4, guidance_scale=g, output_type="latent",
-                        generator=torch.Generator().manual_seed(1)).images
-            diff = float((z - z_pipe).abs().max()) / max(1.0, float(z_pipe.abs().max()))
+            z, diff = loop_vs_pipeline(parts, sd, PROMPTS, guidance_scale=g, num_steps=4, sampler=name, seed=1)
             worst(f"sd15: course loop vs StableDiffusionPipeline, {name} (relative)", diff)
             assert z.shape == (1, 4, SIZE // 8, SIZE // 8) and diff <= TOL, (g, diff)
         if name == "ddim":  # and the decoded image, through pipeline_images

@@ -1,0 +1,177 @@
+"""The writer's hand-written held-out benchmark (course_lib.language.benchmark_set): every line has one answer.
+
+Oracles: shapes.parse_caption and shapes.caption (every expected caption is a caption of the world,
+in the canonical reading order), shapes.read_instruction + apply_edit (every canonical instruction
+executes on its source scene and gives exactly the expected target caption), and the scene itself
+(an instruction refused as not_in_scene names a thing the scene lacks; one refused as ambiguous a
+thing two of its objects fit).
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+
+import pytest
+
+from course_lib import language, shapes
+from course_lib.language import benchmark_set as bench
+from course_lib.validation import CourseInputError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+RELATION = re.compile(r"^a (\w+) (\w+) (above|to the left of) a (\w+) (\w+)$")
+# Minimum number of lines per tag, as the benchmark promises them (data/writer_benchmark/README.md).
+REQUEST_MINIMUMS = {"two_objects": 40, "three_objects": 20, "relation": 20, "background": 30, "impossible": 30,
+                    "lexicon": 30, "filler": 20, "new_order": 20, "typo": 5, "numeral": 5, "count": 10, "vague": 5}
+INSTRUCTION_MINIMUMS = {"impossible": 30, "two_edits": 10, "lexicon": 20, "typo": 5, "colour": 30, "shape": 20,
+                        "background": 20, "remove": 20, "add": 20, "referent_position": 15, "referent_colour": 15,
+                        "referent_shape": 15}
+# The thing each not_in_scene / ambiguous line names, read off its instruction by hand.
+REFERENTS = {
+    "i015": {"shape": "triangle"}, "i037": {"colour": "green", "shape": "square"}, "i046": {"shape": "square"},
+    "i051": {"shape": "triangle"}, "i052": {"shape": "triangle"}, "i057": {"colour": "yellow"},
+    "i073": {"colour": "blue", "shape": "circle"}, "i079": {"shape": "circle"},
+    "i084": {"colour": "blue", "shape": "square"}, "i088": {"colour": "red", "shape": "triangle"},
+    "i118": {"colour": "red"}, "i125": {"shape": "circle"}, "i128": {"colour": "yellow", "shape": "circle"},
+    "i140": {"colour": "green", "shape": "triangle"}, "i145": {"shape": "circle"}, "i150": {"shape": "square"},
+    "i170": {"shape": "triangle"}, "i184": {"colour": "green", "shape": "circle"}, "i208": {"shape": "square"},
+    "i215": {"shape": "circle"}, "i219": {"shape": "circle"}, "i233": {"shape": "triangle"}, "i235": {"colour": "red"},
+    "i237": {"shape": "triangle"}, "i243": {"colour": "blue"},
+}
+OBJECT_COUNT_TAGS = {"single": 1, "two_objects": 2, "three_objects": 3}
+
+
+def _canonical_relation(expected: str) -> str:
+    c1, s1, relation, c2, s2 = RELATION.match(expected).groups()
+    cells = ((0, 1), (1, 1)) if relation == "above" else ((1, 0), (1, 1))
+    scene = shapes.Scene((shapes.ShapeObject(s1, c1, *cells[0]), shapes.ShapeObject(s2, c2, *cells[1])))
+    return shapes.caption(scene, "relation")
+
+
+def _target(source_caption: str, canonical: str) -> str:
+    """Apply canonical instruction(s), each read against the source scene; recolour/reshape before add/remove."""
+    scene = shapes.scene_from_caption(source_caption)
+    edits = [shapes.read_instruction(scene, part) for part in canonical.split(" ; ")]
+    for edit in [e for e in edits if e.kind not in ("add", "remove")] + [e for e in edits if e.kind in ("add", "remove")]:
+        scene = shapes.apply_edit(scene, edit)
+    return shapes.caption(scene, "full")
+
+
+def test_sizes_and_tag_minimums():
+    requests, instructions = bench.heldout_requests(), bench.heldout_instructions()
+    assert len(requests) >= 220 and len(instructions) >= 220
+    for items, minimums in ((requests, REQUEST_MINIMUMS), (instructions, INSTRUCTION_MINIMUMS)):
+        counts = bench.tag_counts(items)
+        short = {t: (counts.get(t, 0), m) for t, m in minimums.items() if counts.get(t, 0) < m}
+        assert not short, short
+    assert len({i.source_caption for i in instructions}) >= 30
+    kinds = collections.Counter(bench.refusal_kind(i.expected) for i in instructions if bench.is_refusal(i.expected))
+    assert set(kinds) == set(bench.REFUSAL_KINDS), kinds  # every kind of refusal is measured
+    kinds = collections.Counter(bench.refusal_kind(r.expected) for r in requests if bench.is_refusal(r.expected))
+    assert set(kinds) == {"colour", "shape", "count"}, kinds
+
+
+def test_ids_tags_and_refusals_are_well_formed():
+    requests, instructions = bench.heldout_requests(), bench.heldout_instructions()
+    for items, prefix, known in ((requests, "r", bench.REQUEST_TAGS), (instructions, "i", bench.INSTRUCTION_TAGS)):
+        ids = [x.id for x in items]
+        assert len(set(ids)) == len(ids)
+        assert all(re.fullmatch(prefix + r"\d{3}", i) for i in ids)
+        for x in items:
+            assert x.tags and set(x.tags) <= set(known), (x.id, x.tags)
+            assert len(set(x.tags)) == len(x.tags), x.id
+            assert ("impossible" in x.tags) == bench.is_refusal(x.expected), x.id
+            if bench.is_refusal(x.expected):
+                assert bench.refusal_kind(x.expected) in bench.REFUSAL_KINDS, x.id
+            assert x.expected == x.expected.strip() and "\t" not in x.expected
+    for i in instructions:
+        assert (i.canonical == "") == bench.is_refusal(i.expected), i.id
+        assert ("two_edits" in i.tags) == (" ; " in i.canonical), i.id
+    assert set(bench.TAGS) == set(bench.REQUEST_TAGS) | set(bench.INSTRUCTION_TAGS)
+
+
+def test_no_line_is_duplicated():
+    seen = collections.Counter(" ".join(r.request.lower().split()) for r in bench.heldout_requests())
+    assert [t for t, n in seen.items() if n > 1] == []
+    pairs = collections.Counter((i.source_caption, " ".join(i.instruction.lower().split()))
+                                for i in bench.heldout_instructions())
+    assert [p for p, n in pairs.items() if n > 1] == []
+
+
+def test_request_answers_are_canonical_captions():
+    relations = 0
+    for r in bench.heldout_requests():
+        if bench.is_refusal(r.expected):
+            continue
+        if "relation" in r.tags:
+            relations += 1
+            assert RELATION.match(r.expected), r.id
+            assert _canonical_relation(r.expected) == r.expected, r.id  # "above"/"to the left of", never below/right
+            continue
+        parsed = shapes.parse_caption(r.expected)
+        scene = shapes.scene_from_caption(r.expected)
+        named = parsed["background"] is not None
+        assert shapes.caption(scene, "full" if named else "objects") == r.expected, r.id  # reading order
+        assert named == ("background" in r.tags), r.id  # the background appears only when the request names one
+        counts = [n for t, n in OBJECT_COUNT_TAGS.items() if t in r.tags]
+        assert counts == [len(scene.objects)], (r.id, r.tags)
+    assert relations >= 20
+
+
+def test_instruction_answers_are_the_world_executing_the_canonical_instruction():
+    for i in bench.heldout_instructions():
+        scene = shapes.scene_from_caption(i.source_caption)
+        assert shapes.caption(scene, "full") == i.source_caption, i.id
+        if bench.is_refusal(i.expected):
+            continue
+        assert _target(i.source_caption, i.canonical) == i.expected, i.id
+        assert language.resolve_edit(i.canonical, i.source_caption, i.instruction) == i.expected, i.id
+        for part in i.canonical.split(" ; "):  # each part is exactly the world's own wording of its edit
+            assert shapes.instruction(scene, shapes.read_instruction(scene, part)) == part, i.id
+        assert i.expected != i.source_caption, i.id
+
+
+def test_not_in_scene_and_ambiguous_referents_hold():
+    by_id = {i.id: i for i in bench.heldout_instructions()}
+    needing = {i.id for i in by_id.values() if bench.refusal_kind(i.expected) in ("not_in_scene", "ambiguous")}
+    assert needing == set(REFERENTS)
+    for ident, referent in REFERENTS.items():
+        item = by_id[ident]
+        assert all(value in item.instruction for value in referent.values()), ident  # the words the line uses
+        scene = shapes.scene_from_caption(item.source_caption)
+        fits = [o for o in scene.objects if all(getattr(o, key) == value for key, value in referent.items())]
+        if bench.refusal_kind(item.expected) == "not_in_scene":
+            assert fits == [], ident
+        else:
+            assert len(fits) >= 2, ident
+
+
+def test_count_and_no_change_refusals_hold():
+    for i in bench.heldout_instructions():
+        scene = shapes.scene_from_caption(i.source_caption)
+        if bench.refusal_kind(i.expected) == "count":
+            assert "add" in i.tags or "more" in i.instruction, i.id
+            assert len(scene.objects) == shapes.MAX_OBJECTS or "more" in i.instruction, i.id
+        if bench.refusal_kind(i.expected) == "no_change" and "background" in i.tags:
+            assert scene.background in i.instruction, i.id
+
+
+def test_refusal_helpers_and_loading_errors(tmp_path, monkeypatch):
+    assert bench.is_refusal("refuse:colour") and bench.refusal_kind("refuse:colour") == "colour"
+    assert not bench.is_refusal("a red circle in the middle") and bench.refusal_kind("a red circle in the middle") is None
+    with pytest.raises(CourseInputError, match="expected"):
+        bench.is_refusal(None)
+    monkeypatch.setattr(bench, "BENCHMARK_DIR", tmp_path)
+    bench.heldout_requests.cache_clear()
+    try:
+        with pytest.raises(CourseInputError, match="missing"):
+            bench.heldout_requests()
+        (tmp_path / "requests.tsv").write_text("id\trequest\n")
+        with pytest.raises(CourseInputError, match="columns"):
+            bench.heldout_requests()
+        (tmp_path / "requests.tsv").write_text("id\ttags\trequest\texpected\nr001\tsingle\ta red ball\n")
+        with pytest.raises(CourseInputError, match="line 2"):
+            bench.heldout_requests()
+    finally:
+        bench.heldout_requests.cache_clear()

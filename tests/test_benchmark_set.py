@@ -175,3 +175,12 @@ def test_refusal_helpers_and_loading_errors(tmp_path, monkeypatch):
             bench.heldout_requests()
     finally:
         bench.heldout_requests.cache_clear()
+
+
+def test_readme_counts_match_the_tables():
+    text = (bench.BENCHMARK_DIR / "README.md").read_text()
+    requests_part, instructions_part = text.split("\nRequests (")[1].split("\nInstructions (")
+    for part, items in ((requests_part, bench.heldout_requests()), (instructions_part, bench.heldout_instructions())):
+        assert part.startswith(f"{len(items)} lines"), part[:40]
+        table = dict(re.findall(r"^\| (\w+) \| (\d+) \|", part, flags=re.M))
+        assert {t: int(n) for t, n in table.items()} == bench.tag_counts(items)

@@ -3,7 +3,7 @@
 language.REAL_WRITER is Qwen2.5-0.5B-Instruct, a transformers Qwen2ForCausalLM. Here a tiny Qwen2ForCausalLM (2 layers,
 hidden 64) keeps Qwen2.5's architecture flags (tied input and output embeddings, rotary positions with theta 1e6,
 grouped-query attention with fewer key/value heads than query heads, a vocabulary padded past the tokenizer's, and
-Qwen2.5-Instruct's generation_config, which samples) with seeded random weights. It is written with save_pretrained
+a generation_config that samples, as Qwen2.5-Instruct's does) with seeded random weights. It is written with save_pretrained
 into a temporary folder next to the course's own byte-level BPE tokenizer (data/prompt_writer), given the two ChatML
 tokens and the ChatML chat template Qwen2.5 uses (without its tool branch), so expand_prompt takes its chat-template
 branch; a second folder holds the same tokenizer without a template, for the plain branch.
@@ -66,7 +66,7 @@ def build_tiny_qwen(folder, seed: int = 0, *, chat_template: str | None = CHATML
                          bos_token_id=end_of_text, eos_token_id=im_end)
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)
-    model.generation_config = GenerationConfig(  # Qwen2.5-Instruct's: sampling on; expand_prompt must not sample
+    model.generation_config = GenerationConfig(  # sampling on, as Qwen2.5-Instruct's; expand_prompt must not sample
         bos_token_id=end_of_text, pad_token_id=end_of_text, eos_token_id=[im_end, end_of_text], do_sample=True,
         temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=REPETITION_PENALTY)
     model.save_pretrained(folder)
@@ -187,7 +187,7 @@ def test_chat_template_branch_feeds_the_system_prompt_and_the_request(qwen, gene
 
 def test_answer_is_greedy_whatever_the_generation_config_says(qwen, generated):
     model, tokenizer = qwen
-    assert model.generation_config.do_sample  # Qwen2.5-Instruct's config samples
+    assert model.generation_config.do_sample  # the saved config samples, as Qwen2.5-Instruct's
     torch.manual_seed(1)
     first = language.expand_prompt(model, tokenizer, REQUEST, max_new_tokens=12)
     torch.manual_seed(2)

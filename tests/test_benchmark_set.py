@@ -27,8 +27,8 @@ REQUEST_MINIMUMS = {"two_objects": 40, "three_objects": 20, "relation": 20, "bac
 INSTRUCTION_MINIMUMS = {"impossible": 30, "two_edits": 10, "lexicon": 20, "typo": 5, "colour": 30, "shape": 20,
                         "background": 20, "remove": 20, "add": 20, "referent_position": 15, "referent_colour": 15,
                         "referent_shape": 15}
-# The thing each not_in_scene / ambiguous line names, read off its instruction by hand.
-REFERENTS = {
+# The thing each not_in_scene / ambiguous line names, read off its instruction by hand, per part.
+DEV_REFERENTS = {
     "i015": {"shape": "triangle"}, "i037": {"colour": "green", "shape": "square"}, "i046": {"shape": "square"},
     "i051": {"shape": "triangle"}, "i052": {"shape": "triangle"}, "i057": {"colour": "yellow"},
     "i073": {"colour": "blue", "shape": "circle"}, "i079": {"shape": "circle"},
@@ -39,6 +39,19 @@ REFERENTS = {
     "i215": {"shape": "circle"}, "i219": {"shape": "circle"}, "i233": {"shape": "triangle"}, "i235": {"colour": "red"},
     "i237": {"shape": "triangle"}, "i243": {"colour": "blue"},
 }
+FINAL_REFERENTS = {
+    "f-i029": {"shape": "triangle"}, "f-i057": {"shape": "circle"}, "f-i087": {"shape": "triangle"},
+    "f-i097": {"colour": "red"}, "f-i104": {"colour": "blue"}, "f-i112": {"colour": "red"},
+    "f-i120": {"shape": "circle"}, "f-i121": {"shape": "square"}, "f-i137": {"shape": "circle"},
+    "f-i152": {"shape": "square"}, "f-i161": {"shape": "circle"}, "f-i169": {"shape": "triangle"},
+    "f-i170": {"colour": "green", "shape": "triangle"}, "f-i187": {"colour": "yellow"}, "f-i194": {"shape": "square"},
+    "f-i202": {"shape": "circle"}, "f-i218": {"shape": "square"}, "f-i219": {"shape": "triangle"},
+    "f-i226": {"colour": "yellow"}, "f-i234": {"colour": "yellow"}, "f-i243": {"shape": "square"},
+    "f-i251": {"colour": "green"}, "f-i252": {"colour": "red"},
+}
+REFERENTS = {"dev": DEV_REFERENTS, "final": FINAL_REFERENTS}
+ID_PREFIX = {"dev": "", "final": "f-"}
+FINAL_HEADING = "\n## The final set"  # README.md: the dev set's section comes before it, the final set's after
 OBJECT_COUNT_TAGS = {"single": 1, "two_objects": 2, "three_objects": 3}
 
 
@@ -58,8 +71,9 @@ def _target(source_caption: str, canonical: str) -> str:
     return shapes.caption(scene, "full")
 
 
-def test_sizes_and_tag_minimums():
-    requests, instructions = bench.heldout_requests(), bench.heldout_instructions()
+@pytest.mark.parametrize("part", bench.PARTS)
+def test_sizes_and_tag_minimums(part):
+    requests, instructions = bench.heldout_requests(part), bench.heldout_instructions(part)
     assert len(requests) >= 220 and len(instructions) >= 220
     for items, minimums in ((requests, REQUEST_MINIMUMS), (instructions, INSTRUCTION_MINIMUMS)):
         counts = bench.tag_counts(items)
@@ -72,12 +86,13 @@ def test_sizes_and_tag_minimums():
     assert set(kinds) == {"colour", "shape", "count"}, kinds
 
 
-def test_ids_tags_and_refusals_are_well_formed():
-    requests, instructions = bench.heldout_requests(), bench.heldout_instructions()
+@pytest.mark.parametrize("part", bench.PARTS)
+def test_ids_tags_and_refusals_are_well_formed(part):
+    requests, instructions = bench.heldout_requests(part), bench.heldout_instructions(part)
     for items, prefix, known in ((requests, "r", bench.REQUEST_TAGS), (instructions, "i", bench.INSTRUCTION_TAGS)):
         ids = [x.id for x in items]
         assert len(set(ids)) == len(ids)
-        assert all(re.fullmatch(prefix + r"\d{3}", i) for i in ids)
+        assert all(re.fullmatch(ID_PREFIX[part] + prefix + r"\d{3}", i) for i in ids)
         for x in items:
             assert x.tags and set(x.tags) <= set(known), (x.id, x.tags)
             assert len(set(x.tags)) == len(x.tags), x.id
@@ -91,17 +106,19 @@ def test_ids_tags_and_refusals_are_well_formed():
     assert set(bench.TAGS) == set(bench.REQUEST_TAGS) | set(bench.INSTRUCTION_TAGS)
 
 
-def test_no_line_is_duplicated():
-    seen = collections.Counter(" ".join(r.request.lower().split()) for r in bench.heldout_requests())
+@pytest.mark.parametrize("part", bench.PARTS)
+def test_no_line_is_duplicated(part):
+    seen = collections.Counter(" ".join(r.request.lower().split()) for r in bench.heldout_requests(part))
     assert [t for t, n in seen.items() if n > 1] == []
     pairs = collections.Counter((i.source_caption, " ".join(i.instruction.lower().split()))
-                                for i in bench.heldout_instructions())
+                                for i in bench.heldout_instructions(part))
     assert [p for p, n in pairs.items() if n > 1] == []
 
 
-def test_request_answers_are_canonical_captions():
+@pytest.mark.parametrize("part", bench.PARTS)
+def test_request_answers_are_canonical_captions(part):
     relations = 0
-    for r in bench.heldout_requests():
+    for r in bench.heldout_requests(part):
         if bench.is_refusal(r.expected):
             continue
         if "relation" in r.tags:
@@ -119,8 +136,9 @@ def test_request_answers_are_canonical_captions():
     assert relations >= 20
 
 
-def test_instruction_answers_are_the_world_executing_the_canonical_instruction():
-    for i in bench.heldout_instructions():
+@pytest.mark.parametrize("part", bench.PARTS)
+def test_instruction_answers_are_the_world_executing_the_canonical_instruction(part):
+    for i in bench.heldout_instructions(part):
         scene = shapes.scene_from_caption(i.source_caption)
         assert shapes.caption(scene, "full") == i.source_caption, i.id
         if bench.is_refusal(i.expected):
@@ -132,11 +150,12 @@ def test_instruction_answers_are_the_world_executing_the_canonical_instruction()
         assert i.expected != i.source_caption, i.id
 
 
-def test_not_in_scene_and_ambiguous_referents_hold():
-    by_id = {i.id: i for i in bench.heldout_instructions()}
+@pytest.mark.parametrize("part", bench.PARTS)
+def test_not_in_scene_and_ambiguous_referents_hold(part):
+    by_id = {i.id: i for i in bench.heldout_instructions(part)}
     needing = {i.id for i in by_id.values() if bench.refusal_kind(i.expected) in ("not_in_scene", "ambiguous")}
-    assert needing == set(REFERENTS)
-    for ident, referent in REFERENTS.items():
+    assert needing == set(REFERENTS[part])
+    for ident, referent in REFERENTS[part].items():
         item = by_id[ident]
         assert all(value in item.instruction for value in referent.values()), ident  # the words the line uses
         scene = shapes.scene_from_caption(item.source_caption)
@@ -147,8 +166,9 @@ def test_not_in_scene_and_ambiguous_referents_hold():
             assert len(fits) >= 2, ident
 
 
-def test_count_and_no_change_refusals_hold():
-    for i in bench.heldout_instructions():
+@pytest.mark.parametrize("part", bench.PARTS)
+def test_count_and_no_change_refusals_hold(part):
+    for i in bench.heldout_instructions(part):
         scene = shapes.scene_from_caption(i.source_caption)
         if bench.refusal_kind(i.expected) == "count":
             assert "add" in i.tags or "more" in i.instruction, i.id
@@ -166,21 +186,39 @@ def test_refusal_helpers_and_loading_errors(tmp_path, monkeypatch):
     bench.heldout_requests.cache_clear()
     try:
         with pytest.raises(CourseInputError, match="missing"):
-            bench.heldout_requests()
+            bench.heldout_requests("dev")
         (tmp_path / "requests.tsv").write_text("id\trequest\n")
         with pytest.raises(CourseInputError, match="columns"):
-            bench.heldout_requests()
+            bench.heldout_requests("dev")
         (tmp_path / "requests.tsv").write_text("id\ttags\trequest\texpected\nr001\tsingle\ta red ball\n")
         with pytest.raises(CourseInputError, match="line 2"):
             bench.heldout_requests()
+        with pytest.raises(CourseInputError, match="part"):
+            bench.heldout_requests("test")
+        with pytest.raises(CourseInputError, match="part"):
+            bench.heldout_instructions("train")
     finally:
         bench.heldout_requests.cache_clear()
 
 
-def test_readme_counts_match_the_tables():
+@pytest.mark.parametrize("part", bench.PARTS)
+def test_readme_counts_match_the_tables(part):
     text = (bench.BENCHMARK_DIR / "README.md").read_text()
-    requests_part, instructions_part = text.split("\nRequests (")[1].split("\nInstructions (")
-    for part, items in ((requests_part, bench.heldout_requests()), (instructions_part, bench.heldout_instructions())):
-        assert part.startswith(f"{len(items)} lines"), part[:40]
-        table = dict(re.findall(r"^\| (\w+) \| (\d+) \|", part, flags=re.M))
+    dev_text, final_text = text.split(FINAL_HEADING)
+    requests_part, instructions_part = (dev_text if part == "dev" else final_text).split("\nRequests (")[1].split("\nInstructions (")
+    for section, items in ((requests_part, bench.heldout_requests(part)),
+                           (instructions_part, bench.heldout_instructions(part))):
+        assert section.startswith(f"{len(items)} lines"), section[:40]
+        table = dict(re.findall(r"^\| (\w+) \| (\d+) \|", section, flags=re.M))
         assert {t: int(n) for t, n in table.items()} == bench.tag_counts(items)
+
+
+def test_final_lines_repeat_no_dev_line():
+    """The final set is independent of the dev set: no request, and no (scene, instruction) pair, appears in both."""
+    def norm(text):
+        return " ".join(text.lower().split())
+    dev_requests = {norm(r.request) for r in bench.heldout_requests("dev")}
+    dev_pairs = {(i.source_caption, norm(i.instruction)) for i in bench.heldout_instructions("dev")}
+    repeated = [r.id for r in bench.heldout_requests("final") if norm(r.request) in dev_requests]
+    repeated += [i.id for i in bench.heldout_instructions("final") if (i.source_caption, norm(i.instruction)) in dev_pairs]
+    assert repeated == []  # ids of final lines only: the dev lines are never printed

@@ -1,6 +1,9 @@
 """The writer's held-out benchmark: requests and instructions written by hand for testing only.   [nb 09]
 
-data/writer_benchmark/requests.tsv and instructions.tsv hold phrasings a person wrote as people type
+Two parts (PARTS), each a requests table and an instructions table in data/writer_benchmark/: "dev"
+(requests.tsv, instructions.tsv; its failures were looked at while the writer was improved, so it is the
+development set) and "final" (final_requests.tsv, final_instructions.tsv; written later by another author,
+kept unseen for the final measurement). Both hold phrasings a person wrote as people type
 them (fillers, new word orders, colour names beyond the four basic words, synonyms, typos, impossible
 asks), never produced by a training template and never used for training; README.md there says who
 wrote them, how, and the conventions of the expected answers. Each line carries its tags (TAGS) and
@@ -16,10 +19,12 @@ import functools
 from dataclasses import dataclass
 
 from course_lib import environment
-from course_lib.validation import CourseInputError
+from course_lib.validation import CourseInputError, check_choice
 
 BENCHMARK_DIR = environment.DATA_DIR / "writer_benchmark"
 REFUSAL_PREFIX = "refuse:"
+PARTS = ("dev", "final")  # dev: looked at while improving the writer; final: kept unseen for the final measurement
+_FILES = {"dev": ("requests.tsv", "instructions.tsv"), "final": ("final_requests.tsv", "final_instructions.tsv")}
 # What a refusal is about: a colour, shape or count the world lacks, an edit the editor cannot do (move,
 # rotate, resize...), an object the scene lacks, a referent two objects fit, contradicting edits, or
 # an edit that would change nothing.
@@ -91,15 +96,17 @@ def _rows(name: str, columns: tuple[str, ...]) -> list[dict]:
 
 
 @functools.cache
-def heldout_requests() -> tuple[HeldoutRequest, ...]:
-    """Return the hand-written held-out requests, in file order (read once).   [nb 09]"""
-    return tuple(HeldoutRequest(**row) for row in _rows("requests.tsv", _REQUEST_COLUMNS))
+def heldout_requests(part: str = "dev") -> tuple[HeldoutRequest, ...]:
+    """Return the hand-written held-out requests of one part (PARTS: "dev" or "final"), in file order (read once).   [nb 09]"""
+    check_choice(part, PARTS, "part")
+    return tuple(HeldoutRequest(**row) for row in _rows(_FILES[part][0], _REQUEST_COLUMNS))
 
 
 @functools.cache
-def heldout_instructions() -> tuple[HeldoutInstruction, ...]:
-    """Return the hand-written held-out instructions, in file order (read once).   [nb 09]"""
-    return tuple(HeldoutInstruction(**row) for row in _rows("instructions.tsv", _INSTRUCTION_COLUMNS))
+def heldout_instructions(part: str = "dev") -> tuple[HeldoutInstruction, ...]:
+    """Return the hand-written held-out instructions of one part (PARTS: "dev" or "final"), in file order (read once).   [nb 09]"""
+    check_choice(part, PARTS, "part")
+    return tuple(HeldoutInstruction(**row) for row in _rows(_FILES[part][1], _INSTRUCTION_COLUMNS))
 
 
 def tag_counts(items) -> dict[str, int]:

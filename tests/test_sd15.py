@@ -14,11 +14,22 @@ import torch
 from course_lib import attention, editing, pipeline, sd15_offline, text, text2image
 from course_lib.validation import CourseInputError
 
-pytestmark = [pytest.mark.sd, pytest.mark.usefixtures("one_thread")]
+pytestmark = [pytest.mark.sd, pytest.mark.usefixtures("one_thread", "plain_cpu_kernels")]
 
 SIZE = 64
 PROMPTS = ["a photo of an axolotl riding a bicycle"]
 TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def plain_cpu_kernels():
+    """Run this module without oneDNN: at 8 x 8 latents SD's UNet is bound by reading its 3.4 GB of weights, and oneDNN's
+    convolutions re-lay them out at every call (measured: 1.7 s per 2-row call with it, 1.3 s without). The course and
+    diffusers run the same kernels either way, so every equality holds as it would with oneDNN."""
+    before = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    yield
+    torch.backends.mkldnn.enabled = before
 
 
 @pytest.fixture(scope="module")
@@ -211,8 +222,8 @@ def test_null_text_inversion_stays_finite_with_a_float16_unet(sd, z0):
 
 @pytest.fixture(scope="module")
 def direct(parts, z0):
-    """Direct inversion of z0 under SOURCE, 3 steps at g = 7.5: the source branch of the controller tests."""
-    return editing.invert(parts, z0, SOURCE, editing.InversionSettings("direct", 3, guidance_scale=G))
+    """Direct inversion of z0 under SOURCE, 2 steps at g = 7.5: the source branch of the controller tests."""
+    return editing.invert(parts, z0, SOURCE, editing.InversionSettings("direct", 2, guidance_scale=G))
 
 
 def _layers_by_side(probs: dict) -> dict[int, set]:
@@ -233,7 +244,7 @@ def test_prompt_to_prompt_refine_controls_sds_16_cross_attention_blocks_at_four_
     # target: <sot> a photo of an ok api on the green grass <eot>; source: the same without "green"
     assert mapper[:12].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, -1, 9, 10] and mapper[-1] == 75
     assert editing.changed_positions(tok, SOURCE, target) == ([], [9])
-    controller = editing.AttentionReplace(mapper=mapper, cross_window=(0.0, 0.67), record=True)  # steps 0 and 1
+    controller = editing.AttentionReplace(mapper=mapper, cross_window=(0.0, 0.5), record=True)  # step 0 of 2
     before = {name: type(p) for name, p in parts.unet.attn_processors.items()}
     z_src, z_tgt = editing.p2p_latents(parts, direct, target, controller, guidance_scale=G)
     assert z_tgt.shape == z0.shape and torch.isfinite(z_tgt).all() and _rmse(z_tgt, z_src) > 1e-4
@@ -246,11 +257,11 @@ def test_prompt_to_prompt_refine_controls_sds_16_cross_attention_blocks_at_four_
     assert sides[1] == {"mid_block.attentions.0.transformer_blocks.0.attn2.processor"}
     taken = mapper >= 0
     for name, calls in controller.probs.items():
-        assert len(calls) == 3 and calls[0].shape[:2] == (4, 8) and calls[0].shape[-1] == 77  # CFG_LAYOUT, 8 heads
+        assert len(calls) == 2 and calls[0].shape[:2] == (4, 8) and calls[0].shape[-1] == 77  # CFG_LAYOUT, 8 heads
         for step, probs in enumerate(calls):
             tgt, src = editing.layout_rows(probs, "cond_tgt"), editing.layout_rows(probs, "cond_src")
             replaced = torch.equal(tgt[..., taken], src[..., mapper[taken]])
-            assert replaced == (step < 2), (name, step)
+            assert replaced == (step < 1), (name, step)
 
 
 def test_a_two_token_word_swapped_for_a_one_token_word_aligns_the_words_after_it(parts):
@@ -294,7 +305,7 @@ def test_prompt_to_prompt_reweighting_alone_blends_where_the_word_is(parts, z0):
     nothing. Local blending follows the re-weighted words too: a mask that covers some cells, and a changed image."""
     image = _image()[0]
     settings = editing.PromptToPromptSettings(reweight={"okapi": 3.0}, self_window=(0.0, 0.0))
-    inversion = editing.InversionSettings("direct", 3, guidance_scale=G)
+    inversion = editing.InversionSettings("direct", 2, guidance_scale=G)
     out = editing.prompt_to_prompt(parts, image, SOURCE, SOURCE, inversion=inversion, settings=settings)
     assert out.mask.shape == (1, SIZE, SIZE) and out.mask.any()
     assert out.image.shape == image.shape and torch.isfinite(out.image).all()
@@ -306,11 +317,11 @@ def test_diffedit_and_attention_maps_and_masks_at_latent_size(parts, z0):
     """difference_map and attention_map are (1, 1, h, w) at latent size, finite, in range; they vanish where nothing
     was asked (the same prompt twice); the masks are bool at latent (edit_mask) and image (diffedit_mask) size."""
     h = SIZE // 8
-    diff = editing.difference_map(parts, z0, SOURCE, TARGET, num_draws=2, generator=0)
+    diff = editing.difference_map(parts, z0, SOURCE, TARGET, num_draws=1, generator=0)
     same = editing.difference_map(parts, z0, SOURCE, SOURCE, num_draws=1, generator=0)
     assert diff.shape == (1, 1, h, h) and torch.isfinite(diff).all() and diff.min() >= 0 and diff.max() > 0
     assert float(same.abs().max()) == 0.0
-    att = editing.attention_map(parts, z0, SOURCE, TARGET, num_draws=2, generator=0)
+    att = editing.attention_map(parts, z0, SOURCE, TARGET, num_draws=1, generator=0)
     assert att.shape == (1, 1, h, h) and torch.isfinite(att).all()
     assert att.min() >= 0 and att.max() <= 2 and att.max() > 0  # two rows' probabilities of distinct tokens
     mask = editing.edit_mask(parts, _image(), SOURCE, TARGET, source="attention", num_draws=1, generator=0)
@@ -332,7 +343,7 @@ def test_mask_locking_keeps_the_source_latent_outside_the_mask(parts, z0, monkey
     decode = parts.decode_latents
     monkeypatch.setattr(parts, "decode_latents", lambda z: decoded.append(z.clone()) or decode(z))
     out = editing.mask_locking(parts, image, SOURCE, TARGET, mask=mask,
-                               inversion=editing.InversionSettings("ddim", 4, guidance_scale=G))
+                               inversion=editing.InversionSettings("ddim", 3, guidance_scale=G))
     z = decoded[-1]
     half = SIZE // 16
     assert z.shape == z0.shape and torch.equal(z[..., half:], z0[..., half:])
@@ -358,9 +369,9 @@ def test_instruct_pix2pix_loop_equals_the_pipeline_on_sds_8_channel_unet(sd, wor
     image = _image()
     for s_t, s_i in ((7.5, 1.5), (1.0, 1.5)):  # three rows of eq. 3, and the conditional row alone
         ours = ip2p.edit(parts, image, "turn it into a watercolour", guidance_scale=s_t, image_guidance_scale=s_i,
-                         num_steps=3, generator=torch.Generator().manual_seed(4))
+                         num_steps=2, generator=torch.Generator().manual_seed(4))
         theirs = ip2p.pipeline_images(pipe, image, ["turn it into a watercolour"], guidance_scale=s_t,
-                                      image_guidance_scale=s_i, num_steps=3, generator=torch.Generator().manual_seed(4))
+                                      image_guidance_scale=s_i, num_steps=2, generator=torch.Generator().manual_seed(4))
         diff = float((ours - theirs).abs().max())
         worst(f"sd15: instruct_pix2pix loop vs StableDiffusionInstructPix2PixPipeline (s_T={s_t:g})", diff)
         assert ours.shape == image.shape and torch.isfinite(ours).all() and diff <= TOL, (s_t, diff)

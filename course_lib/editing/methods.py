@@ -161,7 +161,7 @@ def prompt_to_prompt(parts: latent.UNetSystem, image: torch.Tensor, source_promp
     blender = None
     if settings.local_blend:
         positions = [changed_positions(tokenizer, s, t) for s, t in zip(sources, targets)]
-        if settings.reweight:  # a re-weighted word is edited too: blending follows it (else a re-weighting alone locks all)
+        if settings.reweight:  # a re-weighted word is edited too (without it a re-weighting alone would lock everything)
             positions = [(sorted(set(p) | set(reweighted_positions(tokenizer, s, settings.reweight))),
                           sorted(set(q) | set(reweighted_positions(tokenizer, t, settings.reweight))))
                          for (p, q), s, t in zip(positions, sources, targets)]

@@ -138,18 +138,29 @@ def check_size(size: int) -> int:
     return size
 
 
+def make_unet(size: int = 64, *, seed: int = 0, overrides: dict | None = None):
+    """Return SD 1.5's UNet2DConditionModel (UNET_CONFIG, sample_size = size / 8, overrides on top), seeded random weights, eval.
+
+    overrides={"in_channels": 8} gives InstructPix2Pix's UNet (z_t and the source latent, 4 + 4 channels).
+    """
+    from diffusers import UNet2DConditionModel
+
+    size, seed = check_size(size), check_int(seed, "seed", minimum=0)
+    with models.seeded(seed):
+        return UNet2DConditionModel(**{**UNET_CONFIG, "sample_size": size // VAE_FACTOR, **(overrides or {})}).eval()
+
+
 def make_parts(size: int = 64, *, seed: int = 0, unet_overrides: dict | None = None) -> dict:
     """Return {"unet", "vae", "text_encoder", "tokenizer", "scheduler"} of SD 1.5's configs, seeded random weights, eval.
 
     size: the image side (sample_size = size / 8 for the UNet, size for the VAE); unet_overrides
     replace UNET_CONFIG keys (in_channels=8 for InstructPix2Pix's UNet).
     """
-    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, PNDMScheduler
     from transformers import CLIPTextConfig, CLIPTextModel
 
     size, seed = check_size(size), check_int(seed, "seed", minimum=0)
-    with models.seeded(seed):
-        unet = UNet2DConditionModel(**{**UNET_CONFIG, "sample_size": size // VAE_FACTOR, **(unet_overrides or {})})
+    unet = make_unet(size, seed=seed, overrides=unet_overrides)
     with models.seeded(seed + 1):
         vae = AutoencoderKL(**{**VAE_CONFIG, "sample_size": size})
     with models.seeded(seed + 2):

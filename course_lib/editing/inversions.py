@@ -176,9 +176,15 @@ class Inversion:
 
 
 def _null_text_steps(parts, path, steps: list[Level], cond, empty, settings: InversionSettings, counter):
-    """Null-text inversion's inner loop (Mokady et al. 2023, Alg. 1): per step, Adam on the unconditional embedding."""
+    """Null-text inversion's inner loop (Mokady et al. 2023, Alg. 1): per step, Adam on the unconditional embedding.
+
+    The gradient is taken for the embedding alone (torch.autograd.grad): the UNet's weights get none, so a
+    Stable Diffusion UNet (860 M parameters) neither spends half its backward pass on them nor keeps their
+    .grad (3.4 GB in float32) after the inversion. The embedding and Adam's moments are float32 whatever the
+    UNet's dtype (call_model casts it for the UNet): float16 cannot hold Adam's eps = 1e-8.
+    """
     g, k = settings.guidance_scale, len(steps)
-    uncond, null = [], empty.clone()
+    uncond, null = [], empty.float()
     z = path[-1]
     for i, level in enumerate(steps):
         target = path[k - 1 - i]
@@ -191,14 +197,13 @@ def _null_text_steps(parts, path, steps: list[Level], cond, empty, settings: Inv
                 eps_u = unet_eps(parts, z, level.t, null)
                 reached = ddim_step(parts, level, guidance.cfg_combine(eps_u, eps_c, g), z)
                 loss = F.mse_loss(reached, target)
-                optimiser.zero_grad()
-                loss.backward()
+                (null.grad,) = torch.autograd.grad(loss, [null])
                 optimiser.step()
             counter[0] += 2  # one forward and one backward pass
             if loss.item() < settings.null_text_tolerance * (1 + 2 * i):  # the paper's early stop, looser later on
                 break
         null = null.detach()
-        uncond.append(null)
+        uncond.append(null.to(empty.dtype))
         z = ddim_step(parts, level, guidance.cfg_combine(unet_eps(parts, z, level.t, null), eps_c, g), z)
         counter[0] += 2
     return uncond

@@ -28,7 +28,7 @@ from course_lib.editing.masks import (NORMALISATIONS, LocalBlend, MaskSettings, 
                                       image_mask, latent_mask)
 from course_lib.editing.primitives import image_latents, latent_images, prompt_embeddings
 from course_lib.editing.tokens import (MAPPER_MODES, changed_positions, check_edit_prompts, check_reweight,
-                                       reweight_scales, token_mapper)
+                                       reweight_scales, reweighted_positions, token_mapper)
 from course_lib.validation import CourseInputError, check_choice, check_int
 
 
@@ -92,7 +92,7 @@ class PromptToPromptSettings:
     mode: 'swap' (prompts align token by token), 'refine' (words added or removed) or 'auto'.
     reweight: {word of the target prompt: scale > 0} scales that word's cross-attention (e.g.
     {"red": 2.0}). local_blend: after each step from blend_start on, keep the target's latents only
-    where the changed words are attended (LocalBlend with blend_threshold, blend_grow cells,
+    where the changed and the re-weighted words are attended (LocalBlend with blend_threshold, blend_grow cells,
     blend_normalise), the source branch's elsewhere.
     """
 
@@ -141,7 +141,7 @@ def prompt_to_prompt(parts: latent.UNetSystem, image: torch.Tensor, source_promp
 
     The source branch follows the inversion (InversionSettings); inside settings' windows the target
     takes the source's attention maps (word swap or refinement; re-weighting scales chosen words),
-    and with local blending it keeps its own latents only where the changed words are attended.
+    and with local blending it keeps its own latents only where the changed (or re-weighted) words are attended.
     Returns EditOutput(image, mask): mask is local blending's final mask at image size (None without it).
     """
     images, single, sources, targets, generator = _edit_door(parts, image, source_prompt, target_prompt, inversion,
@@ -161,6 +161,10 @@ def prompt_to_prompt(parts: latent.UNetSystem, image: torch.Tensor, source_promp
     blender = None
     if settings.local_blend:
         positions = [changed_positions(tokenizer, s, t) for s, t in zip(sources, targets)]
+        if settings.reweight:  # a re-weighted word is edited too (without it a re-weighting alone would lock everything)
+            positions = [(sorted(set(p) | set(reweighted_positions(tokenizer, s, settings.reweight))),
+                          sorted(set(q) | set(reweighted_positions(tokenizer, t, settings.reweight))))
+                         for (p, q), s, t in zip(positions, sources, targets)]
         f = vae_lib.downsampling_factor(parts.vae)
         blender = LocalBlend([p[0] for p in positions], [p[1] for p in positions],
                              side=(images.shape[-2] // f, images.shape[-1] // f), threshold=settings.blend_threshold,

@@ -112,6 +112,17 @@ def token_positions(tokenizer, prompt: str, word: str) -> list[int]:
     raise CourseInputError(f"the word {word!r} is not in the prompt {prompt!r} (its words: {_words(tokenizer, ids)}).")
 
 
+def reweighted_positions(tokenizer, prompt: str, reweight: tuple[tuple[str, float], ...]) -> list[int]:
+    """Return the positions (padded sequence, start token = 0) of the re-weighted words that `prompt` holds, sorted."""
+    out = set()
+    for word, _ in reweight:
+        try:
+            out.update(token_positions(tokenizer, prompt, word))
+        except CourseInputError:  # a word of the target that the source does not hold
+            continue
+    return sorted(out)
+
+
 def check_reweight(reweight) -> tuple[tuple[str, float], ...]:
     """Return {word: scale} as ((word, scale), ...) if every scale is a finite number > 0, else raise.
 

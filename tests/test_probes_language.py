@@ -117,13 +117,13 @@ REFUSED = [
     ("resolve_edit, unreadable caption", lambda w: language.resolve_edit("make the background white", "a red blob", "x"),
      CourseInputError, "cannot read"),
     ("resolve_edit, not an edit", lambda w: language.resolve_edit("make the blue circle red", SOURCE, "x"), WriterError,
-     "not an edit of this scene"),
+     "no blue circle in the scene"),
     ("resolved, kind unknown", lambda w: language.resolved("caption", "a red ball", "a red circle in the middle"),
      CourseInputError, "kind='caption' is not known"),
     ("resolved, answer None", lambda w: language.resolved("request", "a red ball", None), CourseInputError,
      "answer must be"),
     # the guard
-    ("unknown_word of None", lambda w: language.unknown_word(None), CourseInputError, "text must be a string"),
+    ("read of None", lambda w: language.read(None), CourseInputError, "text must be a string"),
     # the writer
     ("generate an int", lambda w: w.generate(5), CourseInputError, "prompts must be a string or a list of strings"),
     ("generate a list of ints", lambda w: w.generate([1]), CourseInputError, "prompts must be"),
@@ -135,7 +135,7 @@ REFUSED = [
      r"too long for the writer: \d+ tokens .* at most 88 tokens"),
     ("caption None", lambda w: w.caption(None), CourseInputError, "request must be a string"),
     ("caption, blank", lambda w: w.caption("   "), CourseInputError, "request is empty"),
-    ("caption, an unseen colour", lambda w: w.caption("a violet ball in the middle"), WriterError, "no 'violet'"),
+    ("caption, an unseen colour", lambda w: w.caption("a violet ball in the middle"), WriterError, "no violet"),
     ("target_caption, over-long instruction", lambda w: w.target_caption(SOURCE, "make the ball blue and " * 30),
      WriterError, "with the source caption"),
     ("target_caption, unreadable source", lambda w: w.target_caption("a red blob", "make it blue"), CourseInputError,
@@ -156,7 +156,7 @@ REFUSED = [
                                                                           generator="0"), CourseInputError,
      "generator must be a torch.Generator, an int seed"),
     ("edit, an unseen word", lambda w: language.edit_from_instruction(w, None, None, SOURCE, "make the ball violet"),
-     WriterError, "no 'violet'"),
+     WriterError, "no violet"),
     # the real-LLM path
     ("load_instruction_model, id a number", lambda w: language.load_instruction_model(5), CourseInputError,
      "model_id must be a string"),
@@ -235,10 +235,12 @@ def test_numpy_integers_and_single_kinds():
 
 
 def test_every_generated_input_and_answer_fits_the_positions(writer):
-    # no valid example is refused for its length, and every canonical answer fits the tokens kept for it
+    # no valid example is refused for its length (what the model reads: the reader's text), and every canonical
+    # answer fits the tokens kept for it
     for split in ("train", "test"):
         rows = language.examples(3000, 1, split)
-        prompt_tokens = writer.tokenizer([p + language.SEP for _, p, _ in rows], add_special_tokens=False)["input_ids"]
+        read = [language.model_input(p)[0] for _, p, _ in rows]
+        prompt_tokens = writer.tokenizer([t + language.SEP for t in read], add_special_tokens=False)["input_ids"]
         answer_tokens = writer.tokenizer([a + language.END for _, _, a in rows], add_special_tokens=False)["input_ids"]
         assert max(map(len, prompt_tokens)) <= writer.max_input_tokens, split
         assert max(map(len, answer_tokens)) <= language.MAX_ANSWER_TOKENS, split
@@ -288,10 +290,10 @@ def test_refusals_pass_through_resolved_and_bad_answers_are_invalid():
         shapes.caption(shapes.apply_edit(SCENE, shapes.Edit("colour", index=1, value="blue")))
 
 
-def test_typos_within_one_edit_pass_the_guard_and_unseen_words_do_not():
-    assert language.unknown_word("a crimsno ball in the uper left") is None
-    assert language.unknown_word("a violet ball") == "violet"
-    assert language.unknown_word("") is None
+def test_typos_within_the_budget_are_corrected_and_unknown_words_refused_only_in_a_slot():
+    assert language.read("a crimsno ball in the uper left").model_text == "a red circle in the top left"
+    assert language.read("a violet ball").refusal.kind == "colour"
+    assert language.read("").model_text == "" and language.read("").refusal is None
 
 
 def test_scores_of_one_answer():

@@ -13,6 +13,16 @@ model and the editing methods were built for:
       -> canonical instruction   "make the red circle on the left blue"
       -> target caption          "a blue circle on the left, on a black background"   (the world applies it)
 
+Before the model sees a text, a reader (course_lib.language.reader) reads it word by word against a
+lexicon built from real data (the xkcd colour survey's and CSS4's colour names mapped onto the
+world's colours in OKLab; shape, place, count and background words written down with their
+source): it corrects typos by characters, rewrites each slot word into the world's own word
+("cobalt" -> "blue", "upper-left corner" -> "in the top left"), lets words that name nothing pass,
+and refuses, in one plain sentence, a word the world lacks where a colour, shape, count, place or
+background must stand. The model then writes the caption from what the reader leaves: it learns
+structure (which object sits where, what "two" applies to, which object "the ball" is), the
+reader supplies the words' meaning, as a tool a language model calls.
+
 The writer answers in the world's own small languages: a caption (objects in the order the request
 names them; resolve_request sorts them into reading order) and the canonical instruction of
 shapes.instruction, which shapes.read_instruction and apply_edit execute (resolve_edit), the way a
@@ -37,7 +47,10 @@ The data: `request_example` and `instruction_example` turn a scene (and an edit)
 phrasing and its canonical answer. Every word list holds training entries and held-out entries
 (HELD_OUT): split "train" draws only the former, split "test" only the latter (new frames, word
 orders and joiners, made of words the training phrasings use, plus unseen typos and unseen
-unsupported words). Scenes come from shapes split "train" for training and "test"/"heldout" for
+unsupported words). The lexicon's colour names are split too (lexicon.lexicon_split): training draws only its "train"
+names. The honest test is benchmark_set: requests and instructions written by hand for testing only
+(a "dev" part looked at while the reader was built, a "final" part kept unseen until the final
+measurement), scored by heldout. Scenes come from shapes split "train" for training and "test"/"heldout" for
 measuring, so no measured request describes a training scene; requests naming a held-out
 colour-shape pair (shapes.HELDOUT_PAIRS) are never in training. What the writer leaves open it
 fills the same way every time: an object without a shape is a square (DEFAULT_SHAPE), a lone
@@ -51,7 +64,12 @@ The package, one module per section (`from course_lib import language`, then `la
     dataset               examples(n, seed, split), normalise
     model                 build_tokenizer, encode_examples, make_model, lm_loss
     refusals              WriterError, check_refusal, resolve_request, resolve_edit, resolved
-    guard                 known_words, unknown_word: the words the writer can read; describes
+    lexicon               colour names of the xkcd survey and CSS4 mapped to the world's colours; slot word lists
+    reader                read, model_input, correct: the text read against the lexicon before the model sees it
+    referents             read_part, find_referent, apply_edits: the world finds the objects an answer names
+    guard                 describes: does a request ask for a caption's scene (exercise C's oracle)
+    benchmark_set         the hand-written held-out requests and instructions (dev and final parts)
+    heldout               score_heldout, heldout_table, score_typos: the writer on them
     writer                PromptWriter, save_writer, load_writer
     instruction_edit      edit_from_instruction: the writer, then an editing method
     real_llm              load_instruction_model, expand_prompt: a real instruction model (GPU)
@@ -61,8 +79,8 @@ The package, one module per section (`from course_lib import language`, then `la
 """
 
 from course_lib.language.dataset import KINDS, examples, normalise
-from course_lib.language.figures import show_prompted_images
-from course_lib.language.guard import describes, known_words, unknown_word
+from course_lib.language.figures import show_colour_lexicon, show_prompted_images
+from course_lib.language.guard import describes
 from course_lib.language.instruction_edit import DEFAULT_EDIT_METHOD, EDIT_METHODS, InstructionEdit, \
     edit_from_instruction
 from course_lib.language.instruction_examples import edit_prompt, instruction_example, phrase_edit
@@ -81,7 +99,14 @@ from course_lib.language.words import ALONE_FRAMES, BACKGROUND_FRAMES, BACKGROUN
     REFUSALS, RELATION_FRAMES, SCENE, SEP, SHAPE_WORDS, SPECIAL, TYPO_RATE, UNSUPPORTED, VAGUE_OBJECT_FRAMES, \
     WRITER_SPLITS, as_rng, check_split, check_text, entries
 from course_lib.language.writer import NAME, PromptWriter, load_writer, save_writer
-from course_lib.language.writer_training import TRAIN_CONFIG, TRAIN_EXAMPLES, train_writer
+from course_lib.language.lexicon import COLOUR_CATEGORIES, MAJORITY, NEIGHBOURS, SHAPE_NOUNS, UNSUPPORTED_SHAPES, \
+    ColourName, colour_lexicon, colour_names, colour_of, lexicon_split, oklab, why_not
+from course_lib.language.reader import Reading, correct, model_input, read, typo_budget, typo_distance
+from course_lib.language.referents import REFERENT, apply_edits, find_referent, read_part, read_parts, referent_phrase
+from course_lib.language.benchmark_set import HeldoutInstruction, HeldoutRequest, heldout_instructions, heldout_requests
+from course_lib.language.heldout import LEXICON_FRAME, TARGETS, heldout_table, score_heldout, score_lexicon, score_typos, \
+    summarise, target_verdicts, typo_requests
+from course_lib.language.writer_training import TRAIN_CONFIG, TRAIN_EXAMPLES, train_writer, training_pairs
 
 __all__ = [
     # words
@@ -102,7 +127,15 @@ __all__ = [
     # refusals and resolving
     "WriterError", "WORLD", "RELATION", "ANSWER_KINDS", "check_refusal", "resolve_request", "resolve_edit", "resolved",
     # the writer
-    "known_words", "unknown_word", "describes", "NAME", "PromptWriter", "save_writer", "load_writer",
+    "describes", "NAME", "PromptWriter", "save_writer", "load_writer",
+    # the lexicon and the reader
+    "NEIGHBOURS", "MAJORITY", "COLOUR_CATEGORIES", "SHAPE_NOUNS", "UNSUPPORTED_SHAPES", "ColourName", "oklab",
+    "colour_lexicon", "colour_of", "colour_names", "lexicon_split", "why_not", "Reading", "read", "model_input", "correct",
+    "typo_budget", "typo_distance", "REFERENT", "referent_phrase", "find_referent", "read_part", "read_parts",
+    "apply_edits",
+    # the hand-written held-out benchmark
+    "HeldoutRequest", "HeldoutInstruction", "heldout_requests", "heldout_instructions", "TARGETS", "score_heldout",
+    "heldout_table", "summarise", "typo_requests", "score_typos", "LEXICON_FRAME", "score_lexicon", "target_verdicts",
     # editing from an instruction
     "EDIT_METHODS", "DEFAULT_EDIT_METHOD", "InstructionEdit", "edit_from_instruction",
     # the real-LLM path
@@ -111,7 +144,7 @@ __all__ = [
     "ATTRIBUTES", "EVALUATED_KINDS", "E2E_ROWS", "REFERENCE_ROWS", "as_read", "attribute_scores", "score_answers", "evaluate",
     "benchmark_instructions", "writer_targets", "target_failures", "request_set", "end_to_end",
     # training
-    "TRAIN_EXAMPLES", "TRAIN_CONFIG", "train_writer",
+    "TRAIN_EXAMPLES", "TRAIN_CONFIG", "train_writer", "training_pairs",
     # pictures
-    "show_prompted_images",
+    "show_prompted_images", "show_colour_lexicon",
 ]

@@ -46,3 +46,43 @@ def show_prompted_images(columns: dict, *, wrap: int = 34, fontsize: float = 7.5
     for c, label in enumerate(columns):
         fig.text((c + 0.5) / k, 1 - 0.06 / height, label, ha="center", va="top", fontsize=10, weight="bold")
     return fig
+
+
+def show_colour_lexicon(labelled=("crimson", "navy", "lime", "lemon", "salmon", "amber", "teal", "purple", "orange",
+                                  "olive", "sky blue", "forest green")):
+    """Draw every colour name of the lexicon on OKLab's (a, b) plane in its own colour, mapped names ringed by world colour.   [nb 09]
+
+    Filled dots: names the lexicon maps to a world colour (ring: that colour); small crosses: names
+    it refuses. The world's four colours are the large squares. labelled: names to write beside their dot.
+    """
+    from course_lib import shapes
+    from course_lib.language.lexicon import colour_lexicon, colour_of, oklab
+
+    labelled = [labelled] if isinstance(labelled, str) else list(labelled)
+    entries = colour_lexicon()
+    if any(not isinstance(n, str) or colour_of(n) is None for n in labelled):
+        raise CourseInputError(f"labelled must be colour names of the lexicon, got {labelled!r}.")
+    fig, ax = plt.subplots(figsize=(6.2, 5.4))
+    for mapped in (False, True):
+        group = [e for e in entries.values() if (e.world is not None) == mapped]
+        lab = oklab([e.rgb for e in group])
+        if mapped:
+            ax.scatter(lab[:, 1], lab[:, 2], s=22, c=[e.rgb for e in group], linewidths=1.1,
+                       edgecolors=[shapes.COLOURS[e.world] for e in group], label="mapped to a world colour (ring)")
+        else:
+            ax.scatter(lab[:, 1], lab[:, 2], s=14, c=[e.rgb for e in group], marker="x", linewidths=1.0,
+                       label="refused (another category, or between two)")
+    world = oklab(list(shapes.COLOURS.values()))
+    ax.scatter(world[:, 1], world[:, 2], s=160, marker="s", c=list(shapes.COLOURS.values()), edgecolors="black",
+               linewidths=1.5, label="the world's four colours", zorder=3)
+    for name in labelled:
+        e = colour_of(name)
+        _, a, b = oklab(e.rgb)
+        ax.annotate(f"{name} -> {e.world or 'refused'}", (a, b), xytext=(4, 4), textcoords="offset points", fontsize=7.5)
+    ax.axhline(0, color="0.85", lw=0.8, zorder=0)
+    ax.axvline(0, color="0.85", lw=0.8, zorder=0)
+    ax.set(xlabel="OKLab a (green - red)", ylabel="OKLab b (blue - yellow)", aspect="equal",
+           title=f"{len(entries)} colour names (xkcd survey + CSS4) on the hue plane")
+    ax.legend(fontsize=7.5, loc="lower left")
+    fig.tight_layout()
+    return fig

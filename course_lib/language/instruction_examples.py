@@ -11,11 +11,17 @@ import random
 import torch
 
 from course_lib import noise, shapes
+from course_lib.language.referents import referent_phrase
 from course_lib.language.request_examples import object_words
 from course_lib.language.words import BACKGROUND_WORDS, COLOUR_WORDS, DETERMINERS, EDIT_JOINER, INSTRUCTION_FRAMES, \
     INSTRUCTION_JOINERS, INSTRUCTION_PREFIXES, POSITION_WORDS, REFERENT_FRAMES, SCENE, SHAPE_WORDS, UNSUPPORTED, \
     as_rng, check_split, check_text, entries
 from course_lib.validation import CourseInputError
+
+
+_NAMED = {"the {s}": ("shape",), "the {c} {s}": ("colour", "shape"), "the {c} one": ("colour",),
+          "the {s} {p}": ("shape", "position"), "the {c} {s} {p}": ("colour", "shape", "position"),
+          "the thing {p}": ("position",)}  # what each of REFERENT_FRAMES names
 
 
 def _referents(scene: shapes.Scene, k: int) -> list[str]:
@@ -27,11 +33,14 @@ def _referents(scene: shapes.Scene, k: int) -> list[str]:
     return [f for f, good in zip(REFERENT_FRAMES, ok) if good]
 
 
-def _referent(scene, k, rng):
+def _referent(scene, k, rng, split="train") -> tuple[str, str]:
+    # (the referent as the instruction says it, the answer's referent: the same attributes in the world's words)
     o = scene.objects[k]
+    if len(scene.objects) == 1 and rng.random() < 0.3:
+        return "it", "it"
     frame = rng.choice(_referents(scene, k))
-    c, s = object_words(o, rng)
-    return frame.format(c=c, s=s, p=rng.choice(POSITION_WORDS[o.cell]))
+    c, s = object_words(o, rng, split=split)
+    return frame.format(c=c, s=s, p=rng.choice(POSITION_WORDS[o.cell])), referent_phrase(scene, k, _NAMED[frame])
 
 
 def phrase_edit(scene: shapes.Scene, edit: shapes.Edit, rng: random.Random | int, split: str = "train") -> str:
@@ -47,19 +56,25 @@ def phrase_edit(scene: shapes.Scene, edit: shapes.Edit, rng: random.Random | int
 
 
 def _phrase_edit(scene: shapes.Scene, edit: shapes.Edit, rng: random.Random, split: str) -> str:
+    return _phrase_and_answer(scene, edit, rng, split)[0]
+
+
+def _phrase_and_answer(scene: shapes.Scene, edit: shapes.Edit, rng: random.Random, split: str) -> tuple[str, str]:
+    # (a free instruction for the edit, the writer's answer: the edit with the object named as the instruction names it)
     frame = rng.choice(entries(INSTRUCTION_FRAMES[edit.kind], split))
     if edit.kind == "background":
-        return frame.format(b=rng.choice(BACKGROUND_WORDS[edit.value]))
+        return frame.format(b=rng.choice(BACKGROUND_WORDS[edit.value])), shapes.instruction(scene, edit)
     if edit.kind == "add":
         o = edit.obj
-        c, s = object_words(o, rng)
-        return frame.format(o=f"{rng.choice(entries(DETERMINERS, split))} {c} {s} {rng.choice(POSITION_WORDS[o.cell])}")
-    r = _referent(scene, edit.index, rng)
+        c, s = object_words(o, rng, split=split)
+        text = frame.format(o=f"{rng.choice(entries(DETERMINERS, split))} {c} {s} {rng.choice(POSITION_WORDS[o.cell])}")
+        return text, shapes.instruction(scene, edit)
+    r, ref = _referent(scene, edit.index, rng, split)
     if edit.kind == "colour":
-        return frame.format(r=r, c=rng.choice(COLOUR_WORDS[edit.value]))
+        return frame.format(r=r, c=rng.choice(COLOUR_WORDS[edit.value])), f"make {ref} {edit.value}"
     if edit.kind == "shape":
-        return frame.format(r=r, s=rng.choice(SHAPE_WORDS[edit.value])[0])
-    return frame.format(r=r)
+        return frame.format(r=r, s=rng.choice(SHAPE_WORDS[edit.value])[0]), f"turn {ref} into a {edit.value}"
+    return frame.format(r=r), f"remove {ref}"
 
 
 def edit_prompt(source_caption: str, instruction: str) -> str:
@@ -122,15 +137,14 @@ def _instruction_example(scene: shapes.Scene, g: torch.Generator, rng: random.Ra
     prefix = rng.choice(entries(INSTRUCTION_PREFIXES, split))
     if u < 0.62 or not scene.objects:  # one edit
         edit = shapes.random_edit(scene, g, allow_heldout=split == "test")
-        return edit_prompt(source, prefix + _phrase_edit(scene, edit, rng, split)), shapes.instruction(scene, edit)
-    if u < 0.76:  # two edits
-        first, second, contradiction = _two_edits(scene, g, rng)
+        text, answer = _phrase_and_answer(scene, edit, rng, split)
+        return edit_prompt(source, prefix + text), answer
+    if u < 0.76:  # two edits (a contradiction when they change the same thing: the world refuses it)
+        first, second, _ = _two_edits(scene, g, rng)
         if second is not None:
             joiner = rng.choice(entries(INSTRUCTION_JOINERS, split))
-            text = prefix + _phrase_edit(scene, first, rng, split) + joiner + _phrase_edit(scene, second, rng, split)
-            if contradiction:
-                return edit_prompt(source, text), "contradiction"
-            return edit_prompt(source, text), shapes.instruction(scene, first) + EDIT_JOINER + shapes.instruction(scene, second)
+            (t1, a1), (t2, a2) = _phrase_and_answer(scene, first, rng, split), _phrase_and_answer(scene, second, rng, split)
+            return edit_prompt(source, prefix + t1 + joiner + t2), a1 + EDIT_JOINER + a2
     if u < 0.88:  # an object the scene does not hold, or an ambiguous one
         kind = rng.choice(["colour", "shape", "remove"])
         absent_shapes = [s for s in shapes.SHAPES if s not in {o.shape for o in scene.objects}]
@@ -141,22 +155,21 @@ def _instruction_example(scene: shapes.Scene, g: torch.Generator, rng: random.Ra
         what, value = rng.choice([o for o in options if o[0] == "ambiguous"] if repeated and rng.random() < 0.4
                                  else options)
         if what == "cell":
-            r, answer = f"the thing {rng.choice(POSITION_WORDS[value])}", f"not in the scene: {shapes.POSITIONS[value]}"
+            r, ref = f"the thing {rng.choice(POSITION_WORDS[value])}", f"the thing {shapes.POSITION_PHRASES[value]}"
         else:
-            word = rng.choice(SHAPE_WORDS[value])[0]
-            r = f"the {word}"
-            answer = f"ambiguous: {value}" if what == "ambiguous" else f"not in the scene: {value}"
+            r, ref = f"the {rng.choice(SHAPE_WORDS[value])[0]}", f"the {value}"
         frame = rng.choice(entries(INSTRUCTION_FRAMES[kind], split))
-        c = rng.choice(COLOUR_WORDS[rng.choice(list(shapes.COLOURS))])
-        s = rng.choice(SHAPE_WORDS[rng.choice(shapes.SHAPES)])[0]
-        return edit_prompt(source, prefix + frame.format(r=r, c=c, s=s)), answer
+        colour, shape = rng.choice(list(shapes.COLOURS)), rng.choice(shapes.SHAPES)
+        c, s = rng.choice(COLOUR_WORDS[colour]), rng.choice(SHAPE_WORDS[shape])[0]
+        answer = {"colour": f"make {ref} {colour}", "shape": f"turn {ref} into a {shape}", "remove": f"remove {ref}"}[kind]
+        return edit_prompt(source, prefix + frame.format(r=r, c=c, s=s)), answer  # the world refuses it
     # an unsupported colour or shape
     kind = rng.choice(["colour", "shape"])
     word = rng.choice(entries(UNSUPPORTED[kind], split))
     if kind == "colour":
         k = rng.randrange(len(scene.objects))
         frame = rng.choice(entries(INSTRUCTION_FRAMES["colour"], split))
-        return edit_prompt(source, prefix + frame.format(r=_referent(scene, k, rng), c=word)), f"unsupported: {word}"
+        return edit_prompt(source, prefix + frame.format(r=_referent(scene, k, rng, split)[0], c=word)), f"unsupported: {word}"
     if len(scene.objects) < shapes.MAX_OBJECTS and rng.random() < 0.5:
         cell = rng.choice(scene.free_cells())
         frame = rng.choice(entries(INSTRUCTION_FRAMES["add"], split))
@@ -165,5 +178,5 @@ def _instruction_example(scene: shapes.Scene, g: torch.Generator, rng: random.Ra
     else:
         k = rng.randrange(len(scene.objects))
         frame = rng.choice(entries(INSTRUCTION_FRAMES["shape"], split))
-        text = frame.format(r=_referent(scene, k, rng), s=word)
+        text = frame.format(r=_referent(scene, k, rng, split)[0], s=word)
     return edit_prompt(source, prefix + text), f"unsupported: {word}"

@@ -11,7 +11,7 @@ import torch
 from course_lib import shapes
 from course_lib.language.dataset import examples, normalise
 from course_lib.language.instruction_examples import edit_prompt, phrase_edit
-from course_lib.language.refusals import WriterError, resolve_edit, resolve_request, resolved
+from course_lib.language.refusals import RELATION, WriterError, resolve_edit, resolve_request, resolved
 from course_lib.language.request_examples import request_example
 from course_lib.language.words import INSTRUCTION_PREFIXES, REFUSALS, entries
 from course_lib.language.writer import PromptWriter
@@ -108,6 +108,9 @@ def _target_or_failure(case: shapes.EditResult, instruction: str, answer: str) -
         return None, "refused: " + next(r for r in REFUSALS if answer.startswith(r)).rstrip(": ")
     try:
         target = resolve_edit(answer, case.source_caption, instruction)
+    except WriterError as error:  # the world refuses it: an object it lacks, a name two objects fit, ...
+        kind = getattr(error, "kind", "invalid")
+        return None, "not an instruction the world can apply" if kind == "invalid" else f"refused by the world: {kind}"
     except CourseInputError:
         return None, "not an instruction the world can apply"
     try:
@@ -134,9 +137,11 @@ def writer_targets(writer: PromptWriter, cases: list[shapes.EditResult], instruc
 def target_failures(writer: PromptWriter, cases: list[shapes.EditResult], instructions: list[str]) -> dict[str, int]:
     """Return how the writer's target captions go wrong, counted: each refusal kind, invalid answers, wrong targets.   [nb 09]
 
-    Keys: "refused: unsupported", "refused: ambiguous", ... (REFUSALS), "not an instruction the world
-    can apply", "not one edit" (the cases writer_targets maps to None), and "a wrong edit" (a valid
-    target caption that is not the case's). Only kinds that occur are present.
+    Keys: "refused: unsupported", ... (the reader's and the model's REFUSALS), "refused by the world:
+    <kind>" (not_in_scene, ambiguous, contradiction, no_change, ...: the referent or the edit the
+    world refuses), "not an instruction the world can apply", "not one edit" (the cases
+    writer_targets maps to None), and "a wrong edit" (a valid target caption that is not the case's).
+    Only kinds that occur are present.
     """
     answers = _writer_answers(writer, cases, instructions)
     out: dict[str, int] = {}
@@ -185,8 +190,16 @@ def as_read(prompt: str, tokenizer) -> str:
 E2E_ROWS = ("raw request", "prompt writer", *REFERENCE_ROWS)
 
 
+def _handwritten_requests(part: str, n: int) -> tuple[list[str], list[str]]:
+    # the hand-written held-out requests of `part` the judge can check: a caption with cells (no relation, no refusal)
+    from course_lib.language.benchmark_set import heldout_requests, is_refusal
+
+    items = [r for r in heldout_requests(part) if not is_refusal(r.expected) and not RELATION.match(r.expected)][:n]
+    return [r.request for r in items], [r.expected for r in items]
+
+
 def end_to_end(writer: PromptWriter, parts, n: int = 200, *, guidance_scale: float = 4.0, num_steps: int = 25,
-               seed: int = 0, rows=E2E_ROWS) -> dict[str, dict[str, float]]:
+               seed: int = 0, rows=E2E_ROWS, part: str | None = None) -> dict[str, dict[str, float]]:
     """Return the shapes judge's adherence of images drawn from the raw requests, the writer's captions and the true captions.   [nb 09]
 
     The same starting noise for every row (seeded by seed); a request the writer refused is drawn
@@ -197,7 +210,10 @@ def end_to_end(writer: PromptWriter, parts, n: int = 200, *, guidance_scale: flo
     background where the request names one. "exact_caption": the writer's caption equals the true
     one in reading order. A prompt longer than the tokenizer reads is cut to the words it reads (the
     pipeline's truncation; only raw requests are that long). rows: the names of E2E_ROWS to draw (all
-    by default; "exact_caption" is always measured, under "prompt writer").
+    by default; "exact_caption" is always measured, under "prompt writer"). part: None for the
+    generated held-out requests (request_set), or "dev"/"final" for the first n hand-written held-out
+    requests of that part that the judge can check (no relation, no refusal); their expected caption
+    is in reading order, so the request's-order reference row is not drawn for them.
     """
     # text2image loads diffusers: imported when images are drawn, not with the language package
     from course_lib import text, text2image
@@ -208,12 +224,17 @@ def end_to_end(writer: PromptWriter, parts, n: int = 200, *, guidance_scale: flo
     num_steps = check_int(num_steps, "num_steps", minimum=1)
     if isinstance(rows, str) or not rows or any(r not in E2E_ROWS for r in rows):
         raise CourseInputError(f"rows must be a non-empty list of names from {E2E_ROWS}, got {rows!r}.")
-    requests, captions, _ = (list(x) for x in zip(*request_set(n, seed)))
-    reading = [resolve_request(c, r) for c, r in zip(captions, requests)]
+    if part is None:
+        requests, captions, _ = (list(x) for x in zip(*request_set(n, seed)))
+        reading = [resolve_request(c, r) for c, r in zip(captions, requests)]
+    else:
+        requests, reading = _handwritten_requests(part, n)
+        captions, n = reading, len(requests)
+        rows = [r for r in rows if r != REFERENCE_ROWS[0]]
     written = []
-    for request, answer in zip(requests, writer.answer(requests)):
+    for request in requests:
         try:
-            written.append(resolve_request(answer, request))
+            written.append(writer.caption(request))
         except WriterError:
             written.append(request)
     out = {}

@@ -73,27 +73,36 @@ def resolve_request(answer: str, request: str) -> str:
 
 
 def resolve_edit(answer: str, source_caption: str, instruction: str) -> str:
-    """Return the target caption: the writer's canonical instruction(s) read against the source scene and applied.   [nb 09]
+    """Return the target caption: the writer's instruction answer(s) read against the source scene and applied.   [nb 09]
 
-    The writer answers in the world's own instruction language (shapes.instruction, joined by
-    EDIT_JOINER for two edits), and the shapes world executes it; so the target caption differs from
-    the source exactly where the instruction says, and nowhere else.
+    The writer answers in the world's instruction language with the objects named as the
+    instruction named them ("make the circle yellow"; two edits joined by EDIT_JOINER); the world
+    finds each referent in the scene (referents.read_parts: not in the scene, ambiguous, no change
+    and contradictions are refused with .kind) and applies the edits, so the target caption differs
+    from the source exactly where the instruction says, and nowhere else. (referents is imported
+    here, not above: it builds on this module's WriterError.)
     """
     check_text(source_caption, "source_caption")
     scene = shapes.scene_from_caption(source_caption)
     check_refusal(answer, instruction, source_caption)
+    from course_lib.language.referents import apply_edits, read_parts
+
     try:
-        edits = [shapes.read_instruction(scene, part) for part in answer.split(EDIT_JOINER)]
-        target = scene
-        for edit in sorted(edits, key=lambda e: e.kind in ("add", "remove")):  # recolour before indices move
-            target = shapes.apply_edit(target, edit)
+        target = apply_edits(scene, read_parts(scene, answer, EDIT_JOINER))
+    except WriterError as error:
+        if getattr(error, "kind", "invalid") == "invalid":
+            raise WriterError(f"{instruction!r}: the writer's answer {answer!r} is not an edit the world reads; "
+                              f"rephrase the instruction.") from None
+        error.args = (f"{instruction!r}: {error}",)
+        raise
     except CourseInputError as error:
         raise WriterError(f"{instruction!r}: the writer's answer {answer!r} is not an edit of this scene ({error}).") from None
     return shapes.caption(target, "full")
 
 
 def resolved(kind: str, prompt: str, answer: str) -> str:
-    """Return what an answer comes to: the canonical caption, the target caption, or the refusal itself ("invalid" if neither).
+    """Return what an answer comes to: the canonical caption, the target caption, the refusal ("refused: <kind>" when
+    the world refuses the edit), or "invalid".
 
     kind: one of ANSWER_KINDS, as examples() labels the prompt; a prompt with SCENE is read as an edit.
     """
@@ -106,5 +115,6 @@ def resolved(kind: str, prompt: str, answer: str) -> str:
             source, _, instruction = prompt.partition(SCENE)
             return resolve_edit(answer, source, instruction)
         return resolve_request(answer, prompt)
-    except WriterError:
-        return "invalid"
+    except WriterError as error:  # the world's refusals (not in the scene, ambiguous, ...) keep their kind
+        kind = getattr(error, "kind", "invalid")
+        return "invalid" if kind == "invalid" else f"refused: {kind}"

@@ -6,24 +6,34 @@ import random
 import re
 
 from course_lib import shapes
+from course_lib.language import lexicon
 from course_lib.language.words import ALONE_FRAMES, BACKGROUND_FRAMES, BACKGROUND_WORDS, COLOUR_WORDS, COUNT_FRAMES, \
     COUNT_WORDS, DEFAULT_CELL, DEFAULT_SHAPE, DETERMINERS, JOINERS, OBJECT_FRAMES, POSITION_WORDS, PREFIXES, \
     RELATION_FRAMES, SHAPE_WORDS, UNSUPPORTED, VAGUE_OBJECT_FRAMES, as_rng, check_split, entries
 from course_lib.validation import CourseInputError
 
 
-def object_words(o: shapes.ShapeObject, rng: random.Random | int, *, plural: bool = False) -> tuple[str, str]:
-    """Return (colour word, shape word) for an object, drawn from COLOUR_WORDS and SHAPE_WORDS (plural nouns with plural=True)."""
+def object_words(o: shapes.ShapeObject, rng: random.Random | int, *, plural: bool = False,
+                 split: str = "train") -> tuple[str, str]:
+    """Return (colour word, shape word) for an object: COLOUR_WORDS or a lexicon name of `split`, and SHAPE_WORDS.
+
+    Half the colour words come from COLOUR_WORDS, half from the colour lexicon's names of the world
+    colour that `split` may use ("train": lexicon split "train", "test": "heldout"); plural nouns
+    with plural=True.
+    """
     if not isinstance(o, shapes.ShapeObject):
         raise CourseInputError(f"o must be a shapes.ShapeObject, got {type(o).__name__}.")
+    check_split(split)
     rng = as_rng(rng)
     c = rng.choice(COLOUR_WORDS[o.colour])
+    if rng.random() < 0.5:
+        c = rng.choice(lexicon.colour_names(o.colour, "train" if split == "train" else "heldout"))
     s = rng.choice(SHAPE_WORDS[o.shape])[1 if plural else 0]
     return c, s
 
 
 def _phrase_object(o, rng, split, *, vague=False, position=True):
-    c, s = object_words(o, rng)
+    c, s = object_words(o, rng, split=split)
     d = rng.choice(entries(DETERMINERS, split))
     p = rng.choice(POSITION_WORDS[o.cell])
     if not position:
@@ -81,7 +91,7 @@ def _request_example(scene: shapes.Scene, rng: random.Random, split: str) -> tup
     if len(objects) == 2 and rng.random() < 0.25:
         rel = "left" if objects[0].col != objects[1].col else "above"
         a, b = objects if rel == "above" or objects[0].col < objects[1].col else objects[::-1]
-        x, y = (f"a {' '.join(object_words(o, rng))}" for o in (a, b))
+        x, y = (f"a {' '.join(object_words(o, rng, split=split))}" for o in (a, b))
         body = rng.choice(entries(RELATION_FRAMES[rel], split)).format(x=x, y=y)
         answer = shapes.caption(scene, "relation")
         return rng.choice(entries(PREFIXES, split)) + body, answer, scene
@@ -93,7 +103,7 @@ def _request_example(scene: shapes.Scene, rng: random.Random, split: str) -> tup
     for (colour, shape), members in groups.items():
         if len(members) > 1 and rng.random() < 0.7:
             positions = [rng.choice(POSITION_WORDS[o.cell]) for o in members]
-            c, s = object_words(members[0], rng, plural=True)
+            c, s = object_words(members[0], rng, plural=True, split=split)
             p = ", ".join(positions[:-1]) + " and " + positions[-1]
             parts.append((rng.choice(entries(COUNT_FRAMES, split)).format(n=COUNT_WORDS[len(members)], c=c, s=s, p=p),
                           [objects.index(o) for o in members]))
@@ -127,8 +137,15 @@ def _refusal_request(scene: shapes.Scene, rng: random.Random, split: str) -> tup
     request, _, _ = _request_example(scene, rng, split)
     if rng.random() < 0.2:
         n = rng.choice([4, 5])
-        c, s = object_words(scene.objects[0], rng, plural=True)
+        c, s = object_words(scene.objects[0], rng, plural=True, split=split)
         return rng.choice(entries(PREFIXES, split)) + f"{COUNT_WORDS[n]} {c} {s}", "too many objects"
+    if rng.random() < 0.15:  # more than MAX_OBJECTS objects in all, no count above it
+        o = scene.objects[0]
+        (c1, s1), (c2, s2) = object_words(o, rng, plural=True, split=split), object_words(o, rng, plural=True, split=split)
+        counts = rng.choice([(2, 2), (3, 1), (2, 3), (3, 3)])
+        parts = [f"{COUNT_WORDS[counts[0]]} {c1} {s1}",
+                 f"{COUNT_WORDS[counts[1]]} {c2} {s2}" if counts[1] > 1 else f"a {c2} {SHAPE_WORDS[o.shape][0][0]}"]
+        return rng.choice(entries(PREFIXES, split)) + rng.choice(entries(JOINERS, split)).join(parts), "too many objects"
     kind = rng.choice(["colour", "shape"])
     words = sorted({w for ws in COLOUR_WORDS.values() for w in ws}) if kind == "colour" else \
         sorted({w for ws in SHAPE_WORDS.values() for pair in ws for w in pair})

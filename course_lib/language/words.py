@@ -42,7 +42,9 @@ UNSUPPORTED = {"colour": (["purple", "orange", "pink", "brown"], ["violet", "cya
                "shape": (["hexagon", "star", "heart", "pentagon"], ["oval", "cross", "diamond"])}
 
 # One object: {d} determiner, {c} colour word, {s} shape word, {p} position words
-OBJECT_FRAMES = (["{d} {c} {s} {p}", "{p}, {d} {c} {s}", "{d} {s} in {c} {p}", "{d} {c} {s} placed {p}"],
+OBJECT_FRAMES = (["{d} {c} {s} {p}", "{p}, {d} {c} {s}", "{d} {s} in {c} {p}", "{d} {c} {s} placed {p}", "{p}: {d} {c} {s}",
+                  "{c} {s} {p}", "{p} there is {d} {c} {s}", "{d} {s} that is {c} {p}", "{p} - {c} {s}",
+                  "{d} {c} {s} sitting {p}", "{p} i want {d} {c} {s}"],
                  ["{d} {s}, {c}, {p}", "{p} {d} {c} {s}", "{d} {s} placed {p} in {c}"])
 VAGUE_OBJECT_FRAMES = (["something {c} {p}", "{d} {c} thing {p}", "{d} {c} shape {p}"],
                        ["{p}, something {c}", "{p} {d} {c} thing"])
@@ -62,14 +64,16 @@ ALONE_FRAMES = (["{d} {c} {s}"], ["just {d} {c} {s}"])  # a single object with n
 
 # Instructions: {r} a referent of an object, {c} colour, {s} shape, {b} background, {o} a new object
 INSTRUCTION_FRAMES = {
-    "colour": (["make {r} {c}", "colour {r} {c}", "paint {r} {c}", "change {r} to {c}", "{r} should be {c}"],
+    "colour": (["make {r} {c}", "colour {r} {c}", "paint {r} {c}", "change {r} to {c}", "{r} should be {c}",
+                "can you make {r} {c}", "recolour {r} {c}", "{r}: make it {c}", "turn {r} {c}"],
                ["please make {r} {c}", "i want {r} to be {c}", "change the colour of {r} to {c}"]),
-    "shape": (["turn {r} into a {s}", "make {r} a {s}", "change {r} into a {s}", "replace {r} with a {s}"],
+    "shape": (["turn {r} into a {s}", "make {r} a {s}", "change {r} into a {s}", "replace {r} with a {s}",
+               "swap {r} for a {s}", "{r}: make it a {s}", "can you turn {r} into a {s}"],
               ["{r} should be a {s}", "i want {r} to be a {s}", "please turn {r} into a {s}"]),
     "background": (["make the background {b}", "change the background to {b}", "paint the background {b}",
                     "use a {b} background"],
                    ["i want a {b} background", "the background should be {b}", "change the backdrop to {b}"]),
-    "remove": (["remove {r}", "delete {r}", "take away {r}", "get rid of {r}"],
+    "remove": (["remove {r}", "delete {r}", "take away {r}", "get rid of {r}", "erase {r}", "i don't want {r}"],
                ["please delete {r}", "take {r} away", "please get rid of {r}"]),
     "add": (["add {o}", "put {o}", "place {o}", "draw {o}", "add {o} too"], ["please put {o}", "i want {o} too",
                                                                              "also add {o}"]),

@@ -14,9 +14,9 @@ import torch
 
 from course_lib import checkpoints, models, shapes
 from course_lib.language.dataset import normalise
-from course_lib.language.guard import unknown_word
 from course_lib.language.instruction_examples import edit_prompt
 from course_lib.language.model import MAX_ANSWER_TOKENS, MAX_NEW_TOKENS
+from course_lib.language.reader import model_input, refusal, refusal_answer
 from course_lib.language.refusals import WriterError, resolve_edit, resolve_request
 from course_lib.language.words import SCENE, SEP, check_text
 from course_lib.validation import CourseInputError, check_device, check_int
@@ -90,28 +90,50 @@ class PromptWriter:
             out.extend(a.strip() for a in answers)
         return out
 
+    def model_input(self, prompt: str) -> tuple[str, WriterError | None]:
+        """Return (what the model reads, the reader's refusal or None) for a writer input (reader.model_input)."""
+        return model_input(prompt)
+
     def answer(self, prompts, *, guard: bool = True) -> list[str]:
-        """Return generate()'s answers, with the guard first: a text with a word the writer never saw gets "unsupported: <word>"."""
+        """Return the writer's answers: the reader first (guard=True), then generate() on what it leaves the model.   [nb 09]
+
+        A text the reader refuses gets the refusal's answer ("unsupported: <word>", "too many objects")
+        and never reaches the model. guard=False: the model alone, on the text as typed.
+        """
         prompts = _check_prompts(prompts)
-        out = self.generate(prompts)
-        if guard:
-            words = [unknown_word(p.split(SCENE)[-1]) for p in prompts]
-            out = [a if w is None else f"unsupported: {w}" for a, w in zip(out, words)]
-        return out
+        if not guard:
+            return self.generate(prompts)
+        read_ = [self.model_input(p) for p in prompts]
+        self._check_lengths([text for text, _ in read_])
+        asked = [i for i, (_, refused) in enumerate(read_) if refused is None]
+        generated = dict(zip(asked, self.generate([read_[i][0] for i in asked]) if asked else []))
+        return [generated[i] if refused is None else refusal_answer(refused) for i, (_, refused) in enumerate(read_)]
 
     def caption(self, request: str) -> str:
-        """Return the canonical caption for a free request, or raise WriterError with what the world cannot do."""
+        """Return the canonical caption for a free request, or raise WriterError saying what the world cannot do.   [nb 09]"""
         request = check_text(request, "request")
-        return resolve_request(self.answer([normalise(request)])[0], request)
+        text, refused = self.model_input(normalise(request))
+        self._check_lengths([text])
+        if refused is not None:
+            raise refused
+        if not text.strip():
+            raise refusal("slot", f"{request!r} names no object the shapes world can draw; name a colour "
+                                  f"(red, green, blue, yellow) and a shape (circle, square, triangle).")
+        return resolve_request(self.generate([text])[0], request)
 
     def target_caption(self, source_caption: str, instruction: str) -> str:
         """Return the target caption of an instruction about the scene of source_caption, or raise WriterError."""
         shapes.parse_caption(check_text(source_caption, "source_caption"))
         instruction = check_text(instruction, "instruction")
-        answer = self.answer([edit_prompt(source_caption, normalise(instruction))])[0]
-        target = resolve_edit(answer, source_caption, instruction)
+        text, refused = self.model_input(edit_prompt(source_caption, normalise(instruction)))
+        self._check_lengths([text])
+        if refused is not None:
+            raise refused
+        target = resolve_edit(self.generate([text])[0], source_caption, instruction)
         if target == source_caption:
-            raise WriterError(f"the instruction {instruction!r} changes nothing in {source_caption!r}.")
+            error = WriterError(f"the instruction {instruction!r} changes nothing in {source_caption!r}.")
+            error.kind = "no_change"
+            raise error
         return target
 
 

@@ -1,8 +1,8 @@
 """The prompt writer (nb 09): a tiny GPT2LMHeadModel and its byte-level BPE tokenizer, trained from scratch on
 requests, instructions and refusals of the shapes world.   [GPT-2, nb 09]
 
-Everything happens in course_lib.language's public functions: train_writer (tokenizer, data, model
-and the course's one training loop, on the CPU), evaluate (exact-match accuracy per kind) and
+Everything happens in course_lib.language's public functions: train_writer (tokenizer, data read by
+the reader, model and the course's one training loop, on the CPU), evaluate (exact-match accuracy per kind) and
 save_writer (the model, its tokenizer and the manifest in one folder).
 """
 
@@ -35,7 +35,8 @@ class PromptWriterRecipe(Recipe):
 
     def to_dict(self) -> dict:
         return {**super().to_dict(), "model_config": dict(language.WRITER_CONFIG),
-                "data": f"course_lib.language.examples({self.num_examples}, seed={self.data_seed}, split='train')",
+                "data": f"course_lib.language.training_pairs(course_lib.language.examples({self.num_examples}, "
+                        f"seed={self.data_seed}, split='train')): each input as the reader leaves it",
                 "loss": "course_lib.language.lm_loss (cross-entropy on the answer tokens)"}
 
     def save(self, trained: Trained, folder, **manifest) -> dict:

@@ -1,0 +1,184 @@
+"""The writer's lexicon: colour names from a real survey mapped onto the world's colours, and the word lists of each slot.   [nb 09]
+
+Colours. matplotlib ships two real lists of colour names with their RGB: the xkcd colour survey
+(Randall Munroe, 2010: about 222,500 people named 5 million RGB samples; the 949 most common
+names, `matplotlib.colors.XKCD_COLORS`) and the CSS Color Module Level 4 named colours (148,
+`matplotlib.colors.CSS4_COLORS`). A name is mapped to one of the world's four colours, or refused:
+
+1. a name whose last word is a colour category (COLOUR_CATEGORIES: the world's four, and the
+   categories the world lacks, "orange", "purple", "pink", "grey", ...) belongs to that category:
+   the survey's people named it so ("forest green" -> green, "burnt orange" -> orange, refused);
+2. any other name ("crimson", "navy", "salmon") is placed by its NEIGHBOURS nearest named
+   survey colours of rule 1 in OKLab, a perceptual colour space (Ottosson 2020), and takes their
+   category when at least MAJORITY of them agree; otherwise it lies between categories and is
+   refused as ambiguous (the stated margin).
+
+So "crimson" (7 of its 9 neighbours are reds) is red, "navy" (6 of 9 blues) is blue, "salmon"
+(6 pinks) is pink, which the world lacks, and "amber" (5 yellows, 4 oranges) is refused as lying
+between yellow and orange. Which names the writer's training data may use is fixed by a hash of
+the name (LEXICON_SPLIT): the rest are held out, so a measured name is one no training example used.
+
+Shapes, positions, counts and backgrounds: SHAPE_NOUNS, UNSUPPORTED_SHAPES, POSITION_TERMS,
+COUNT_TERMS and BACKGROUND_TERMS are written here by hand; their sources are named beside them.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from course_lib import shapes
+from course_lib.language.words import COLOUR_WORDS
+from course_lib.validation import CourseInputError
+
+NEIGHBOURS = 9
+MAJORITY = 6  # of NEIGHBOURS: the margin; fewer agreeing neighbours and the name lies between categories
+WORLD_COLOURS = tuple(shapes.COLOURS)
+# Colour categories the survey's names end with that the world has no object colour for (Berlin & Kay's basic terms,
+# and the next most common category words of the survey's names).
+OTHER_CATEGORIES = ("orange", "purple", "pink", "brown", "grey", "gray", "black", "white", "teal", "cyan", "turquoise",
+                    "aqua", "magenta", "violet", "lavender", "lilac", "indigo", "beige", "tan", "olive", "maroon", "mauve",
+                    "khaki", "periwinkle", "fuchsia", "peach", "cream", "burgundy")
+COLOUR_CATEGORIES = WORLD_COLOURS + OTHER_CATEGORIES
+ACHROMATIC = {"black": "black", "white": "white", "grey": "grey", "gray": "grey"}  # categories that are backgrounds
+LEXICON_SPLITS = ("train", "heldout")
+
+
+def oklab(rgb) -> np.ndarray:
+    """Return OKLab (L, a, b) of sRGB colours in [0, 1], shape (..., 3): linearise, LMS, cube root, opponent axes.   [Ottosson 2020, nb 09]"""
+    rgb = np.asarray(rgb, dtype=np.float64)
+    if rgb.shape[-1:] != (3,) or not np.all(np.isfinite(rgb)) or rgb.min() < 0 or rgb.max() > 1:
+        raise CourseInputError(f"rgb must hold sRGB triples in [0, 1] (last axis 3), got shape {rgb.shape}.")
+    linear = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    lms = linear @ np.array([[0.4122214708, 0.5363325363, 0.0514459929],
+                             [0.2119034982, 0.6806995451, 0.1073969566],
+                             [0.0883024619, 0.2817188376, 0.6299787005]]).T
+    return np.cbrt(lms) @ np.array([[0.2104542553, 0.7936177850, -0.0040720468],
+                                    [1.9779984951, -2.4285922050, 0.4505937099],
+                                    [0.0259040371, 0.7827717662, -0.8086757660]]).T
+
+
+@dataclass(frozen=True)
+class ColourName:
+    """A colour name of the lexicon: its source, RGB, category, and the world colour it maps to (None: refused)."""
+
+    name: str
+    source: str  # "xkcd" or "css4"
+    rgb: tuple[float, float, float]
+    category: str | None  # a COLOUR_CATEGORIES word, or None when the neighbours disagree
+    world: str | None  # one of WORLD_COLOURS, or None
+    votes: tuple[tuple[str, int], ...] = ()  # the neighbours' categories (rule 2), most common first
+    split: str = "train"
+
+
+def _names() -> dict[str, tuple[str, tuple]]:
+    import matplotlib.colors as mc
+
+    out = {}
+    for key, hex_ in mc.CSS4_COLORS.items():
+        out[key] = ("css4", mc.to_rgb(hex_))
+    for key, hex_ in mc.XKCD_COLORS.items():  # the survey wins where both name a colour
+        name = " ".join(key.removeprefix("xkcd:").replace("/", " ").replace("'", "").split())
+        out[name] = ("xkcd", mc.to_rgb(hex_))
+    return out
+
+
+_ALWAYS_TRAIN = set(COLOUR_CATEGORIES) | {w for ws in COLOUR_WORDS.values() for w in ws}
+
+
+def lexicon_split(name: str) -> str:
+    """Return "train" or "heldout" for a name: a CRC-32 of the name, even -> train (category words and COLOUR_WORDS: train)."""
+    if not isinstance(name, str):
+        raise CourseInputError(f"name must be a string, got {type(name).__name__}.")
+    return "train" if name in _ALWAYS_TRAIN or zlib.crc32(name.encode()) % 2 == 0 else "heldout"
+
+
+@functools.cache
+def colour_lexicon() -> dict[str, ColourName]:
+    """Return every colour name of the xkcd survey and CSS4 with the world colour it maps to (None: refused).   [nb 09]"""
+    names = _names()
+    labelled = [(n, names[n][1], n.split()[-1]) for n in names if n.split()[-1] in COLOUR_CATEGORIES and names[n][0] == "xkcd"]
+    points = oklab(np.array([rgb for _, rgb, _ in labelled]))
+    out = {}
+    for name, (source, rgb) in names.items():
+        last = name.split()[-1]
+        votes: tuple = ()
+        if last in COLOUR_CATEGORIES:
+            category = last
+        else:
+            d = np.linalg.norm(points - oklab(np.array(rgb)), axis=1)
+            nearest = [i for i in np.argsort(d, kind="stable") if labelled[i][0] != name][:NEIGHBOURS]
+            votes = tuple(collections.Counter(labelled[i][2] for i in nearest).most_common())
+            category = votes[0][0] if votes[0][1] >= MAJORITY else None
+        world = category if category in WORLD_COLOURS else None
+        out[name] = ColourName(name, source, tuple(round(c, 4) for c in rgb), category, world, votes, lexicon_split(name))
+    return out
+
+
+def colour_of(name: str) -> ColourName | None:
+    """Return the lexicon entry of a colour name (lower case, words split by single spaces), or None if it is no colour name."""
+    if not isinstance(name, str):
+        raise CourseInputError(f"name must be a string, got {type(name).__name__}.")
+    return colour_lexicon().get(" ".join(name.lower().split()))
+
+
+def colour_names(world: str | None = None, split: str | None = None) -> list[str]:
+    """Return the lexicon's names (sorted) that map to `world` (a world colour; None: every name), of `split` (None: both)."""
+    if world is not None and world not in WORLD_COLOURS:
+        raise CourseInputError(f"world must be one of {WORLD_COLOURS} or None, got {world!r}.")
+    if split is not None and split not in LEXICON_SPLITS:
+        raise CourseInputError(f"split must be one of {LEXICON_SPLITS} or None, got {split!r}.")
+    return sorted(n for n, e in colour_lexicon().items()
+                  if (world is None or e.world == world) and (split is None or e.split == split))
+
+
+def why_not(entry: ColourName) -> str:
+    """Return one plain sentence saying why a refused colour name is not one of the world's colours."""
+    if not isinstance(entry, ColourName):
+        raise CourseInputError(f"entry must be a lexicon.ColourName, got {type(entry).__name__}.")
+    world = ", ".join(WORLD_COLOURS[:-1]) + " or " + WORLD_COLOURS[-1]
+    if entry.category is None:
+        cats = " and ".join(c for c, _ in entry.votes[:2])
+        return f"{entry.name!r} lies between {cats} (of its {NEIGHBOURS} nearest named colours, no {MAJORITY} agree); " \
+               f"objects can be {world}."
+    if entry.category in ACHROMATIC:
+        return f"{entry.name!r} is {ACHROMATIC[entry.category]}, a background colour here; objects can be {world}."
+    shown = "" if entry.category == entry.name else f" ({entry.category})"
+    return f"the shapes world has no {entry.name}{shown}; objects can be {world}."
+
+
+# Shape nouns (singular, plural) of the world's three shapes: everyday English names of the flat figures, as in the
+# Oxford Learner's Dictionary's senses of each word (a ball/disc/dot is round, a box/block/tile/cube has square faces,
+# a wedge/pyramid has a triangular outline seen flat).
+SHAPE_NOUNS = {
+    "circle": ("circle", "circles", "ball", "balls", "disc", "discs", "disk", "disks", "dot", "dots", "orb", "orbs",
+               "sphere", "spheres", "round", "rounds", "blob", "blobs", "spot", "spots", "bubble", "bubbles",
+               "coin", "coins"),
+    "square": ("square", "squares", "box", "boxes", "block", "blocks", "tile", "tiles", "cube", "cubes", "quad", "quads"),
+    "triangle": ("triangle", "triangles", "wedge", "wedges", "pyramid", "pyramids", "tri", "tris", "cone", "cones"),
+}
+# Flat shapes the world does not draw (the named polygons and figures of an elementary geometry syllabus, and the
+# common icon shapes).
+UNSUPPORTED_SHAPES = ("hexagon", "pentagon", "octagon", "heptagon", "polygon", "star", "heart", "oval", "ellipse", "cross",
+                      "diamond", "rhombus", "trapezoid", "trapezium", "parallelogram", "rectangle", "crescent", "moon",
+                      "arrow", "line", "spiral", "ring", "donut", "doughnut", "cylinder", "kite", "semicircle", "lozenge",
+                      "cloud", "letter", "number", "flower", "tree", "house", "car", "cat", "dog", "person")
+VAGUE_NOUNS = ("thing", "things", "shape", "shapes", "object", "objects", "item", "items", "something", "one", "ones",
+               "figure", "figures", "form", "forms")
+# The grid's words: rows and columns (shapes.ROWS, shapes.COLS) and their everyday synonyms.
+POSITION_TERMS = {"top": "top", "upper": "top", "up": "top", "topmost": "top", "bottom": "bottom", "lower": "bottom",
+                  "down": "bottom", "bottommost": "bottom", "base": "bottom", "left": "left", "leftmost": "left",
+                  "lefthand": "left", "right": "right", "rightmost": "right", "righthand": "right", "middle": "middle",
+                  "centre": "middle", "center": "middle", "central": "middle", "centred": "middle",
+                  "centered": "middle", "mid": "middle"}
+# Counts: the English cardinals and their numerals; more than shapes.MAX_OBJECTS objects is refused.
+COUNT_TERMS = {"a": 1, "an": 1, "one": 1, "single": 1, "1": 1, "two": 2, "2": 2, "pair": 2, "couple": 2, "both": 2,
+               "three": 3, "3": 3, "four": 4, "4": 4, "five": 5, "5": 5, "six": 6, "6": 6, "seven": 7, "7": 7,
+               "eight": 8, "8": 8, "nine": 9, "9": 9, "ten": 10, "10": 10, "dozen": 12, "many": 10, "several": 4,
+               "lots": 10, "hundred": 100}
+BACKGROUND_NOUNS = ("background", "backdrop", "bg", "backgrounds", "canvas", "back")
+BACKGROUND_TERMS = {"dark": "black", "darkness": "black", "night": "black", "light": "white", "blank": "white"}

@@ -1,0 +1,575 @@
+"""The writer's reader: a request or instruction read word by word against the lexicon, before the model sees it.   [nb 09]
+
+A tiny language model trained on a few thousand phrasings cannot know that "cobalt" is a blue or
+that "I'd like" names nothing. The reader knows: it splits the text into words, corrects typos by
+characters (Damerau-Levenshtein distance 1, or 2 for words of 7+ letters, to one unique nearest
+word), finds the lexicon's words in their slots and rewrites them into the world's own words:
+
+    "Could you draw me a cobalt sphere in the upper-left corner, thanks!"
+      -> "a blue circle in the top left"                                    (what the model reads)
+
+    colour slot      a colour name before a shape noun ("a cobalt sphere"), after a colour verb's
+                     object ("make it lemon"), or one of the category words anywhere ("red")
+    shape slot       a shape noun (SHAPE_NOUNS), or an unknown word right after a colour
+    position slot    a run of grid words ("upper-left corner" -> "in the top left")
+    count slot       a count word before an object ("two", "2", "a pair of")
+    background slot  a colour before "background"/"backdrop", or after "on"/"against" at the end
+
+Every other word is a filler and passes, dropped from what the model reads ("please", "I'd like",
+"nice", "thanks"). A word the world lacks in a slot that matters is refused here, in one plain
+sentence (WriterError with .kind): a colour the world has not ("purple", "salmon"), a shape it does
+not draw ("hexagon"), an unknown word where a colour or shape must stand ("a glorp ball"), more
+than shapes.MAX_OBJECTS objects, an edit the world cannot make ("move", "rotate").
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+
+from course_lib import shapes
+from course_lib.language.lexicon import ACHROMATIC, BACKGROUND_NOUNS, BACKGROUND_TERMS, COLOUR_CATEGORIES, COUNT_TERMS, \
+    POSITION_TERMS, SHAPE_NOUNS, UNSUPPORTED_SHAPES, VAGUE_NOUNS, colour_lexicon, colour_of, why_not
+from course_lib.language.refusals import WriterError
+from course_lib.language.words import SCENE
+from course_lib.validation import CourseInputError
+
+MODIFIERS = ("dark", "light", "pale", "deep", "bright", "vivid", "pastel", "dull", "rich", "strong", "pure", "vibrant",
+             "hot", "neon", "soft", "medium", "warm", "cool", "darker", "lighter", "brighter", "dusty", "muted", "true",
+             "plain", "solid", "shiny", "glossy", "matte", "big", "small", "little", "large", "tiny", "huge", "nice",
+             "pretty", "cute", "simple", "lone", "lonely", "same", "new", "another", "other", "second", "extra",
+             "filled", "flat", "colored", "coloured", "sized", "shaped", "looking", "ish", "kind", "sort", "of", "very",
+             "really", "quite", "fairly", "sharp", "perfect", "giant", "mini", "fat", "thin", "bold", "lovely", "cool",
+             "single", "just", "only", "some", "whole", "entire")
+CHANGE_VERBS = ("make", "turn", "change", "paint", "colour", "color", "recolour", "recolor", "swap", "switch", "exchange",
+                "replace", "convert", "transform", "set", "should", "want", "be", "become", "tint", "dye", "fill",
+                "shade", "redo", "recolour", "have")
+REMOVE_VERBS = ("remove", "delete", "erase", "drop", "eliminate", "lose", "clear", "rid", "away", "out", "ditch")
+ADD_VERBS = ("add", "put", "place", "insert", "include", "stick", "pop", "draw", "create", "throw")
+UNSUPPORTED_VERBS = ("move", "moving", "shift", "slide", "rotate", "spin", "turnaround", "resize", "enlarge", "shrink",
+                     "scale", "grow", "bigger", "smaller", "larger", "flip", "mirror", "duplicate", "copy", "blur",
+                     "sharpen", "animate", "stretch", "squash", "tilt", "zoom", "crop", "swapped", "relocate", "drag",
+                     "bounce")
+# Edits of size, light, texture or layout the editor cannot make (in an instruction).
+UNSUPPORTED_EDITS = ("brighter", "darker", "lighter", "dimmer", "shadow", "shadows", "glow", "glowing", "outline",
+                     "border", "texture", "transparent", "twice", "thicker", "thinner", "wider", "taller", "shorter",
+                     "around", "upside", "3d", "sparkle", "shine", "gradient", "pattern", "stripes", "striped",
+                     "dotted", "sharper", "blurry", "rounder", "sharpen")
+RELATIONS = {"above": "above", "over": "above", "atop": "above", "below": "below", "under": "below",
+             "beneath": "below", "underneath": "below"}
+STRUCTURE = ("and", "with", "plus", "then", "also", "the", "it", "them", "its", "to", "into", "of", "each", "both",
+             "all", "every", "instead", "as", "well", "too", "next", "on", "in", "at", "against", "one", "ones", "thing",
+             "things", "no", "not", "but", "or", "either")
+PICTURE_NOUNS = ("image", "picture", "canvas", "frame", "screen", "scene", "grid", "page", "drawing", "painting", "photo",
+                 "view", "square", "board", "field")
+REFUSAL_KINDS = ("colour", "shape", "count", "action", "slot", "background")
+
+
+@dataclass
+class Reading:
+    """What the reader made of a text: the words the model reads, each word's role, and a refusal (None: none)."""
+
+    text: str
+    model_text: str
+    roles: list[tuple[str, str, str]] = field(default_factory=list)  # (word as typed, as corrected, role)
+    refusal: WriterError | None = None
+
+    def raise_refusal(self) -> None:
+        """Raise the reading's refusal, if it has one."""
+        if self.refusal is not None:
+            raise self.refusal
+
+
+def refusal(kind: str, message: str, word: str = "") -> WriterError:
+    """Return a WriterError of `kind` (REFUSAL_KINDS or a writer refusal's kind) with a one-sentence message and the word."""
+    error = WriterError(message)
+    error.kind, error.word = kind, word
+    return error
+
+
+def refusal_answer(error: WriterError) -> str:
+    """Return the writer's answer for a reader's refusal: "too many objects" for a count, else "unsupported: <word>"."""
+    if not isinstance(error, WriterError):
+        raise CourseInputError(f"error must be a WriterError, got {type(error).__name__}.")
+    return "too many objects" if getattr(error, "kind", "") == "count" else f"unsupported: {getattr(error, 'word', '')}"
+
+
+@functools.cache
+def vocabulary() -> frozenset[str]:
+    """Return every word the reader knows: the lexicon's colour-name words, the slot words and the structure words."""
+    words = {w for name in colour_lexicon() for w in name.split()}
+    words |= {w for nouns in SHAPE_NOUNS.values() for w in nouns} | set(UNSUPPORTED_SHAPES) | set(VAGUE_NOUNS)
+    words |= {w + "s" for w in UNSUPPORTED_SHAPES} | set(POSITION_TERMS) | set(COUNT_TERMS) | set(BACKGROUND_NOUNS)
+    words |= set(BACKGROUND_TERMS) | set(MODIFIERS) | set(CHANGE_VERBS) | set(REMOVE_VERBS) | set(ADD_VERBS)
+    words |= set(UNSUPPORTED_VERBS) | set(RELATIONS) | set(STRUCTURE) | set(PICTURE_NOUNS) | set(FILLERS)
+    words |= _stop_words() | set(UNSUPPORTED_EDITS)
+    return frozenset(w for w in words if w.isalpha())
+
+
+def _stop_words() -> set[str]:
+    # scikit-learn's English stop-word list (318 words, from the Glasgow Information Retrieval Group's list)
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return set(ENGLISH_STOP_WORDS)
+
+
+# Common English words that are neither slot words nor typos of one (so "bed" is not read as "red").
+FILLERS = ("please", "could", "would", "can", "you", "me", "i", "d", "like", "love", "need", "show", "give", "see",
+           "get", "let", "us", "we", "my", "your", "there", "here", "this", "that", "these", "those", "is", "are", "was",
+           "were", "should", "must", "will", "have", "has", "having", "sitting", "sits", "placed", "standing",
+           "located", "positioned", "somewhere", "where", "what", "which", "who", "how", "why", "when", "ok", "okay",
+           "hey", "hi", "hello", "thanks", "thank", "cheers", "now", "so", "well", "just", "maybe", "perhaps", "for",
+           "from", "by", "about", "around", "near", "side", "corner", "corners", "hand", "part", "area", "spot", "region",
+           "half", "edge", "row", "column", "cell", "position", "please", "wanna", "want", "gonna", "go", "lets", "let",
+           "s", "t", "m", "re", "ll", "ve", "do", "does", "did", "don", "doesn", "isn", "an", "any", "sure",
+           "exactly", "right", "again", "still", "anything", "else", "nothing", "everything", "more", "less", "than",
+           "color", "colour", "painted", "coloured", "colored", "way", "time", "way", "bit", "lot", "little",
+           "image", "picture", "render", "sketch", "paint", "generate", "illustrate", "depict", "produce", "output",
+           "request", "okay", "yes", "yeah", "nope", "idea", "think", "guess", "fine", "good", "great", "awesome",
+           "cool", "background", "using", "use", "same", "other", "another", "else", "together", "alongside", "beside",
+           "sit", "sitting", "sat", "stand", "lying", "floating", "resting", "hanging", "being", "been", "shown",
+           "appear", "appears", "place", "spot", "up", "down", "over", "out", "off", "if", "possible", "thx", "pls",
+           "plz", "kindly", "wish", "hope", "rather", "prefer", "also", "too", "either", "neither", "nor", "take",
+           "get", "keep", "leave", "exchange", "got", "own", "has", "had", "better", "best", "look", "looks", "nicer",
+           "prettier", "fun", "mind", "ideally", "actually", "basically", "literally", "something", "somebody")
+
+
+def _one_or_two_apart(a: str, b: str, budget: int) -> int | None:
+    # Damerau-Levenshtein (optimal string alignment) distance if <= budget, else None
+    if abs(len(a) - len(b)) > budget:
+        return None
+    prev2, prev = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > budget:
+            return None
+        prev2, prev = prev, cur
+    return prev[-1] if prev[-1] <= budget else None
+
+
+def typo_distance(a: str, b: str) -> int:
+    """Return the Damerau-Levenshtein distance of two words (optimal string alignment): edits, drops, adds, swaps."""
+    if not isinstance(a, str) or not isinstance(b, str):
+        raise CourseInputError("typo_distance(a, b) takes two strings.")
+    return _one_or_two_apart(a, b, max(len(a), len(b)))
+
+
+def typo_budget(word: str) -> int:
+    """Return how many character edits the reader forgives in a word: 0 below 4 letters, 1 for 4-6, 2 for 7+."""
+    return 0 if len(word) < 4 else (1 if len(word) < 7 else 2)
+
+
+@functools.cache
+def correct(word: str) -> str:
+    """Return the known word nearest to `word` by characters (Damerau-Levenshtein), or `word` itself when none is unique.   [nb 09]
+
+    A known word comes back as it is; an unknown one within typo_budget(word) edits of exactly one
+    nearest known word (or of several that mean the same) comes back as that word.
+    """
+    if not isinstance(word, str):
+        raise CourseInputError(f"word must be a string, got {type(word).__name__}.")
+    known = vocabulary()
+    if word in known or not word.isalpha():
+        return word
+    budget = typo_budget(word)
+    best, found = budget + 1, set()
+    for k in known:
+        if len(k) < 3:
+            continue
+        d = _one_or_two_apart(word, k, min(budget, best))
+        if d is None:
+            continue
+        if d < best:
+            best, found = d, {k}
+        elif d == best:
+            found.add(k)
+    for keep in (lambda k: True, lambda k: k[0] == word[0], lambda k: k[0] == word[0] and k not in FILLERS,
+                 lambda k: k[0] == word[0] and k not in FILLERS and _basic(k)):
+        narrowed = {k for k in found if keep(k)}
+        if len({_meaning(k) for k in narrowed}) == 1:  # one meaning left (ties: same first letter, then slot words)
+            return min(narrowed)
+        found = narrowed or found
+    return word
+
+
+def _basic(word: str) -> bool:
+    # a word of the slot lists or a category word, rather than one of the lexicon's rarer colour names
+    return (word in COLOUR_CATEGORIES or _shape_of(word) is not None or word in POSITION_TERMS or word in COUNT_TERMS
+            or word in RELATIONS)
+
+
+def _meaning(word: str) -> str:
+    for shape, nouns in SHAPE_NOUNS.items():
+        if word in nouns:
+            return "shape:" + shape
+    entry = colour_of(word)
+    return f"colour:{entry.world}" if entry is not None and entry.world is not None else word
+
+
+def _words(text: str) -> list[str]:
+    text = text.lower().replace("'", " ").replace("’", " ")
+    text = re.sub(r"(\d+)", r" \1 ", text)
+    return re.findall(r"[a-z]+|\d+|[,;:.!?]", text)
+
+
+def _shape_of(word: str) -> str | None:
+    return next((s for s, nouns in SHAPE_NOUNS.items() if word in nouns), None)
+
+
+def _unsupported_shape(word: str) -> str | None:
+    if word in UNSUPPORTED_SHAPES:
+        return word
+    if word.endswith("s") and word[:-1] in UNSUPPORTED_SHAPES:
+        return word[:-1]
+    if word.endswith("es") and word[:-2] in UNSUPPORTED_SHAPES:
+        return word[:-2]
+    return None
+
+
+def _is_noun(word: str) -> bool:
+    return _shape_of(word) is not None or _unsupported_shape(word) is not None or word in VAGUE_NOUNS
+
+
+def _colour_at(words: list[str], i: int) -> tuple[int, object] | None:
+    # the longest lexicon name starting at words[i] (up to 3 words): (length, entry)
+    for n in (3, 2, 1):
+        if i + n <= len(words):
+            entry = colour_of(" ".join(words[i:i + n]))
+            if entry is not None:
+                return n, entry
+    return None
+
+
+def _next_content(words: list[str], j: int) -> str | None:
+    while j < len(words) and (words[j] in MODIFIERS or words[j] in ("ish", "coloured", "colored", "-")):
+        j += 1
+    return words[j] if j < len(words) else None
+
+
+_POSITION_PHRASE = {(r, c): p for (r, c), p in shapes.POSITION_PHRASES.items()}
+
+
+def _cell(terms: list[str]) -> tuple[int, int] | None:
+    rows = {t for t in terms if t in ("top", "bottom")}
+    cols = {t for t in terms if t in ("left", "right")}
+    if len(rows) > 1 or len(cols) > 1:
+        return None
+    r = {"top": 0, "bottom": 2}[rows.pop()] if rows else 1
+    c = {"left": 0, "right": 2}[cols.pop()] if cols else 1
+    return r, c
+
+
+def _announcements_dropped(out: list[str]) -> list[str]:
+    # "two things: a red ball ..., a blue box ...": a count of things before a list announces it; the list counts
+    k = 0
+    while k + 1 < len(out):
+        if out[k] in ("two", "three") and out[k + 1] == "thing" and any(w in shapes.SHAPES for w in out[k + 2:]):
+            del out[k:k + 2]
+            continue
+        k += 1
+    return out
+
+
+def _background_last(out: list[str]) -> list[str]:
+    # "white background, a blue ball ...", "the background grey, ...": the background phrase moves to the end, where
+    # captions put it, as "<colour> background"
+    if "background" not in out:
+        return out
+    k = out.index("background")
+    colour = None
+    if k > 0 and out[k - 1] in shapes.BACKGROUNDS:
+        span = (k - 1, k + 1)
+        colour = out[k - 1]
+    else:
+        j = k + 1
+        while j < len(out) and out[j] in ("to", "the", "a"):
+            j += 1
+        if j < len(out) and out[j] in shapes.BACKGROUNDS:
+            span, colour = (k, j + 1), out[j]
+    if colour is None:
+        return out
+    start, end = span
+    if start > 0 and out[start - 1] in ("a", "the"):
+        start -= 1
+    rest = out[:start] + out[end:]
+    if start == 0 or end < len(out) and out[end] == "background":
+        while rest and rest[0] in (",", "and"):
+            rest.pop(0)
+    while rest and rest[-1] in (",", "and"):
+        rest.pop()
+    return rest + [",", colour, "background"] if rest else [colour, "background"]
+
+
+def read(text: str, *, instruction: bool = False) -> Reading:
+    """Read a request (or, with instruction=True, an instruction) against the lexicon: see the module's docstring.   [nb 09]"""
+    if not isinstance(text, str):
+        raise CourseInputError(f"text must be a string, got {type(text).__name__}.")
+    raw = _words(text)
+    words = [correct(w) for w in raw]
+    roles: list[tuple[str, str, str]] = []
+    out: list[str] = []
+    fail = None
+
+    def refuse(kind, message, word=""):
+        nonlocal fail
+        if fail is None:
+            fail = refusal(kind, message, word)
+
+    i, n = 0, len(words)
+    after_colour = False
+    last_verb = ""
+    colour_verb = False  # an instruction's change verb seen: a colour name at a clause end is its new colour
+    while i < n:
+        w, typed = words[i], raw[i]
+        if w in (".", "!", "?", ":"):  # a sentence ends (a comma for the model, unless it would split "red. circle")
+            roles.append((typed, w, "punctuation"))
+            if w != ":" and out and out[-1] not in shapes.COLOURS and out[-1] not in (",", "and"):
+                out.append(",")
+            after_colour = False
+            i += 1
+            continue
+        if instruction and (w in UNSUPPORTED_VERBS or w in UNSUPPORTED_EDITS or w == "around" and last_verb in (
+                "swap", "switch", "exchange")):
+            refuse("action", f"the editor can recolour, reshape, remove or add objects and change the background; "
+                             f"it cannot move, rotate, resize, flip or copy them ({typed!r}).", typed)
+            roles.append((typed, w, "verb (refused)"))
+            i += 1
+            continue
+        # background slot: "<colour> background", "background <colour>", "on/against <colour>" at the end
+        if w in BACKGROUND_NOUNS and w != "back" or (w == "back" and i + 1 < n and words[i + 1] == "ground"):
+            roles.append((typed, w, "background noun"))
+            out.append("background")
+            i += 2 if w == "back" else 1
+            after_colour = False
+            continue
+        hit = _colour_at(words, i)
+        if w in BACKGROUND_TERMS and (hit is None or hit[0] == 1):
+            nxt = _next_content(words, i + 1)
+            end = nxt is None or nxt in (",", ".", "!", "?", "and", "then", "please")
+            if nxt in BACKGROUND_NOUNS or end and (i > 0 and words[i - 1] in ("on", "against") or any(
+                    x in BACKGROUND_NOUNS for x in words[max(0, i - 4):i])):
+                roles.append((typed, w, "background"))
+                out.append(BACKGROUND_TERMS[w])
+                if nxt not in BACKGROUND_NOUNS and "background" not in out[-4:]:
+                    out.append("background")
+                i += 1
+                continue
+        if hit is not None:
+            size, entry = hit
+            phrase = " ".join(words[i:i + size])
+            nxt = _next_content(words, i + size)
+            basic = entry.name in COLOUR_CATEGORIES or entry.name.split()[-1] in COLOUR_CATEGORIES
+            before_noun = nxt is not None and (_is_noun(nxt) or nxt in BACKGROUND_NOUNS or nxt == "and"
+                                               and colour_of(_next_content(words, i + size + 1) or "") is not None)
+            clause_end = nxt is None or nxt in (",", ".", "!", "?", ";", "and", "then", "please", "too", "instead",
+                                                "now", "thanks", "also")
+            background_here = nxt in BACKGROUND_NOUNS or (clause_end or nxt in ("one", "instead")) and (
+                i > 0 and words[i - 1] in ("on", "against") and entry.category in ACHROMATIC
+                or any(x in BACKGROUND_NOUNS for x in words[max(0, i - 4):i]))
+            back = i - 1
+            while back >= 0 and words[back] in (",", "in", "coloured", "colored", "painted", "all", "entirely"):
+                back -= 1
+            after_vague = i > 0 and (words[i - 1] in ("in", "coloured", "colored", "painted")
+                                     or back >= 0 and _is_noun(words[back]))
+            slot = basic or before_noun or after_vague or (instruction and colour_verb and clause_end) or background_here
+            if slot and w not in MODIFIERS or slot and size > 1:
+                if background_here:
+                    bg = ACHROMATIC.get(entry.category or "")
+                    if bg is None:
+                        refuse("background", f"the background can be {', '.join(shapes.BACKGROUNDS)}; "
+                                             f"{phrase!r} is not one of them.", phrase)
+                    roles.append((" ".join(raw[i:i + size]), phrase, "background"))
+                    out.append(bg or phrase)
+                    if nxt not in BACKGROUND_NOUNS and "background" not in out[-4:]:
+                        out.append("background")
+                elif entry.world is None:
+                    refuse("colour", why_not(entry), phrase)
+                    roles.append((" ".join(raw[i:i + size]), phrase, "colour (refused)"))
+                    out.append(phrase)
+                else:
+                    roles.append((" ".join(raw[i:i + size]), phrase, "colour"))
+                    out.append(entry.world)
+                    after_colour = True
+                i += size
+                continue
+        if w in MODIFIERS and w not in ("one", "single"):
+            roles.append((typed, w, "filler"))
+            i += 1
+            continue
+        shape = _shape_of(w)
+        if shape is not None:
+            roles.append((typed, w, "shape"))
+            out.append(shape)
+            after_colour = False
+            i += 1
+            continue
+        bad_shape = _unsupported_shape(w)
+        if bad_shape is not None:
+            refuse("shape", f"the shapes world has no {bad_shape}; it draws circles, squares and triangles.", bad_shape)
+            roles.append((typed, w, "shape (refused)"))
+            out.append(bad_shape)
+            after_colour = False
+            i += 1
+            continue
+        if w == "right" and i + 1 < n and words[i + 1] in ("in", "at", "on", "above", "below", "under", "beneath",
+                                                              "underneath", "next", "beside", "there", "here") \
+                and (i == 0 or words[i - 1] not in ("the", "to", "at", "on", "top", "bottom", "upper", "lower", "middle",
+                                                    "far", "hand", "its", "their", "centre", "center")):
+            roles.append((typed, w, "filler"))  # "right in the middle": an intensifier, not the right column
+            i += 1
+            continue
+        if w in POSITION_TERMS:
+            j, terms = i, []
+            while j < n and (words[j] in POSITION_TERMS or words[j] in ("the", "hand", "side", "corner", "of", "part",
+                                                                           "half", "edge", "area", "very", "dead",
+                                                                           "row", "column", "at", "in", "on")):
+                if words[j] == "of":
+                    k = j + 1 + (j + 1 < n and words[j + 1] == "the")
+                    if k < n and words[k] in PICTURE_NOUNS:
+                        j = k + 1
+                        continue
+                    break
+                if words[j] in POSITION_TERMS:
+                    terms.append(POSITION_TERMS[words[j]])
+                j += 1
+            # "to the left of X", "to the right of X": a relation, not a cell
+            while j > i and words[j - 1] in ("the", "at", "in", "on"):
+                j -= 1
+            if j < n and words[j] == "of" and terms in (["left"], ["right"]):
+                if out and out[-1] == "to":
+                    out.pop()
+                out.append(f"to the {terms[0]} of")
+                roles.append((" ".join(raw[i:j + 1]), " ".join(words[i:j + 1]), "relation"))
+                i = j + 1
+                continue
+            if terms == ["top"] and j < n and words[j] == "of":  # "on top of"
+                out.append("above")
+                roles.append((" ".join(raw[i:j + 1]), " ".join(words[i:j + 1]), "relation"))
+                i = j + 1
+                continue
+            cell = _cell(terms)
+            if cell is None:
+                refuse("slot", f"{' '.join(raw[i:j])!r} names two places at once; say one cell of the 3 x 3 grid, "
+                               f"e.g. 'top left' or 'bottom'.")
+                i = j
+                continue
+            roles.append((" ".join(raw[i:j]), " ".join(words[i:j]), "position"))
+            out.append(_POSITION_PHRASE[cell])
+            after_colour = False
+            i = j
+            continue
+        if w in COUNT_TERMS and (w not in ("a", "an", "one", "single") or True):
+            count = COUNT_TERMS[w]
+            nxt = _next_content(words, i + 1)
+            if nxt == "of":
+                nxt = _next_content(words, i + 2)
+            plural_next = nxt is not None and nxt not in ("of",)
+            if count > shapes.MAX_OBJECTS and plural_next:
+                refuse("count", f"a scene holds at most {shapes.MAX_OBJECTS} objects; {typed!r} asks for more.", typed)
+            if w in ("a", "an", "one", "single"):
+                out.append("a" if w != "one" or nxt is None or _is_noun(nxt) is False else "one")
+                roles.append((typed, w, "count"))
+            elif count <= shapes.MAX_OBJECTS:
+                out.append({2: "two", 3: "three"}.get(count, "a"))
+                roles.append((typed, w, "count"))
+            else:
+                out.append("many")
+                roles.append((typed, w, "count (refused)"))
+            i += 1 + (i + 1 < n and words[i + 1] == "of")
+            continue
+        if w in RELATIONS:
+            roles.append((typed, w, "relation"))
+            out.append(RELATIONS[w])
+            i += 1
+            continue
+        if instruction and w in ("with", "for", "by") and last_verb in ("replace", "swap", "switch", "exchange"):
+            roles.append((typed, w, "structure"))
+            out.append("into")
+            i += 1
+            continue
+        if instruction and w in CHANGE_VERBS + REMOVE_VERBS + ADD_VERBS:
+            last_verb = w
+            verb = "make" if w in CHANGE_VERBS else ("remove" if w in REMOVE_VERBS else "add")
+            if w in ("draw", "put", "place") and any(r == "remove" for r in out):
+                verb = "add"
+            colour_verb = colour_verb or verb == "make"
+            roles.append((typed, w, "verb"))
+            if not out or out[-1] != verb:
+                out.append(verb)
+            i += 1
+            continue
+        if w in (",", ";", "then", "and", "with", "plus", "also") or w in ("it", "them", "the", "one", "ones",
+                                                                             "thing", "things", "something", "both",
+                                                                             "all", "each", "into", "to") or \
+                w in VAGUE_NOUNS:
+            word = {";": ",", "plus": "and", "with": "and", "also": "and", "then": "and", "ones": "one",
+                    "things": "thing", "something": "thing", "shapes": "thing", "shape": "thing", "object": "thing",
+                    "objects": "thing", "items": "thing", "item": "thing", "figure": "thing", "figures": "thing",
+                    "form": "thing", "forms": "thing"}.get(w, w)
+            if word == "the" and i + 1 < n and (words[i + 1] in POSITION_TERMS or words[i + 1] in BACKGROUND_NOUNS):
+                pass
+            elif not (word in (",", "and") and (not out or out[-1] in (",", "and"))):
+                out.append(word)
+            roles.append((typed, w, "structure"))
+            i += 1
+            continue
+        # an unknown word: refused where a colour or shape must stand, a filler elsewhere
+        known = w in vocabulary()
+        nxt = _next_content(words, i + 1)
+        if not known and nxt is not None and _shape_of(nxt) is not None and (i == 0 or words[i - 1] in COUNT_TERMS
+                                                                              or words[i - 1] in MODIFIERS
+                                                                              or words[i - 1] in ("the", "some")):
+            refuse("slot", f"{typed!r} stands where a colour goes, and the writer does not know it as a colour; "
+                           f"objects can be red, green, blue or yellow.", typed)
+            roles.append((typed, w, "colour slot (unknown)"))
+        elif not known and after_colour and (nxt is None or nxt in (",", ".", "and", "with") or nxt in POSITION_TERMS
+                                             or nxt in ("in", "on", "at")):
+            refuse("shape", f"{typed!r} stands where a shape goes, and the shapes world has no {typed}; "
+                            f"it draws circles, squares and triangles.", typed)
+            roles.append((typed, w, "shape slot (unknown)"))
+        else:
+            roles.append((typed, w, "filler"))
+        after_colour = False
+        i += 1
+    if not instruction:
+        out = _announcements_dropped(out)
+        out = _background_last(out)
+    content = set(shapes.COLOURS) | set(shapes.SHAPES) | {"thing", "one"}
+    out = [w for k, w in enumerate(out) if not (w in ("a", "one") and k + 1 < len(out) and out[k + 1] not in content)]
+    out = [w for k, w in enumerate(out) if not (w in ("the", "to", "into") and (
+        k + 1 == len(out) or out[k + 1] in (",", "and", "the", "a", "to", "into")))]
+    while out and out[-1] in (",", "and"):
+        out.pop()
+    while out and out[0] in (",", "and"):
+        out.pop(0)
+    if not instruction and fail is None:
+        objects = 0
+        for k, w in enumerate(out):
+            j = k - 1
+            while j >= 0 and out[j] in shapes.COLOURS:
+                j -= 1
+            if w in shapes.SHAPES or w == "thing" and j < k - 1:  # a shape noun, or "a red thing"
+                objects += {"two": 2, "three": 3}.get(out[j], 1) if j >= 0 else 1
+        if objects > shapes.MAX_OBJECTS:
+            fail = refusal("count", f"a scene holds at most {shapes.MAX_OBJECTS} objects; this request names {objects}.",
+                           str(objects))
+    return Reading(text, " ".join(out).replace(" ,", ","), roles, fail)
+
+
+def model_input(prompt: str) -> tuple[str, WriterError | None]:
+    """Return (what the writer's model reads, the reader's refusal or None) for a writer input.   [nb 09]
+
+    A request is read whole. Of an edit input '<source caption><|scene|><instruction>' the model
+    reads '<|scene|>' and the instruction as the reader leaves it (instruction=True): it names the
+    objects as the instruction does, and the world finds them in the source scene (referents).
+    """
+    if not isinstance(prompt, str):
+        raise CourseInputError(f"prompt must be a string, got {type(prompt).__name__}.")
+    _, sep, text = prompt.rpartition(SCENE)
+    reading = read(text, instruction=bool(sep))
+    return sep + reading.model_text, reading.refusal

@@ -48,13 +48,20 @@ def show_prompted_images(columns: dict, *, wrap: int = 34, fontsize: float = 7.5
     return fig
 
 
-def show_colour_lexicon(labelled=("crimson", "navy", "lime", "lemon", "salmon", "amber", "teal", "purple", "orange",
-                                  "olive", "sky blue", "forest green")):
+_LABEL_OFFSETS = {"crimson": (8, -14), "navy": (10, 0), "lime": (-10, 12), "lemon": (14, 10), "salmon": (10, 8),
+                  "amber": (6, 8), "teal": (-62, -14), "purple": (8, -4), "orange": (6, 8), "olive": (8, 4),
+                  "forest green": (-80, -12)}  # points: keeps the labels of show_colour_lexicon apart
+
+
+def show_colour_lexicon(labelled=("crimson", "navy", "lime", "salmon", "amber", "teal", "purple", "orange", "olive",
+                                  "forest green")):
     """Draw every colour name of the lexicon on OKLab's (a, b) plane in its own colour, mapped names ringed by world colour.   [nb 09]
 
     Filled dots: names the lexicon maps to a world colour (ring: that colour); small crosses: names
     it refuses. The world's four colours are the large squares. labelled: names to write beside their dot.
     """
+    from matplotlib.lines import Line2D
+
     from course_lib import shapes
     from course_lib.language.lexicon import colour_lexicon, colour_of, oklab
 
@@ -62,27 +69,31 @@ def show_colour_lexicon(labelled=("crimson", "navy", "lime", "lemon", "salmon", 
     entries = colour_lexicon()
     if any(not isinstance(n, str) or colour_of(n) is None for n in labelled):
         raise CourseInputError(f"labelled must be colour names of the lexicon, got {labelled!r}.")
-    fig, ax = plt.subplots(figsize=(6.2, 5.4))
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
     for mapped in (False, True):
         group = [e for e in entries.values() if (e.world is not None) == mapped]
         lab = oklab([e.rgb for e in group])
         if mapped:
             ax.scatter(lab[:, 1], lab[:, 2], s=22, c=[e.rgb for e in group], linewidths=1.1,
-                       edgecolors=[shapes.COLOURS[e.world] for e in group], label="mapped to a world colour (ring)")
+                       edgecolors=[shapes.COLOURS[e.world] for e in group])
         else:
-            ax.scatter(lab[:, 1], lab[:, 2], s=14, c=[e.rgb for e in group], marker="x", linewidths=1.0,
-                       label="refused (another category, or between two)")
+            ax.scatter(lab[:, 1], lab[:, 2], s=14, c=[e.rgb for e in group], marker="x", linewidths=1.0)
     world = oklab(list(shapes.COLOURS.values()))
     ax.scatter(world[:, 1], world[:, 2], s=160, marker="s", c=list(shapes.COLOURS.values()), edgecolors="black",
-               linewidths=1.5, label="the world's four colours", zorder=3)
+               linewidths=1.5, zorder=3)
     for name in labelled:
         e = colour_of(name)
         _, a, b = oklab(e.rgb)
-        ax.annotate(f"{name} -> {e.world or 'refused'}", (a, b), xytext=(4, 4), textcoords="offset points", fontsize=7.5)
+        ax.annotate(f"{name}: {e.world or 'refused'}", (a, b), xytext=_LABEL_OFFSETS.get(name, (6, 6)),
+                    textcoords="offset points", fontsize=7.5, arrowprops={"arrowstyle": "-", "lw": 0.6, "color": "0.3"},
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8}, zorder=4)
     ax.axhline(0, color="0.85", lw=0.8, zorder=0)
     ax.axvline(0, color="0.85", lw=0.8, zorder=0)
+    handles = [Line2D([], [], marker="o", ls="", mfc="0.7", mec="black", label="mapped to a world colour (ring: which)"),
+               Line2D([], [], marker="x", ls="", color="0.4", label="refused (another category, or between two)"),
+               Line2D([], [], marker="s", ls="", mfc="0.7", mec="black", ms=10, label="the world's four colours")]
+    ax.legend(handles=handles, fontsize=7.5, loc="lower left")
     ax.set(xlabel="OKLab a (green - red)", ylabel="OKLab b (blue - yellow)", aspect="equal",
            title=f"{len(entries)} colour names (xkcd survey + CSS4) on the hue plane")
-    ax.legend(fontsize=7.5, loc="lower left")
     fig.tight_layout()
     return fig

@@ -49,9 +49,33 @@ FINAL_REFERENTS = {
     "f-i226": {"colour": "yellow"}, "f-i234": {"colour": "yellow"}, "f-i243": {"shape": "square"},
     "f-i251": {"colour": "green"}, "f-i252": {"colour": "red"},
 }
-REFERENTS = {"dev": DEV_REFERENTS, "final": FINAL_REFERENTS}
-ID_PREFIX = {"dev": "", "final": "f-"}
+FINAL2_REFERENTS = {
+    "g-i034": {"colour": "red", "shape": "circle"}, "g-i049": {"colour": "yellow", "shape": "triangle"},
+    "g-i067": {"shape": "triangle"}, "g-i083": {"colour": "blue", "shape": "square"}, "g-i090": {"shape": "circle"},
+    "g-i099": {"colour": "blue", "shape": "square"}, "g-i109": {"shape": "circle"}, "g-i118": {"shape": "circle"},
+    "g-i125": {"colour": "red"}, "g-i134": {"shape": "triangle"}, "g-i141": {"shape": "triangle"},
+    "g-i142": {"colour": "green"}, "g-i150": {"shape": "circle"}, "g-i166": {"colour": "yellow", "shape": "square"},
+    "g-i184": {"colour": "yellow"}, "g-i191": {"colour": "yellow"}, "g-i199": {"colour": "blue", "shape": "square"},
+    "g-i200": {"shape": "square"}, "g-i217": {"colour": "red"}, "g-i218": {"shape": "circle"},
+    "g-i221": {"shape": "triangle"}, "g-i235": {"shape": "circle"}, "g-i237": {"colour": "red", "shape": "square"},
+    "g-i243": {"shape": "triangle"}, "g-i252": {"colour": "yellow", "shape": "circle"},
+}
+FINAL3_REFERENTS = {
+    "h-i040": {"shape": "triangle"}, "h-i073": {"shape": "circle"}, "h-i090": {"shape": "triangle"},
+    "h-i107": {"shape": "square"}, "h-i115": {"colour": "yellow"}, "h-i116": {"shape": "triangle"},
+    "h-i123": {"shape": "circle"}, "h-i129": {"colour": "blue", "shape": "circle"}, "h-i139": {"shape": "circle"},
+    "h-i150": {"colour": "green", "shape": "square"}, "h-i155": {"colour": "red"},
+    "h-i167": {"colour": "yellow", "shape": "circle"}, "h-i174": {"shape": "circle"},
+    "h-i190": {"colour": "yellow", "shape": "circle"}, "h-i198": {"shape": "square"},
+    "h-i207": {"shape": "triangle"}, "h-i216": {"colour": "red", "shape": "circle"},
+    "h-i224": {"colour": "red", "shape": "square"}, "h-i238": {"shape": "triangle"},
+    "h-i246": {"colour": "green", "shape": "circle"}, "h-i248": {"shape": "triangle"},
+}
+REFERENTS = {"dev": DEV_REFERENTS, "final": FINAL_REFERENTS, "final2": FINAL2_REFERENTS, "final3": FINAL3_REFERENTS}
+ID_PREFIX = {"dev": "", "final": "f-", "final2": "g-", "final3": "h-"}
 FINAL_HEADING = "\n## The final set"  # README.md: the dev set's section comes before it, the final set's after
+FINAL2_HEADING = "\n## The second final set (final2)"  # README.md: the final2 set's section, after the final set's
+FINAL3_HEADING = "\n## The third final set (final3)"  # README.md: the final3 set's section, after the final2 set's
 OBJECT_COUNT_TAGS = {"single": 1, "two_objects": 2, "three_objects": 3}
 
 
@@ -205,7 +229,10 @@ def test_refusal_helpers_and_loading_errors(tmp_path, monkeypatch):
 def test_readme_counts_match_the_tables(part):
     text = (bench.BENCHMARK_DIR / "README.md").read_text()
     dev_text, final_text = text.split(FINAL_HEADING)
-    requests_part, instructions_part = (dev_text if part == "dev" else final_text).split("\nRequests (")[1].split("\nInstructions (")
+    final_text, final2_text = final_text.split(FINAL2_HEADING)
+    final2_text, final3_text = final2_text.split(FINAL3_HEADING)
+    part_text = {"dev": dev_text, "final": final_text, "final2": final2_text, "final3": final3_text}[part]
+    requests_part, instructions_part = part_text.split("\nRequests (")[1].split("\nInstructions (")
     for section, items in ((requests_part, bench.heldout_requests(part)),
                            (instructions_part, bench.heldout_instructions(part))):
         assert section.startswith(f"{len(items)} lines"), section[:40]
@@ -222,3 +249,27 @@ def test_final_lines_repeat_no_dev_line():
     repeated = [r.id for r in bench.heldout_requests("final") if norm(r.request) in dev_requests]
     repeated += [i.id for i in bench.heldout_instructions("final") if (i.source_caption, norm(i.instruction)) in dev_pairs]
     assert repeated == []  # ids of final lines only: the dev lines are never printed
+
+
+def test_final2_lines_repeat_no_dev_or_final_line():
+    """The final2 set is independent of the dev and final sets: no request, and no (scene, instruction) pair, repeats one."""
+    def norm(text):
+        return " ".join(text.lower().split())
+    old_requests = {norm(r.request) for part in ("dev", "final") for r in bench.heldout_requests(part)}
+    old_pairs = {(i.source_caption, norm(i.instruction)) for part in ("dev", "final") for i in bench.heldout_instructions(part)}
+    repeated = [r.id for r in bench.heldout_requests("final2") if norm(r.request) in old_requests]
+    repeated += [i.id for i in bench.heldout_instructions("final2") if (i.source_caption, norm(i.instruction)) in old_pairs]
+    assert repeated == []  # ids of final2 lines only: the dev and final lines are never printed
+
+
+def test_final3_lines_repeat_no_dev_final_or_final2_line():
+    """The final3 set is independent of the older sets: no request, and no (scene, instruction) pair, repeats a
+    dev, final or final2 line."""
+    def norm(text):
+        return " ".join(text.lower().split())
+    old_parts = ("dev", "final", "final2")
+    old_requests = {norm(r.request) for part in old_parts for r in bench.heldout_requests(part)}
+    old_pairs = {(i.source_caption, norm(i.instruction)) for part in old_parts for i in bench.heldout_instructions(part)}
+    repeated = [r.id for r in bench.heldout_requests("final3") if norm(r.request) in old_requests]
+    repeated += [i.id for i in bench.heldout_instructions("final3") if (i.source_caption, norm(i.instruction)) in old_pairs]
+    assert repeated == []  # ids of final3 lines only: the older sets' lines are never printed

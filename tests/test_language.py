@@ -331,3 +331,19 @@ def test_show_prompted_images_prints_every_prompt_over_its_image():
     plt.close(fig)
     with pytest.raises(CourseInputError, match="same number"):
         language.show_prompted_images({"a": (["x"], images[:1]), "b": (["x", "y"], images)})
+
+
+def test_the_shipped_writer_was_trained_on_what_the_reader_leaves_today():
+    # the model learns from the reader's text: a reader change without a retrain leaves weights nobody can reproduce
+    recorded = checkpoints.read_manifest(language.NAME)["recipe"].get("reader_fingerprint")
+    assert recorded == language.training_data_fingerprint(), (
+        "the reader now reads the training data differently from when the shipped writer was trained; retrain it "
+        "with `make reproduce NAME=prompt_writer` (python -m course_lib.recipes prompt_writer --threads 1)")
+
+
+def test_the_fingerprint_follows_the_reader(monkeypatch):
+    before = language.training_data_fingerprint(200)
+    monkeypatch.setattr("course_lib.language.writer_training.model_input", lambda p, **kw: (p.upper(), None))
+    assert language.training_data_fingerprint(200) != before
+    with pytest.raises(CourseInputError, match="num_examples"):
+        language.training_data_fingerprint(0)

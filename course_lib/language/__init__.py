@@ -49,8 +49,8 @@ phrasing and its canonical answer. Every word list holds training entries and he
 orders and joiners, made of words the training phrasings use, plus unseen typos and unseen
 unsupported words). The lexicon's colour names are split too (lexicon.lexicon_split): training draws only its "train"
 names. The honest test is benchmark_set: requests and instructions written by hand for testing only
-(a "dev" part looked at while the reader was built, a "final" part kept unseen until the final
-measurement), scored by heldout. Scenes come from shapes split "train" for training and "test"/"heldout" for
+(four parts, PARTS, each by another author: "dev", "final" and "final2" were looked at while the
+writer was tuned, "final3" was kept unseen until the shipped writer's measurement), scored by heldout. Scenes come from shapes split "train" for training and "test"/"heldout" for
 measuring, so no measured request describes a training scene; requests naming a held-out
 colour-shape pair (shapes.HELDOUT_PAIRS) are never in training. What the writer leaves open it
 fills the same way every time: an object without a shape is a square (DEFAULT_SHAPE), a lone
@@ -66,15 +66,16 @@ The package, one module per section (`from course_lib import language`, then `la
     refusals              WriterError, check_refusal, resolve_request, resolve_edit, resolved
     lexicon               colour names of the xkcd survey and CSS4 mapped to the world's colours; slot word lists
     reader                read, model_input, correct: the text read against the lexicon before the model sees it
+    arrange               the reader's second pass: objects and edits put in the training captions' order (CLAUSE)
     referents             read_part, find_referent, apply_edits: the world finds the objects an answer names
     guard                 describes: does a request ask for a caption's scene (exercise C's oracle)
-    benchmark_set         the hand-written held-out requests and instructions (dev and final parts)
+    benchmark_set         the hand-written held-out requests and instructions (PARTS: dev, final, final2, final3)
     heldout               score_heldout, heldout_table, score_typos: the writer on them
     writer                PromptWriter, save_writer, load_writer
     instruction_edit      edit_from_instruction: the writer, then an editing method
     real_llm              load_instruction_model, expand_prompt: a real instruction model (GPU)
     measuring             evaluate, attribute_scores, score_answers, end_to_end, target_failures, ...
-    writer_training       train_writer, TRAIN_CONFIG (the prompt_writer recipe calls it)
+    writer_training       train_writer, TRAIN_CONFIG, training_data_fingerprint (the prompt_writer recipe calls them)
     figures               show_prompted_images: each prompt over the image drawn from it
 """
 
@@ -100,13 +101,16 @@ from course_lib.language.words import ALONE_FRAMES, BACKGROUND_FRAMES, BACKGROUN
     WRITER_SPLITS, as_rng, check_split, check_text, entries
 from course_lib.language.writer import NAME, PromptWriter, load_writer, save_writer
 from course_lib.language.lexicon import COLOUR_CATEGORIES, MAJORITY, NEIGHBOURS, SHAPE_NOUNS, UNSUPPORTED_SHAPES, \
-    ColourName, colour_lexicon, colour_names, colour_of, lexicon_split, oklab, why_not
+    ColourName, colour_lexicon, colour_names, colour_of, hex_colour, lexicon_split, oklab, why_not
+from course_lib.language.arrange import CLAUSE, arrange_instruction, arrange_request
 from course_lib.language.reader import Reading, correct, model_input, read, typo_budget, typo_distance
 from course_lib.language.referents import REFERENT, apply_edits, find_referent, read_part, read_parts, referent_phrase
-from course_lib.language.benchmark_set import HeldoutInstruction, HeldoutRequest, heldout_instructions, heldout_requests
+from course_lib.language.benchmark_set import PARTS, HeldoutInstruction, HeldoutRequest, heldout_instructions, \
+    heldout_requests
 from course_lib.language.heldout import LEXICON_FRAME, TARGETS, heldout_table, score_heldout, score_lexicon, score_typos, \
     summarise, target_verdicts, typo_requests
-from course_lib.language.writer_training import TRAIN_CONFIG, TRAIN_EXAMPLES, train_writer, training_pairs
+from course_lib.language.writer_training import FINGERPRINT_EXAMPLES, TRAIN_CONFIG, TRAIN_EXAMPLES, \
+    training_data_fingerprint, train_writer, training_pairs
 
 __all__ = [
     # words
@@ -130,11 +134,12 @@ __all__ = [
     "describes", "NAME", "PromptWriter", "save_writer", "load_writer",
     # the lexicon and the reader
     "NEIGHBOURS", "MAJORITY", "COLOUR_CATEGORIES", "SHAPE_NOUNS", "UNSUPPORTED_SHAPES", "ColourName", "oklab",
-    "colour_lexicon", "colour_of", "colour_names", "lexicon_split", "why_not", "Reading", "read", "model_input", "correct",
+    "colour_lexicon", "colour_of", "hex_colour", "colour_names", "lexicon_split", "why_not", "Reading", "read",
+    "model_input", "correct", "CLAUSE", "arrange_request", "arrange_instruction",
     "typo_budget", "typo_distance", "REFERENT", "referent_phrase", "find_referent", "read_part", "read_parts",
     "apply_edits",
     # the hand-written held-out benchmark
-    "HeldoutRequest", "HeldoutInstruction", "heldout_requests", "heldout_instructions", "TARGETS", "score_heldout",
+    "PARTS", "HeldoutRequest", "HeldoutInstruction", "heldout_requests", "heldout_instructions", "TARGETS", "score_heldout",
     "heldout_table", "summarise", "typo_requests", "score_typos", "LEXICON_FRAME", "score_lexicon", "target_verdicts",
     # editing from an instruction
     "EDIT_METHODS", "DEFAULT_EDIT_METHOD", "InstructionEdit", "edit_from_instruction",
@@ -144,7 +149,7 @@ __all__ = [
     "ATTRIBUTES", "EVALUATED_KINDS", "E2E_ROWS", "REFERENCE_ROWS", "as_read", "attribute_scores", "score_answers", "evaluate",
     "benchmark_instructions", "writer_targets", "target_failures", "request_set", "end_to_end",
     # training
-    "TRAIN_EXAMPLES", "TRAIN_CONFIG", "train_writer", "training_pairs",
+    "TRAIN_EXAMPLES", "TRAIN_CONFIG", "train_writer", "training_pairs", "FINGERPRINT_EXAMPLES", "training_data_fingerprint",
     # pictures
     "show_prompted_images", "show_colour_lexicon",
 ]

@@ -68,7 +68,7 @@ def summarise(rows: list[dict]) -> dict[str, float | int]:
 def score_heldout(writer, part: str = "dev") -> dict[str, list[dict]]:
     """Return every held-out line of `part` scored: {"requests": rows, "instructions": rows} (module docstring).   [nb 09]
 
-    part: "dev" (looked at while the reader was improved) or "final" (kept unseen until the final measurement).
+    part: one of benchmark_set.PARTS ("final3" is the one kept unseen until the shipped writer was measured).
 
     writer: anything with .caption(request) and .target_caption(source_caption, instruction) that
     raise WriterError to refuse (a PromptWriter).
@@ -115,7 +115,8 @@ def typo_requests(edits: int, seed: int = 0, part: str = "dev") -> list[tuple[st
         if is_refusal(item.expected) or "typo" in item.tags:
             continue
         slot_words = sorted({typed for typed, _, role in read(item.request).roles
-                             if role in ("colour", "shape", "position") and typed.isalpha() and len(typed) >= 5})
+                             if role in ("colour", "shape", "position") and typed.isalpha() and len(typed) >= 5
+                             and re.search(rf"\b{typed}\b", item.request.lower())})  # as typed, not an abbreviation's expansion
         if not slot_words:
             continue
         word = rng.choice(slot_words)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import re
 import zlib
 from dataclasses import dataclass
 
@@ -67,7 +68,7 @@ class ColourName:
     """A colour name of the lexicon: its source, RGB, category, and the world colour it maps to (None: refused)."""
 
     name: str
-    source: str  # "xkcd" or "css4"
+    source: str  # "xkcd" or "css4"; "hex" for a hex code, "phrase" for a name read with a category word after it
     rgb: tuple[float, float, float]
     category: str | None  # a COLOUR_CATEGORIES word, or None when the neighbours disagree
     world: str | None  # one of WORLD_COLOURS, or None
@@ -98,32 +99,62 @@ def lexicon_split(name: str) -> str:
 
 
 @functools.cache
-def colour_lexicon() -> dict[str, ColourName]:
-    """Return every colour name of the xkcd survey and CSS4 with the world colour it maps to (None: refused).   [nb 09]"""
+def _labelled() -> tuple[list[tuple[str, tuple, str]], np.ndarray]:
+    # rule 1's survey names (name, rgb, category) and their OKLab points: the neighbours rule 2 votes among
     names = _names()
     labelled = [(n, names[n][1], n.split()[-1]) for n in names if n.split()[-1] in COLOUR_CATEGORIES and names[n][0] == "xkcd"]
-    points = oklab(np.array([rgb for _, rgb, _ in labelled]))
+    return labelled, oklab(np.array([rgb for _, rgb, _ in labelled]))
+
+
+def _vote(name: str, rgb) -> tuple[str | None, tuple]:
+    # rule 2: the categories of the NEIGHBOURS nearest rule-1 names (the name itself left out); a category if MAJORITY agree
+    labelled, points = _labelled()
+    d = np.linalg.norm(points - oklab(np.array(rgb)), axis=1)
+    nearest = [i for i in np.argsort(d, kind="stable") if labelled[i][0] != name][:NEIGHBOURS]
+    votes = tuple(collections.Counter(labelled[i][2] for i in nearest).most_common())
+    return (votes[0][0] if votes[0][1] >= MAJORITY else None), votes
+
+
+@functools.cache
+def colour_lexicon() -> dict[str, ColourName]:
+    """Return every colour name of the xkcd survey and CSS4 with the world colour it maps to (None: refused).   [nb 09]"""
     out = {}
-    for name, (source, rgb) in names.items():
+    for name, (source, rgb) in _names().items():
         last = name.split()[-1]
-        votes: tuple = ()
-        if last in COLOUR_CATEGORIES:
-            category = last
-        else:
-            d = np.linalg.norm(points - oklab(np.array(rgb)), axis=1)
-            nearest = [i for i in np.argsort(d, kind="stable") if labelled[i][0] != name][:NEIGHBOURS]
-            votes = tuple(collections.Counter(labelled[i][2] for i in nearest).most_common())
-            category = votes[0][0] if votes[0][1] >= MAJORITY else None
+        category, votes = (last, ()) if last in COLOUR_CATEGORIES else _vote(name, rgb)
         world = category if category in WORLD_COLOURS else None
         out[name] = ColourName(name, source, tuple(round(c, 4) for c in rgb), category, world, votes, lexicon_split(name))
     return out
 
 
+HEX_CODE = re.compile(r"^#(?:[0-9a-f]{6}|[0-9a-f]{3})$")
+
+
+@functools.cache
+def hex_colour(code: str) -> ColourName | None:
+    """Return the entry of a hex colour code ("#ff0000", "#f00"), placed by rule 2 like an unnamed survey colour; None if no code.
+
+    A code names an RGB, not a word, so it has no category of its own: its NEIGHBOURS nearest survey
+    names vote ("#ff0000" -> red, "#800080" -> purple, refused).
+    """
+    if not isinstance(code, str):
+        raise CourseInputError(f"code must be a string, got {type(code).__name__}.")
+    code = code.strip().lower()
+    if not HEX_CODE.match(code):
+        return None
+    digits = code[1:] if len(code) == 7 else "".join(c * 2 for c in code[1:])
+    rgb = tuple(int(digits[k:k + 2], 16) / 255 for k in (0, 2, 4))
+    category, votes = _vote(code, rgb)
+    world = category if category in WORLD_COLOURS else None
+    return ColourName(code, "hex", tuple(round(c, 4) for c in rgb), category, world, votes, "heldout")
+
+
 def colour_of(name: str) -> ColourName | None:
-    """Return the lexicon entry of a colour name (lower case, words split by single spaces), or None if it is no colour name."""
+    """Return the lexicon entry of a colour name (lower case, words split by single spaces) or hex code, or None if neither."""
     if not isinstance(name, str):
         raise CourseInputError(f"name must be a string, got {type(name).__name__}.")
-    return colour_lexicon().get(" ".join(name.lower().split()))
+    key = " ".join(name.lower().split())
+    return colour_lexicon().get(key) or (hex_colour(key) if key.startswith("#") else None)
 
 
 def colour_names(world: str | None = None, split: str | None = None) -> list[str]:
@@ -174,7 +205,9 @@ POSITION_TERMS = {"top": "top", "upper": "top", "up": "top", "topmost": "top", "
                   "down": "bottom", "bottommost": "bottom", "base": "bottom", "left": "left", "leftmost": "left",
                   "lefthand": "left", "right": "right", "rightmost": "right", "righthand": "right", "middle": "middle",
                   "centre": "middle", "center": "middle", "central": "middle", "centred": "middle",
-                  "centered": "middle", "mid": "middle"}
+                  "centered": "middle", "mid": "middle",
+                  # the compass points of a map with north up, as people name a picture's corners ("north-east corner")
+                  "north": "top", "south": "bottom", "east": "right", "west": "left"}
 # Counts: the English cardinals and their numerals; more than shapes.MAX_OBJECTS objects is refused.
 COUNT_TERMS = {"a": 1, "an": 1, "one": 1, "single": 1, "1": 1, "two": 2, "2": 2, "pair": 2, "couple": 2, "both": 2,
                "three": 3, "3": 3, "four": 4, "4": 4, "five": 5, "5": 5, "six": 6, "6": 6, "seven": 7, "7": 7,

@@ -211,7 +211,7 @@ def end_to_end(writer: PromptWriter, parts, n: int = 200, *, guidance_scale: flo
     one in reading order. A prompt longer than the tokenizer reads is cut to the words it reads (the
     pipeline's truncation; only raw requests are that long). rows: the names of E2E_ROWS to draw (all
     by default; "exact_caption" is always measured, under "prompt writer"). part: None for the
-    generated held-out requests (request_set), or "dev"/"final" for the first n hand-written held-out
+    generated held-out requests (request_set), or one of benchmark_set.PARTS for the first n hand-written held-out
     requests of that part that the judge can check (no relation, no refusal); their expected caption
     is in reading order, so the request's-order reference row is not drawn for them.
     """

@@ -16,7 +16,10 @@ word), finds the lexicon's words in their slots and rewrites them into the world
     background slot  a colour before "background"/"backdrop", or after "on"/"against" at the end
 
 Every other word is a filler and passes, dropped from what the model reads ("please", "I'd like",
-"nice", "thanks"). A word the world lacks in a slot that matters is refused here, in one plain
+"nice", "thanks"). Hex codes ("#ff0000"), clock faces ("at 3 o'clock"), rows, columns and diagonals
+("the top row", "first row third column", "down the left side"), compass corners and chat
+abbreviations ("sq", "btm rt") are read too; a second pass (arrange) then puts the objects and
+edits in the training captions' order where the words pin them down. A word the world lacks in a slot that matters is refused here, in one plain
 sentence (WriterError with .kind): a colour the world has not ("purple", "salmon"), a shape it does
 not draw ("hexagon"), an unknown word where a colour or shape must stand ("a glorp ball"), more
 than shapes.MAX_OBJECTS objects, an edit the world cannot make ("move", "rotate").
@@ -24,11 +27,14 @@ than shapes.MAX_OBJECTS objects, an edit the world cannot make ("move", "rotate"
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from dataclasses import dataclass, field
 
 from course_lib import shapes
+from course_lib.language.arrange import CLAUSE, ROW_COL, arrange_instruction, arrange_request, in_model_words, \
+    lines_as_cells
 from course_lib.language.lexicon import ACHROMATIC, BACKGROUND_NOUNS, BACKGROUND_TERMS, COLOUR_CATEGORIES, COUNT_TERMS, \
     POSITION_TERMS, SHAPE_NOUNS, UNSUPPORTED_SHAPES, VAGUE_NOUNS, colour_lexicon, colour_of, why_not
 from course_lib.language.refusals import WriterError
@@ -189,12 +195,18 @@ def correct(word: str) -> str:
         elif d == best:
             found.add(k)
     for keep in (lambda k: True, lambda k: k[0] == word[0], lambda k: k[0] == word[0] and k not in FILLERS,
-                 lambda k: k[0] == word[0] and k not in FILLERS and _basic(k)):
+                 lambda k: k[0] == word[0] and k not in FILLERS and _basic(k),
+                 lambda k: k[0] == word[0] and k not in FILLERS and _basic(k) and _drawable(k)):
         narrowed = {k for k in found if keep(k)}
         if len({_meaning(k) for k in narrowed}) == 1:  # one meaning left (ties: same first letter, then slot words)
             return min(narrowed)
         found = narrowed or found
     return word
+
+
+def _drawable(word: str) -> bool:
+    # a value the world draws (one of its colours, shapes or places), rather than a slot word it refuses ("grey")
+    return word in shapes.COLOURS or _shape_of(word) is not None or word in POSITION_TERMS
 
 
 def _basic(word: str) -> bool:
@@ -211,10 +223,30 @@ def _meaning(word: str) -> str:
     return f"colour:{entry.world}" if entry is not None and entry.world is not None else word
 
 
+# Clock-face places: the hour hand's direction, to the nearest of the grid's eight outer cells (12 is straight up).
+CLOCK = {12: "top", 1: "top right", 2: "top right", 3: "right", 4: "bottom right", 5: "bottom right", 6: "bottom",
+         7: "bottom left", 8: "bottom left", 9: "left", 10: "top left", 11: "top left"}
+# Abbreviations people type in chat and notes (texting shorthand, and the corners' initials of layout tools).
+ABBREVIATIONS = {"sq": "square", "sqr": "square", "sqs": "squares", "circ": "circle", "crcl": "circle", "trngl": "triangle",
+                 "btm": "bottom", "bot": "bottom", "rt": "right", "lft": "left", "ctr": "centre", "cntr": "centre",
+                 "tl": "top left", "tr": "top right", "bl": "bottom left", "br": "bottom right", "grn": "green",
+                 "blu": "blue", "ylw": "yellow", "yel": "yellow", "bkg": "background", "bgd": "background",
+                 "bgnd": "background", "u": "you", "obj": "object", "w": "with", "col": "column", "cols": "columns"}
+COMPASS = {"northeast": "north east", "northwest": "north west", "southeast": "south east", "southwest": "south west"}
+ORDINALS = {"first": 0, "second": 1, "third": 2, "last": 2, "1st": 0, "2nd": 1, "3rd": 2}
+LINE_WORDS = {"row": "row", "rows": "row", "column": "column", "columns": "column"}
+LINE_VERBS = ("along", "across", "down", "through")  # "along the top", "down the left side": a whole line
+
+
 def _words(text: str) -> list[str]:
-    text = text.lower().replace("'", " ").replace("’", " ")
-    text = re.sub(r"(\d+)", r" \1 ", text)
-    return re.findall(r"[a-z]+|\d+|[,;:.!?]", text)
+    text = text.lower().replace("’", "'")
+    text = re.sub(r"\b(1[0-2]|[1-9])\s*o\s*'?\s*clock\b", lambda m: f" {CLOCK[int(m[1])]} ", text)
+    text = re.sub(r"\(\s*\d\s*\)|(?:^|(?<=\s))\d\s*\)", " , ", text)  # "(1) ... (2) ...", "1) ... 2) ...": a list
+    text = re.sub(r"->|=>|→|=", " : ", text).replace("+", " and ").replace("&", " and ").replace("'", " ")
+    text = re.sub(r"[|\[\]]", " , ", text)  # "bg: black | obj: ...", "[bg: black] [obj: ...]": fields
+    text = re.sub(r"\b(1st|2nd|3rd)\b", lambda m: {"1st": "first", "2nd": "second", "3rd": "third"}[m[1]], text)
+    words = re.findall(r"#[0-9a-f]{6}(?![0-9a-z])|#[0-9a-f]{3}(?![0-9a-z])|[a-z]+|\d+|[,;:.!?]", text)
+    return [part for w in words for part in COMPASS.get(w, ABBREVIATIONS.get(w, w)).split()]
 
 
 def _shape_of(word: str) -> str | None:
@@ -236,11 +268,16 @@ def _is_noun(word: str) -> bool:
 
 
 def _colour_at(words: list[str], i: int) -> tuple[int, object] | None:
-    # the longest lexicon name starting at words[i] (up to 3 words): (length, entry)
+    # the longest lexicon name starting at words[i] (up to 3 words): (length, entry); a name followed by one of the
+    # world's colour words ("ruby red", "sapphire blue") is read as the whole phrase, which rule 1 puts in that colour
     for n in (3, 2, 1):
         if i + n <= len(words):
             entry = colour_of(" ".join(words[i:i + n]))
             if entry is not None:
+                if i + n < len(words) and words[i + n] in shapes.COLOURS and words[i + n] != entry.name:
+                    last = colour_of(words[i + n])
+                    phrase = " ".join(words[i:i + n + 1])
+                    return n + 1, dataclasses.replace(last, name=phrase, source="phrase", votes=())
                 return n, entry
     return None
 
@@ -262,6 +299,54 @@ def _cell(terms: list[str]) -> tuple[int, int] | None:
     r = {"top": 0, "bottom": 2}[rows.pop()] if rows else 1
     c = {"left": 0, "right": 2}[cols.pop()] if cols else 1
     return r, c
+
+
+def _places(terms: list[str], line: bool) -> list[str] | None:
+    # a run of place words -> the places it names: cell phrases, or "row:r" / "col:c" for a whole line ("the top row",
+    # "down the left side", "the bottom cells"), or two cells ("both top corners", "top right bottom right"); None: unclear
+    corners, plural = "corners" in terms, "cells" in terms
+    terms = [t for t in terms if t not in ("corners", "cells")]
+    cells, cur = [], {}
+    k = 0
+    while k < len(terms):
+        t, nxt = terms[k], terms[k + 1] if k + 1 < len(terms) else None
+        if t in LINE_WORDS:
+            k += 1
+            continue
+        if nxt in LINE_WORDS:
+            axis = "row" if LINE_WORDS[nxt] == "row" else "col"
+            value = ORDINALS.get(t, {"top": 0, "bottom": 2, "left": 0, "right": 2, "middle": 1}.get(t))
+            if value is None or axis == "row" and t in ("left", "right") or axis == "col" and t in ("top", "bottom"):
+                return None
+            k += 2
+        elif t in ORDINALS:
+            return None
+        else:
+            axis = {"top": "row", "bottom": "row", "left": "col", "right": "col"}.get(t, "middle")
+            value = {"top": 0, "bottom": 2, "left": 0, "right": 2}.get(t, 1)
+            k += 1
+        if axis in cur and cur[axis] != value:
+            cells.append(cur)
+            cur = {}
+        cur[axis] = value
+        cur.setdefault("named", []).append((axis, nxt in LINE_WORDS or line))
+    if cur:
+        cells.append(cur)
+    out = []
+    for c in cells:
+        axes = {a: v for a, v in c.items() if a in ("row", "col", "middle")}
+        lines = [a for a, is_line in c["named"] if is_line and a in ("row", "col")]
+        if len(axes) == 1 and "middle" not in axes:
+            (axis, value), = axes.items()
+            if corners:  # "both top corners": the line's two ends
+                ends = [(value, 0), (value, 2)] if axis == "row" else [(0, value), (2, value)]
+                out += [_POSITION_PHRASE[e] for e in ends]
+                continue
+            if lines or plural:  # "the top row", "down the left side", "the bottom cells": the whole line
+                out.append(f"{axis}:{value}")
+                continue
+        out.append(_POSITION_PHRASE[(c.get("row", 1), c.get("col", 1))])
+    return out or None
 
 
 def _announcements_dropped(out: list[str]) -> list[str]:
@@ -305,10 +390,16 @@ def _background_last(out: list[str]) -> list[str]:
     return rest + [",", colour, "background"] if rest else [colour, "background"]
 
 
-def read(text: str, *, instruction: bool = False) -> Reading:
-    """Read a request (or, with instruction=True, an instruction) against the lexicon: see the module's docstring.   [nb 09]"""
+def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> Reading:
+    """Read a request (or, with instruction=True, an instruction) against the lexicon: see the module's docstring.   [nb 09]
+
+    second_pass=False: the first pass's words alone, in the order they were typed (what the writer's
+    model is trained on, so that it learns to compose from any order where the second pass cannot).
+    """
     if not isinstance(text, str):
         raise CourseInputError(f"text must be a string, got {type(text).__name__}.")
+    if not isinstance(second_pass, bool):
+        raise CourseInputError(f"second_pass must be True or False, got {second_pass!r}.")
     raw = _words(text)
     words = [correct(w) for w in raw]
     roles: list[tuple[str, str, str]] = []
@@ -324,11 +415,14 @@ def read(text: str, *, instruction: bool = False) -> Reading:
     after_colour = False
     last_verb = ""
     colour_verb = False  # an instruction's change verb seen: a colour name at a clause end is its new colour
+    negated = False  # "not", "instead of", "from ... to": the next colour or shape is the old value
     while i < n:
         w, typed = words[i], raw[i]
         if w in (".", "!", "?", ":"):  # a sentence ends (a comma for the model, unless it would split "red. circle")
             roles.append((typed, w, "punctuation"))
-            if w != ":" and out and out[-1] not in shapes.COLOURS and out[-1] not in (",", "and"):
+            header = w == ":" and out and (out[-1] in _POSITION_PHRASE.values() or out[-1].startswith(ROW_COL))
+            if (w != ":" and (instruction or out and out[-1] not in shapes.COLOURS) or header) and out \
+                    and out[-1] not in (",", "and"):
                 out.append(",")
             after_colour = False
             i += 1
@@ -363,21 +457,32 @@ def read(text: str, *, instruction: bool = False) -> Reading:
             size, entry = hit
             phrase = " ".join(words[i:i + size])
             nxt = _next_content(words, i + size)
-            basic = entry.name in COLOUR_CATEGORIES or entry.name.split()[-1] in COLOUR_CATEGORIES
+            basic = entry.name in COLOUR_CATEGORIES or entry.name.split()[-1] in COLOUR_CATEGORIES or entry.source == "hex"
             before_noun = nxt is not None and (_is_noun(nxt) or nxt in BACKGROUND_NOUNS or nxt == "and"
                                                and colour_of(_next_content(words, i + size + 1) or "") is not None)
-            clause_end = nxt is None or nxt in (",", ".", "!", "?", ";", "and", "then", "please", "too", "instead",
+            clause_end = nxt is None or nxt in (",", ".", "!", "?", ";", ":", "and", "then", "please", "too", "instead",
                                                 "now", "thanks", "also")
-            background_here = nxt in BACKGROUND_NOUNS or (clause_end or nxt in ("one", "instead")) and (
-                i > 0 and words[i - 1] in ("on", "against") and entry.category in ACHROMATIC
-                or any(x in BACKGROUND_NOUNS for x in words[max(0, i - 4):i]))
             back = i - 1
-            while back >= 0 and words[back] in (",", "in", "coloured", "colored", "painted", "all", "entirely"):
+            while back >= 0 and words[back] in (",", ":", "in", "coloured", "colored", "painted", "all", "entirely"):
                 back -= 1
             after_vague = i > 0 and (words[i - 1] in ("in", "coloured", "colored", "painted")
                                      or back >= 0 and _is_noun(words[back]))
-            slot = basic or before_noun or after_vague or (instruction and colour_verb and clause_end) or background_here
+            # a black, white or grey that colours no object is the background: "on a black cloth", "a grey picture
+            # with ...", "upon a field of white", "Background: White"; before or after an object noun it is refused
+            background_here = nxt in BACKGROUND_NOUNS or instruction and entry.category in ACHROMATIC and any(
+                x in BACKGROUND_NOUNS for x in words) or (clause_end or nxt in ("one", "instead")) and (
+                i > 0 and words[i - 1] in ("on", "against") and entry.category in ACHROMATIC
+                or any(x in BACKGROUND_NOUNS for x in words[max(0, i - 4):i])) or not instruction \
+                and entry.category in ACHROMATIC and not before_noun and not after_vague and nxt not in ("one", "ones")
+            as_noun = nxt in ("colour", "color", "shade", "tone", "hue")  # "a ruby colour", "more of an emerald shade"
+            slot = basic or before_noun or after_vague or (instruction and colour_verb and (clause_end or as_noun)) \
+                or background_here
             if slot and w not in MODIFIERS or slot and size > 1:
+                if negated:
+                    roles.append((" ".join(raw[i:i + size]), phrase, "old value (dropped)"))
+                    negated = False
+                    i += size
+                    continue
                 if background_here:
                     bg = ACHROMATIC.get(entry.category or "")
                     if bg is None:
@@ -397,11 +502,16 @@ def read(text: str, *, instruction: bool = False) -> Reading:
                     after_colour = True
                 i += size
                 continue
-        if w in MODIFIERS and w not in ("one", "single"):
+        if w in MODIFIERS and w not in ("one", "single") and not (i + 1 < n and words[i + 1] in LINE_WORDS):
             roles.append((typed, w, "filler"))
             i += 1
             continue
         shape = _shape_of(w)
+        if shape is not None and negated:
+            roles.append((typed, w, "old value (dropped)"))
+            negated = False
+            i += 1
+            continue
         if shape is not None:
             roles.append((typed, w, "shape"))
             out.append(shape)
@@ -416,6 +526,10 @@ def read(text: str, *, instruction: bool = False) -> Reading:
             after_colour = False
             i += 1
             continue
+        if w == "right" and (i == 0 or words[i - 1] in (".", "!", "?")) and i + 1 < n and words[i + 1] in (",", "."):
+            roles.append((typed, w, "filler"))  # "Right, everyone, draw ...": a discourse word, not the right column
+            i += 1
+            continue
         if w == "right" and i + 1 < n and words[i + 1] in ("in", "at", "on", "above", "below", "under", "beneath",
                                                               "underneath", "next", "beside", "there", "here") \
                 and (i == 0 or words[i - 1] not in ("the", "to", "at", "on", "top", "bottom", "upper", "lower", "middle",
@@ -423,19 +537,43 @@ def read(text: str, *, instruction: bool = False) -> Reading:
             roles.append((typed, w, "filler"))  # "right in the middle": an intensifier, not the right column
             i += 1
             continue
-        if w in POSITION_TERMS:
+        if w in ("diagonal", "diagonally"):  # "on the diagonal from the top left to the bottom right": a line
+            j, terms = i + 1, []
+            while j < n and (words[j] in POSITION_TERMS or words[j] in ("from", "to", "the", "going", "running", "of",
+                                                                         "corner", "in", "a", "line", "across")):
+                if words[j] in POSITION_TERMS:
+                    terms.append(POSITION_TERMS[words[j]])
+                j += 1
+            corners = [t for t in terms if t in ("top", "bottom", "left", "right")][:2]
+            out.append("diag:1" if set(corners) in ({"top", "right"}, {"bottom", "left"}) else "diag:0")
+            roles.append((" ".join(raw[i:j]), " ".join(words[i:j]), "position"))
+            i = j
+            continue
+        if w in ("down", "up") and i + 1 < n and words[i + 1] in ("the", "in", "at", "on", "to", "along"):
+            roles.append((typed, w, "filler"))  # "down the left side", "up in the top right"
+            i += 1
+            continue
+        if w in POSITION_TERMS and i + 2 < n and words[i + 1] == "to" and {POSITION_TERMS[w], POSITION_TERMS.get(
+                words[i + 2])} in ({"left", "right"}, {"top", "bottom"}):
+            roles.append((" ".join(raw[i:i + 3]), " ".join(words[i:i + 3]), "direction"))  # "left to right"
+            i += 3
+            continue
+        if w in POSITION_TERMS or w in ORDINALS and i + 1 < n and words[i + 1] in LINE_WORDS:
             j, terms = i, []
-            while j < n and (words[j] in POSITION_TERMS or words[j] in ("the", "hand", "side", "corner", "of", "part",
-                                                                           "half", "edge", "area", "very", "dead",
-                                                                           "row", "column", "at", "in", "on")):
+            while j < n and (words[j] in POSITION_TERMS or words[j] in LINE_WORDS or words[j] in ORDINALS
+                             and j + 1 < n and words[j + 1] in LINE_WORDS
+                             or words[j] in ("the", "hand", "side", "corner", "corners", "cell", "cells", "of", "part", "half",
+                                             "edge", "area", "very", "dead", "at", "in", "on")):
                 if words[j] == "of":
                     k = j + 1 + (j + 1 < n and words[j + 1] == "the")
                     if k < n and words[k] in PICTURE_NOUNS:
                         j = k + 1
                         continue
                     break
-                if words[j] in POSITION_TERMS:
-                    terms.append(POSITION_TERMS[words[j]])
+                if words[j] in POSITION_TERMS or words[j] in ORDINALS or words[j] in LINE_WORDS:
+                    terms.append(POSITION_TERMS.get(words[j], words[j]))
+                elif words[j] in ("corners", "cells"):
+                    terms.append(words[j])
                 j += 1
             # "to the left of X", "to the right of X": a relation, not a cell
             while j > i and words[j - 1] in ("the", "at", "in", "on"):
@@ -447,19 +585,28 @@ def read(text: str, *, instruction: bool = False) -> Reading:
                 roles.append((" ".join(raw[i:j + 1]), " ".join(words[i:j + 1]), "relation"))
                 i = j + 1
                 continue
+            if terms in (["left"], ["right"]) and i > 0 and words[i - 1] in ("its", "their"):  # "to its left": of it
+                while out and out[-1] in ("to", "on", "at", "the"):
+                    out.pop()
+                out += [f"to the {terms[0]} of", "it"]
+                roles.append((" ".join(raw[i - 1:j]), " ".join(words[i - 1:j]), "relation"))
+                i = j
+                continue
             if terms == ["top"] and j < n and words[j] == "of":  # "on top of"
                 out.append("above")
                 roles.append((" ".join(raw[i:j + 1]), " ".join(words[i:j + 1]), "relation"))
                 i = j + 1
                 continue
-            cell = _cell(terms)
-            if cell is None:
+            line = i > 0 and words[i - 1] in LINE_VERBS or i > 1 and words[i - 1] == "the" and words[i - 2] in LINE_VERBS
+            places = _places(terms, line)
+            if places is None:
                 refuse("slot", f"{' '.join(raw[i:j])!r} names two places at once; say one cell of the 3 x 3 grid, "
                                f"e.g. 'top left' or 'bottom'.")
                 i = j
                 continue
             roles.append((" ".join(raw[i:j]), " ".join(words[i:j]), "position"))
-            out.append(_POSITION_PHRASE[cell])
+            for k, place in enumerate(places):
+                out += (["and"] if k else []) + [place]
             after_colour = False
             i = j
             continue
@@ -471,6 +618,11 @@ def read(text: str, *, instruction: bool = False) -> Reading:
             plural_next = nxt is not None and nxt not in ("of",)
             if count > shapes.MAX_OBJECTS and plural_next:
                 refuse("count", f"a scene holds at most {shapes.MAX_OBJECTS} objects; {typed!r} asks for more.", typed)
+            if instruction and w in ("one", "ones") and not (nxt is not None and (_is_noun(nxt) or colour_of(nxt))):
+                out.append("thing")  # "the bottom one", "the blue one has to go": the object, not a count
+                roles.append((typed, w, "noun"))
+                i += 1
+                continue
             if w in ("a", "an", "one", "single"):
                 out.append("a" if w != "one" or nxt is None or _is_noun(nxt) is False else "one")
                 roles.append((typed, w, "count"))
@@ -485,6 +637,35 @@ def read(text: str, *, instruction: bool = False) -> Reading:
         if w in RELATIONS:
             roles.append((typed, w, "relation"))
             out.append(RELATIONS[w])
+            if i + 1 < n and words[i + 1] in ("that", "this", "which"):  # "under that": of the object before
+                out.append("it")
+                i += 1
+            i += 1
+            continue
+        what = _next_content(words, i + 1 + (i + 1 < n and words[i + 1] in ("the", "four", "nine")))
+        if w in ("every", "each", "all") and what in ("cell", "cells", "corner", "corners", "spot", "spots", "place",
+                                                      "places", "position"):
+            many = 4 if what in ("corner", "corners") else 9
+            refuse("count", f"a scene holds at most {shapes.MAX_OBJECTS} objects; {' '.join(raw[i:i + 2])!r} asks "
+                            f"for {many}.", typed)
+            roles.append((typed, w, "count (refused)"))
+            i += 1
+            continue
+        after = _next_content(words, i + 1 + (w == "instead"))
+        after = _next_content(words, i + 2 + (w == "instead")) if after in ("the", "a", "an") else after
+        if instruction and (w in ("not", "than") or w == "instead" and i + 1 < n and words[i + 1] == "of"
+                            or w == "from" and "to" in words[i + 2:i + 5]) and after is not None and (
+                colour_of(after) is not None or _shape_of(after) is not None):
+            negated = True  # "black, not grey", "grey instead of white", "from white to grey": the old value
+            roles.append((typed, w, "structure"))
+            i += 1 + (w == "instead")
+            continue
+        if instruction and (w == "go" and i > 0 and words[i - 1] in ("to", "must", "can", "should", "gotta", "will")
+                            and _next_content(words, i + 1) in (None, ",", ".", "!", "?", "please", "sorry", "thanks")
+                            or w == "no" and _next_content(words, i + 1) is not None and (
+                                _is_noun(_next_content(words, i + 1)) or colour_of(_next_content(words, i + 1)))):
+            roles.append((typed, w, "verb"))
+            out.append("remove")
             i += 1
             continue
         if instruction and w in ("with", "for", "by") and last_verb in ("replace", "swap", "switch", "exchange"):
@@ -503,6 +684,8 @@ def read(text: str, *, instruction: bool = False) -> Reading:
                 out.append(verb)
             i += 1
             continue
+        if w in (",", ";"):
+            after_colour = False
         if w in (",", ";", "then", "and", "with", "plus", "also") or w in ("it", "them", "the", "one", "ones",
                                                                              "thing", "things", "something", "both",
                                                                              "all", "each", "into", "to") or \
@@ -527,6 +710,10 @@ def read(text: str, *, instruction: bool = False) -> Reading:
             refuse("slot", f"{typed!r} stands where a colour goes, and the writer does not know it as a colour; "
                            f"objects can be red, green, blue or yellow.", typed)
             roles.append((typed, w, "colour slot (unknown)"))
+        elif not known and after_colour and nxt is not None and nxt not in vocabulary() and nxt.isalpha():
+            roles.append((typed, w, "filler"))  # "a green lightning bolt": the shape's noun is the last unknown word
+            i += 1
+            continue
         elif not known and after_colour and (nxt is None or nxt in (",", ".", "and", "with") or nxt in POSITION_TERMS
                                              or nxt in ("in", "on", "at")):
             refuse("shape", f"{typed!r} stands where a shape goes, and the shapes world has no {typed}; "
@@ -547,6 +734,14 @@ def read(text: str, *, instruction: bool = False) -> Reading:
         out.pop()
     while out and out[0] in (",", "and"):
         out.pop(0)
+    if not second_pass:
+        out = lines_as_cells(out)
+    elif instruction:
+        clauses = arrange_instruction(out)
+        out = CLAUSE.join(in_model_words(c) for clause in clauses for c in clause.split(CLAUSE)).split(" ") \
+            if clauses else lines_as_cells(out)
+    else:
+        out = arrange_request(out)
     if not instruction and fail is None:
         objects = 0
         for k, w in enumerate(out):
@@ -554,22 +749,23 @@ def read(text: str, *, instruction: bool = False) -> Reading:
             while j >= 0 and out[j] in shapes.COLOURS:
                 j -= 1
             if w in shapes.SHAPES or w == "thing" and j < k - 1:  # a shape noun, or "a red thing"
-                objects += {"two": 2, "three": 3}.get(out[j], 1) if j >= 0 else 1
+                objects += {"two": 2, "three": 3, "many": 3}.get(out[j], 1) if j >= 0 else 1
         if objects > shapes.MAX_OBJECTS:
             fail = refusal("count", f"a scene holds at most {shapes.MAX_OBJECTS} objects; this request names {objects}.",
                            str(objects))
     return Reading(text, " ".join(out).replace(" ,", ","), roles, fail)
 
 
-def model_input(prompt: str) -> tuple[str, WriterError | None]:
+def model_input(prompt: str, *, second_pass: bool = True) -> tuple[str, WriterError | None]:
     """Return (what the writer's model reads, the reader's refusal or None) for a writer input.   [nb 09]
 
     A request is read whole. Of an edit input '<source caption><|scene|><instruction>' the model
     reads '<|scene|>' and the instruction as the reader leaves it (instruction=True): it names the
     objects as the instruction does, and the world finds them in the source scene (referents).
+    second_pass=False: the first pass's words only (read), the model's training inputs.
     """
     if not isinstance(prompt, str):
         raise CourseInputError(f"prompt must be a string, got {type(prompt).__name__}.")
     _, sep, text = prompt.rpartition(SCENE)
-    reading = read(text, instruction=bool(sep))
+    reading = read(text, instruction=bool(sep), second_pass=second_pass)
     return sep + reading.model_text, reading.refusal

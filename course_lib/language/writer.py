@@ -18,7 +18,8 @@ from course_lib.language.instruction_examples import edit_prompt
 from course_lib.language.model import MAX_ANSWER_TOKENS, MAX_NEW_TOKENS
 from course_lib.language.reader import model_input, refusal, refusal_answer
 from course_lib.language.refusals import WriterError, resolve_edit, resolve_request
-from course_lib.language.words import SCENE, SEP, check_text
+from course_lib.language.arrange import CLAUSE
+from course_lib.language.words import EDIT_JOINER, SCENE, SEP, check_text
 from course_lib.validation import CourseInputError, check_device, check_int
 
 NAME = "prompt_writer"  # data/prompt_writer: GPT2LMHeadModel + its tokenizer
@@ -90,6 +91,17 @@ class PromptWriter:
             out.extend(a.strip() for a in answers)
         return out
 
+    def generate_read(self, texts: list[str]) -> list[str]:
+        """Return the model's answers to what the reader left it: an instruction split into edits (CLAUSE) is answered
+        edit by edit, the answers joined by EDIT_JOINER."""
+        parts = [(k, SCENE + c if t.startswith(SCENE) and not c.startswith(SCENE) else c)
+                 for k, t in enumerate(texts) for c in t.split(CLAUSE)]
+        answers = self.generate([p for _, p in parts]) if parts else []
+        joined: dict[int, list[str]] = {}
+        for (k, _), a in zip(parts, answers):
+            joined.setdefault(k, []).append(a)
+        return [EDIT_JOINER.join(joined[k]) for k in range(len(texts))]
+
     def model_input(self, prompt: str) -> tuple[str, WriterError | None]:
         """Return (what the model reads, the reader's refusal or None) for a writer input (reader.model_input)."""
         return model_input(prompt)
@@ -106,7 +118,7 @@ class PromptWriter:
         read_ = [self.model_input(p) for p in prompts]
         self._check_lengths([text for text, _ in read_])
         asked = [i for i, (_, refused) in enumerate(read_) if refused is None]
-        generated = dict(zip(asked, self.generate([read_[i][0] for i in asked]) if asked else []))
+        generated = dict(zip(asked, self.generate_read([read_[i][0] for i in asked]) if asked else []))
         return [generated[i] if refused is None else refusal_answer(refused) for i, (_, refused) in enumerate(read_)]
 
     def caption(self, request: str) -> str:
@@ -119,7 +131,7 @@ class PromptWriter:
         if not text.strip():
             raise refusal("slot", f"{request!r} names no object the shapes world can draw; name a colour "
                                   f"(red, green, blue, yellow) and a shape (circle, square, triangle).")
-        return resolve_request(self.generate([text])[0], request)
+        return resolve_request(self.generate_read([text])[0], request)
 
     def target_caption(self, source_caption: str, instruction: str) -> str:
         """Return the target caption of an instruction about the scene of source_caption, or raise WriterError."""
@@ -129,7 +141,7 @@ class PromptWriter:
         self._check_lengths([text])
         if refused is not None:
             raise refused
-        target = resolve_edit(self.generate([text])[0], source_caption, instruction)
+        target = resolve_edit(self.generate_read([text])[0], source_caption, instruction)
         if target == source_caption:
             error = WriterError(f"the instruction {instruction!r} changes nothing in {source_caption!r}.")
             error.kind = "no_change"

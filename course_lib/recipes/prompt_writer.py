@@ -28,6 +28,7 @@ class PromptWriterRecipe(Recipe):
                                               progress=progress, state_dir=state_dir)
         return Trained(writer, state, {"device": "cpu",  # train_writer trains on the CPU, whatever the machine has
                                        "vocab_size": len(writer.tokenizer),
+                                       "reader_fingerprint": language.training_data_fingerprint(seed=self.data_seed),
                                        "losses_every_50": [round(x, 4) for x in state.losses[::50]]})
 
     def evaluate(self, model) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from course_lib import language, shapes
-from course_lib.language import arrange, lexicon, reader, referents
+from course_lib.language import arrange, lexicon, referents
 from course_lib.language.words import EDIT_JOINER
 from course_lib.validation import CourseInputError
 
@@ -209,3 +209,8 @@ def test_the_model_is_trained_on_the_first_pass_and_reads_the_second():
     assert language.model_input(text)[0] == "a blue square in the top left and a yellow square in the bottom right"
     with pytest.raises(CourseInputError, match="second_pass must be True or False"):
         language.read(text, second_pass="no")
+
+
+def test_generate_read_refuses_what_is_not_text():
+    with pytest.raises(CourseInputError, match="prompts must be a string or a list of strings"):
+        language.load_writer().generate_read([None])

@@ -102,7 +102,7 @@ from course_lib.language.words import ALONE_FRAMES, BACKGROUND_FRAMES, BACKGROUN
 from course_lib.language.writer import NAME, PromptWriter, load_writer, save_writer
 from course_lib.language.lexicon import COLOUR_CATEGORIES, MAJORITY, NEIGHBOURS, SHAPE_NOUNS, UNSUPPORTED_SHAPES, \
     ColourName, colour_lexicon, colour_names, colour_of, hex_colour, lexicon_split, oklab, why_not
-from course_lib.language.arrange import CLAUSE, arrange_instruction, arrange_request
+from course_lib.language.arrange import CLAUSE
 from course_lib.language.reader import Reading, correct, model_input, read, typo_budget, typo_distance
 from course_lib.language.referents import REFERENT, apply_edits, find_referent, read_part, read_parts, referent_phrase
 from course_lib.language.benchmark_set import PARTS, HeldoutInstruction, HeldoutRequest, heldout_instructions, \
@@ -135,7 +135,7 @@ __all__ = [
     # the lexicon and the reader
     "NEIGHBOURS", "MAJORITY", "COLOUR_CATEGORIES", "SHAPE_NOUNS", "UNSUPPORTED_SHAPES", "ColourName", "oklab",
     "colour_lexicon", "colour_of", "hex_colour", "colour_names", "lexicon_split", "why_not", "Reading", "read",
-    "model_input", "correct", "CLAUSE", "arrange_request", "arrange_instruction",
+    "model_input", "correct", "CLAUSE",
     "typo_budget", "typo_distance", "REFERENT", "referent_phrase", "find_referent", "read_part", "read_parts",
     "apply_edits",
     # the hand-written held-out benchmark

@@ -94,6 +94,7 @@ class PromptWriter:
     def generate_read(self, texts: list[str]) -> list[str]:
         """Return the model's answers to what the reader left it: an instruction split into edits (CLAUSE) is answered
         edit by edit, the answers joined by EDIT_JOINER."""
+        texts = _check_prompts(texts)
         parts = [(k, SCENE + c if t.startswith(SCENE) and not c.startswith(SCENE) else c)
                  for k, t in enumerate(texts) for c in t.split(CLAUSE)]
         answers = self.generate([p for _, p in parts]) if parts else []

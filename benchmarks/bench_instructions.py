@@ -125,7 +125,7 @@ def merge(paths, out, argv) -> None:
         for k, v in doc.items():
             if k in ("end_to_end", "end_to_end_final") and k in meta:  # rows measured in separate runs: each row from the last run that drew it
                 meta[k] = {row: {**meta[k].get(row, {}), **figures} for row, figures in {**meta[k], **v}.items()}
-            elif k in PARTS + ("num_threads", "e2e_n", "end_to_end_final"):
+            elif k in PARTS + ("num_threads", "e2e_n", "end_to_end_final", "end_to_end_final_part"):
                 meta[k] = v
         meta["wall_time_s"] = round(meta.get("wall_time_s", 0) + doc.get("wall_time_s", 0), 1)
         results += doc["results"]
@@ -171,9 +171,10 @@ def main(argv=None) -> None:
         meta["e2e_n"] = args.e2e_n
         print("  -- generated held-out requests --")
         show_e2e(meta["end_to_end"])
-        print("  -- the hand-written final3 held-out requests (the freshest set) the judge can check --")
+        print(f"  -- the hand-written {language.PARTS[-1]} held-out requests (the freshest set) the judge can check --")
         meta["end_to_end_final"] = language.end_to_end(writer, t2i, args.e2e_n, rows=args.e2e_rows.split(";"),
-                                                       part="final3")
+                                                       part=language.PARTS[-1])
+        meta["end_to_end_final_part"] = language.PARTS[-1]
         show_e2e(meta["end_to_end_final"])
     if "instructions" in only or "table" in only:
         cases = shapesedit.cases(args.n)

@@ -54,7 +54,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--writer", default=language.NAME, help="a writer folder or a name under data/")
     parser.add_argument("--label", default="shipped writer")
-    parser.add_argument("--parts", default="dev,final,final2,final3", help="which held-out parts to score (benchmark_set.PARTS)")
+    parser.add_argument("--parts", default=",".join(language.PARTS), help="which held-out parts to score (benchmark_set.PARTS)")
     parser.add_argument("--merge", nargs="+", help="JSON files of earlier runs to put side by side")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)

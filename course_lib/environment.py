@@ -21,7 +21,7 @@ COURSE_REPO = "https://github.com/diffusion-course/diffusion-course"
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "data"
 PACKAGES = ("torch", "diffusers", "transformers", "numpy", "matplotlib", "ipywidgets", "scikit-learn",
-            "scikit-image")
+            "scikit-image", "pyspellchecker")
 
 
 def on_colab() -> bool:

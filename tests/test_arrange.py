@@ -82,6 +82,24 @@ def test_hex_colour_refuses_a_non_string():
      "a green triangle in the top right and a red circle in the bottom left"),
     ("bg: black | obj: yellow square, bottom left", "a yellow square in the bottom left, on a black background"),
     ("on a black cloth, a ruby red ball in the middle", "a red circle in the middle, on a black background"),
+    ("a green square in the bottom left, no wait, the bottom right", "a green square in the bottom right"),
+    ("a yellow ball up top, sorry I meant at the bottom", "a yellow circle at the bottom"),
+    ("a red circle in the top left, scratch that, blue", "a blue circle in the top left"),
+    ("halfway down the left-hand edge, a blue box", "a blue square on the left"),
+    ("a green triangle in the middle of the bottom edge", "a green triangle at the bottom"),
+    ("bg: white / obj: green circle / pos: top left", "a green circle in the top left, on a white background"),
+    ("a yellow ball in the top right like a moon", "a yellow circle in the top right"),
+    ("a blue square, to the right", "a blue square on the right"),
+    ("right then: a green ball, bottom middle", "a green circle at the bottom"),
+    ("a trio of red squares along the bottom",
+     "a red square in the bottom left, a red square at the bottom and a red square in the bottom right"),
+    ("the left column: green triangles",
+     "a green triangle in the top left, a green triangle on the left and a green triangle in the bottom left"),
+    ("the top row full of yellow dots",
+     "a yellow circle in the top left, a yellow circle at the top and a yellow circle in the top right"),
+    ("Step 2: a blue triangle in the middle", "a blue triangle in the middle"),
+    ("Over on the right, a red square.", "a red square on the right"),
+    ("ok, stay in the top row, a green square in the middle of it", "a green square at the top"),
 ])
 def test_the_second_pass_writes_what_a_person_means(text, meant):
     reading = language.read(text)
@@ -117,6 +135,8 @@ def test_what_the_words_do_not_pin_down_goes_to_the_model_as_read(text):
 SCENE_1 = "a green triangle in the top left, on a black background"
 SCENE_2 = "a blue circle at the top and a red circle at the bottom, on a white background"
 SCENE_3 = "a yellow triangle on the left, a yellow circle on the right and a green square at the bottom, on a grey background"
+SCENE_4 = "a yellow triangle in the top left and a yellow triangle in the top right, on a white background"
+SCENE_5 = "a blue circle at the top, a red square in the middle and a blue circle in the bottom left, on a grey background"
 
 
 @pytest.mark.parametrize("source,instruction,canonical", [
@@ -137,6 +157,28 @@ SCENE_3 = "a yellow triangle on the left, a yellow circle on the right and a gre
     (SCENE_3, "the yellow circle has to go", "remove the yellow circle on the right"),
     (SCENE_3, "circle on the right -> red", "make the yellow circle on the right red"),
     (SCENE_2, "top right: add a blue triangle", "add a blue triangle in the top right"),
+    (SCENE_4, "make the triangle on the left red", "make the yellow triangle in the top left red"),
+    (SCENE_4, "the right triangle has to go", "remove the yellow triangle in the top right"),
+    (SCENE_5, "make the lower circle green", "make the blue circle in the bottom left green"),
+    (SCENE_4, "make both triangles blue",
+     "make the yellow triangle in the top left blue ; make the yellow triangle in the top right blue"),
+    (SCENE_5, "turn the circles into squares",
+     "turn the blue circle at the top into a square ; turn the blue circle in the bottom left into a square"),
+    (SCENE_5, "the red square, make that one yellow", "make the red square in the middle yellow"),
+    (SCENE_5, "make the square green and then turn it into a triangle",
+     "make the red square in the middle green ; turn the red square in the middle into a triangle"),
+    (SCENE_5, "the square - could it be round? a circle?", "turn the red square in the middle into a circle"),
+    (SCENE_4, "could we also have a yellow triangle at the bottom", "add a yellow triangle at the bottom"),
+    (SCENE_4, "put a green ball between them, in the middle", "add a green circle in the middle"),
+    (SCENE_4, "drop a red box into the bottom left corner", "add a red square in the bottom left"),
+    (SCENE_4, "put a blue ball at the bottom, no wait, in the bottom right", "add a blue circle in the bottom right"),
+    (SCENE_5, "Task 4: switch the background to white.", "make the background white"),
+    (SCENE_5, "swap the grey background out for black", "make the background black"),
+    (SCENE_5, "make the grey background white", "make the background white"),
+    (SCENE_5, "black behind everything, please", "make the background black"),
+    (SCENE_5, "take the grey away and go white", "make the background white"),
+    (SCENE_5, "cancel the red square", "remove the red square in the middle"),
+    (SCENE_5, "the red square: make it blue, over", "make the red square in the middle blue"),
 ])
 def test_instructions_are_split_into_edits_the_world_reads(source, instruction, canonical):
     text, refused = language.model_input(language.edit_prompt(source, instruction))
@@ -180,7 +222,14 @@ def test_two_values_for_one_object_reach_the_world_as_a_contradiction():
     assert error.value.kind == "contradiction"
 
 
-def test_the_model_answers_each_edit_alone_and_the_answers_are_joined(monkeypatch):
+@pytest.mark.parametrize("source,instruction,read,target", [
+    (SCENE_2, "delete the blue one, then put a yellow triangle in the top right",
+     ["remove the blue thing", "add a yellow triangle in the top right"],
+     "a yellow triangle in the top right and a red circle at the bottom, on a white background"),
+    (SCENE_4, "make both triangles blue", ["make the triangle blue"],  # a plural: the model reads one, the world all
+     "a blue triangle in the top left and a blue triangle in the top right, on a white background"),
+])
+def test_the_model_answers_each_edit_alone_and_the_answers_are_joined(monkeypatch, source, instruction, read, target):
     writer = language.load_writer()
     seen = []
     real = writer.generate
@@ -190,9 +239,8 @@ def test_the_model_answers_each_edit_alone_and_the_answers_are_joined(monkeypatc
         return real(prompts, **kw)
 
     monkeypatch.setattr(writer, "generate", spy)
-    target = writer.target_caption(SCENE_2, "delete the blue one, then put a yellow triangle in the top right")
-    assert seen == [language.SCENE + "remove the blue thing", language.SCENE + "add a yellow triangle in the top right"]
-    assert target == "a yellow triangle in the top right and a red circle at the bottom, on a white background"
+    assert writer.target_caption(source, instruction) == target
+    assert seen == [language.SCENE + text for text in read]
 
 
 def test_line_tokens_never_reach_the_model():
@@ -214,3 +262,72 @@ def test_the_model_is_trained_on_the_first_pass_and_reads_the_second():
 def test_generate_read_refuses_what_is_not_text():
     with pytest.raises(CourseInputError, match="prompts must be a string or a list of strings"):
         language.load_writer().generate_read([None])
+
+
+# ---------------------------------------------------------------------------------- the third round
+def test_a_plural_mark_never_reaches_the_model():
+    for text, instruction in (("red circles in the top row", False), ("make the squares green", True),
+                              ("two blue balls", False)):
+        for second_pass in (True, False):
+            assert arrange.PLURAL not in language.read(text, instruction=instruction, second_pass=second_pass).model_text
+
+
+@pytest.mark.parametrize("text,meant", [
+    ("on the right a blue ball, and to its left a red square", "a red square to the left of a blue circle"),
+    ("top: a green box, below it: a yellow ball", "a green square above a yellow circle"),
+])
+def test_a_relation_to_it_beside_one_place_is_a_relation(text, meant):
+    assert language.read(text).model_text == meant
+
+
+@pytest.mark.parametrize("text", ["fill the whole canvas with blue squares", "a checkerboard of green and red squares",
+                                  "cover the grid in yellow dots"])
+def test_filling_the_picture_is_refused_as_a_count(text):
+    assert language.read(text).refusal.kind == "count"
+
+
+@pytest.mark.parametrize("text", ["Hi team, a blue circle in the top left please", "the red one, must be seen!",
+                                  "scratch the triangle"])
+def test_a_common_english_word_is_never_corrected_into_a_refusal(text):
+    # "team" is one edit from "teal", "seen" from "seven", "scratch" two from "stretch": a person typed the word they meant
+    assert lexicon.common_word("team") and lexicon.common_word("seen")
+    assert language.read(text, instruction=text.startswith("scratch")).refusal is None
+
+
+def test_a_typo_that_is_no_english_word_is_still_corrected_and_refused():
+    assert not lexicon.common_word("teel") and not lexicon.common_word("purpel")
+    assert language.read("a teel square").refusal.kind == "colour"
+    assert language.read("a purpel ball").refusal.kind == "colour"
+    with pytest.raises(CourseInputError, match="word must be a string"):
+        lexicon.common_word(7)
+
+
+def test_no_training_pair_teaches_a_refusal_of_a_word_the_model_cannot_see():
+    pairs = language.training_pairs(language.examples(3000, 0, "train"))
+    assert not any(answer.startswith("unsupported:") for _, answer in pairs)
+
+
+def test_a_plural_no_object_fits_and_removing_every_object_are_refused():
+    scene = shapes.scene_from_caption(SCENE_4)
+    with pytest.raises(language.WriterError) as error:
+        referents.read_parts(scene, "make every circle red", EDIT_JOINER)
+    assert error.value.kind == "not_in_scene"
+    with pytest.raises(language.WriterError) as error:
+        referents.read_parts(scene, "remove every triangle", EDIT_JOINER)
+    assert error.value.kind == "action"
+
+
+def test_a_side_names_the_one_object_on_it_and_no_more():
+    scene = shapes.scene_from_caption(SCENE_4)
+    assert referents.find_referent(scene, "the triangle on the left") == 0
+    with pytest.raises(language.WriterError) as error:  # both triangles are in the top row
+        referents.find_referent(scene, "the triangle at the top")
+    assert error.value.kind == "ambiguous"
+    with pytest.raises(language.WriterError) as error:  # nothing in the bottom row
+        referents.find_referent(scene, "the triangle at the bottom")
+    assert error.value.kind == "not_in_scene"
+
+
+@pytest.mark.parametrize("instruction", ["make the square white", "paint it grey", "the circle should be black"])
+def test_a_black_white_or_grey_object_is_still_refused(instruction):
+    assert language.read(instruction, instruction=True).refusal.kind == "colour"

@@ -71,11 +71,35 @@ FINAL3_REFERENTS = {
     "h-i224": {"colour": "red", "shape": "square"}, "h-i238": {"shape": "triangle"},
     "h-i246": {"colour": "green", "shape": "circle"}, "h-i248": {"shape": "triangle"},
 }
-REFERENTS = {"dev": DEV_REFERENTS, "final": FINAL_REFERENTS, "final2": FINAL2_REFERENTS, "final3": FINAL3_REFERENTS}
-ID_PREFIX = {"dev": "", "final": "f-", "final2": "g-", "final3": "h-"}
+FINAL4_REFERENTS = {
+    "j-i043": {"colour": "red", "shape": "triangle"}, "j-i059": {"colour": "blue", "shape": "square"},
+    "j-i084": {"shape": "triangle"}, "j-i092": {"colour": "green", "shape": "circle"}, "j-i096": {"shape": "triangle"},
+    "j-i110": {"colour": "blue", "shape": "circle"}, "j-i114": {"colour": "blue", "shape": "circle"},
+    "j-i127": {"colour": "yellow", "shape": "square"}, "j-i140": {"colour": "red", "shape": "circle"},
+    "j-i141": {"shape": "triangle"}, "j-i151": {"shape": "square"}, "j-i166": {"colour": "green", "shape": "circle"},
+    "j-i188": {"colour": "yellow", "shape": "circle"}, "j-i192": {"colour": "yellow"}, "j-i201": {"shape": "circle"},
+    "j-i215": {"shape": "triangle"}, "j-i221": {"colour": "green", "shape": "triangle"}, "j-i223": {"colour": "red"},
+    "j-i230": {"colour": "blue"}, "j-i239": {"colour": "green"}, "j-i244": {"colour": "blue", "shape": "square"},
+    "j-i248": {"shape": "triangle"},
+}
+FINAL5_REFERENTS = {
+    "k-i031": {"shape": "circle"}, "k-i062": {"colour": "blue", "shape": "triangle"}, "k-i078": {"shape": "square"},
+    "k-i086": {"shape": "triangle"}, "k-i093": {"colour": "green"}, "k-i099": {"shape": "square"},
+    "k-i112": {"colour": "red", "shape": "circle"}, "k-i123": {"shape": "circle"}, "k-i132": {"shape": "triangle"},
+    "k-i146": {"colour": "blue"}, "k-i154": {"shape": "triangle"}, "k-i180": {"colour": "yellow", "shape": "circle"},
+    "k-i183": {"colour": "yellow"}, "k-i184": {"shape": "square"}, "k-i192": {"shape": "circle"},
+    "k-i193": {"colour": "green"}, "k-i206": {"colour": "blue", "shape": "square"},
+    "k-i210": {"colour": "red", "shape": "triangle"}, "k-i211": {"shape": "triangle"}, "k-i227": {"shape": "square"},
+    "k-i244": {"shape": "circle"}, "k-i252": {"colour": "yellow"},
+}
+REFERENTS = {"dev": DEV_REFERENTS, "final": FINAL_REFERENTS, "final2": FINAL2_REFERENTS, "final3": FINAL3_REFERENTS,
+             "final4": FINAL4_REFERENTS, "final5": FINAL5_REFERENTS}
+ID_PREFIX = {"dev": "", "final": "f-", "final2": "g-", "final3": "h-", "final4": "j-", "final5": "k-"}
 FINAL_HEADING = "\n## The final set"  # README.md: the dev set's section comes before it, the final set's after
 FINAL2_HEADING = "\n## The second final set (final2)"  # README.md: the final2 set's section, after the final set's
 FINAL3_HEADING = "\n## The third final set (final3)"  # README.md: the final3 set's section, after the final2 set's
+FINAL4_HEADING = "\n## The fourth final set (final4)"  # README.md: the final4 set's section, after the final3 set's
+FINAL5_HEADING = "\n## The fifth final set (final5)"  # README.md: the final5 set's section, after the final4 set's
 OBJECT_COUNT_TAGS = {"single": 1, "two_objects": 2, "three_objects": 3}
 
 
@@ -231,7 +255,10 @@ def test_readme_counts_match_the_tables(part):
     dev_text, final_text = text.split(FINAL_HEADING)
     final_text, final2_text = final_text.split(FINAL2_HEADING)
     final2_text, final3_text = final2_text.split(FINAL3_HEADING)
-    part_text = {"dev": dev_text, "final": final_text, "final2": final2_text, "final3": final3_text}[part]
+    final3_text, final4_text = final3_text.split(FINAL4_HEADING)
+    final4_text, final5_text = final4_text.split(FINAL5_HEADING)
+    part_text = {"dev": dev_text, "final": final_text, "final2": final2_text, "final3": final3_text,
+                 "final4": final4_text, "final5": final5_text}[part]
     requests_part, instructions_part = part_text.split("\nRequests (")[1].split("\nInstructions (")
     for section, items in ((requests_part, bench.heldout_requests(part)),
                            (instructions_part, bench.heldout_instructions(part))):
@@ -240,36 +267,15 @@ def test_readme_counts_match_the_tables(part):
         assert {t: int(n) for t, n in table.items()} == bench.tag_counts(items)
 
 
-def test_final_lines_repeat_no_dev_line():
-    """The final set is independent of the dev set: no request, and no (scene, instruction) pair, appears in both."""
+@pytest.mark.parametrize("part", bench.PARTS[1:])
+def test_each_final_set_repeats_no_line_of_the_sets_before_it(part):
+    """Each final set is independent of the sets written before it: no request, and no (scene, instruction) pair,
+    repeats a line of theirs (compared in code; the test names only the newer set's ids)."""
     def norm(text):
         return " ".join(text.lower().split())
-    dev_requests = {norm(r.request) for r in bench.heldout_requests("dev")}
-    dev_pairs = {(i.source_caption, norm(i.instruction)) for i in bench.heldout_instructions("dev")}
-    repeated = [r.id for r in bench.heldout_requests("final") if norm(r.request) in dev_requests]
-    repeated += [i.id for i in bench.heldout_instructions("final") if (i.source_caption, norm(i.instruction)) in dev_pairs]
-    assert repeated == []  # ids of final lines only: the dev lines are never printed
-
-
-def test_final2_lines_repeat_no_dev_or_final_line():
-    """The final2 set is independent of the dev and final sets: no request, and no (scene, instruction) pair, repeats one."""
-    def norm(text):
-        return " ".join(text.lower().split())
-    old_requests = {norm(r.request) for part in ("dev", "final") for r in bench.heldout_requests(part)}
-    old_pairs = {(i.source_caption, norm(i.instruction)) for part in ("dev", "final") for i in bench.heldout_instructions(part)}
-    repeated = [r.id for r in bench.heldout_requests("final2") if norm(r.request) in old_requests]
-    repeated += [i.id for i in bench.heldout_instructions("final2") if (i.source_caption, norm(i.instruction)) in old_pairs]
-    assert repeated == []  # ids of final2 lines only: the dev and final lines are never printed
-
-
-def test_final3_lines_repeat_no_dev_final_or_final2_line():
-    """The final3 set is independent of the older sets: no request, and no (scene, instruction) pair, repeats a
-    dev, final or final2 line."""
-    def norm(text):
-        return " ".join(text.lower().split())
-    old_parts = ("dev", "final", "final2")
-    old_requests = {norm(r.request) for part in old_parts for r in bench.heldout_requests(part)}
-    old_pairs = {(i.source_caption, norm(i.instruction)) for part in old_parts for i in bench.heldout_instructions(part)}
-    repeated = [r.id for r in bench.heldout_requests("final3") if norm(r.request) in old_requests]
-    repeated += [i.id for i in bench.heldout_instructions("final3") if (i.source_caption, norm(i.instruction)) in old_pairs]
-    assert repeated == []  # ids of final3 lines only: the older sets' lines are never printed
+    old_parts = bench.PARTS[:bench.PARTS.index(part)]
+    old_requests = {norm(r.request) for p in old_parts for r in bench.heldout_requests(p)}
+    old_pairs = {(i.source_caption, norm(i.instruction)) for p in old_parts for i in bench.heldout_instructions(p)}
+    repeated = [r.id for r in bench.heldout_requests(part) if norm(r.request) in old_requests]
+    repeated += [i.id for i in bench.heldout_instructions(part) if (i.source_caption, norm(i.instruction)) in old_pairs]
+    assert repeated == []  # ids of this set's lines only: the older sets' lines are never printed

@@ -30,7 +30,7 @@ CLONE = "/content/course"
 PIP_NOTE = "Note: you may need to restart the kernel to use updated packages."
 # A requirement's import name where it differs from its distribution's name.
 IMPORT_NAMES = {"scikit-learn": "sklearn", "scikit-image": "skimage", "pillow": "PIL",
-                "huggingface-hub": "huggingface_hub"}
+                "huggingface-hub": "huggingface_hub", "pyspellchecker": "spellchecker"}
 # Runs the given cells in one IPython shell, as a Colab runtime would, and reports where torch and course_lib came from.
 DRIVER = r'''
 import json, sys, types

@@ -136,7 +136,9 @@ REFUSED = [
     ("caption None", lambda w: w.caption(None), CourseInputError, "request must be a string"),
     ("caption, blank", lambda w: w.caption("   "), CourseInputError, "request is empty"),
     ("caption, an unseen colour", lambda w: w.caption("a violet ball in the middle"), WriterError, "no violet"),
-    ("target_caption, over-long instruction", lambda w: w.target_caption(SOURCE, "make the ball blue and " * 30),
+    ("target_caption, over-long instruction", lambda w: w.target_caption(SOURCE, " and ".join(
+        f"add a {c} {s} {p}" for c in ("red", "blue") for s in ("square", "triangle") for p in (
+            "at the top", "at the bottom", "on the left", "on the right", "in the top left", "in the bottom right"))),
      WriterError, "with the source caption"),
     ("target_caption, unreadable source", lambda w: w.target_caption("a red blob", "make it blue"), CourseInputError,
      "cannot read"),

@@ -11,8 +11,9 @@ rewrites them into the phrasing of the training captions, so the model composes 
                top left, yellow bottom right"), a group of places alone takes the group before it
                ("2 green circles, top right and bottom right")
     lines      "three red triangles in the middle row": three objects along the row (row:r,
-               col:c tokens from the first pass); "a red, a green and a blue circle in the top
-               row" colour them in reading order
+               col:c tokens from the first pass), and so does a plural without a count ("the top
+               row: blue squares", PLURAL); "a red, a green and a blue circle in the top row"
+               colour them in reading order
     relations  "a red square, and under that a blue triangle", "below a red circle there is a
                green circle", "a blue box and a yellow box to its right": two objects and one
                relation, written "<first> above <second>" or "<first> to the left of <second>"
@@ -20,7 +21,10 @@ rewrites them into the phrasing of the training captions, so the model composes 
     edits      an instruction split at commas and "and" into its edits, each written as the world's
                canonical instruction ("triangle -> cherry red": "make the triangle red"; "the one
                at the top, could it be navy?": "make the thing at the top blue"), joined by CLAUSE;
-               the writer's model answers each edit alone
+               the writer's model answers each edit alone. A later edit's "it" is the object the
+               edit before named, an edit said twice is said once, an object brought in with "a"
+               and a place is an add ("could we have a blue circle at the top"), and a plural names
+               every object of its kind ("make the circles green": EVERY, one edit each)
 
 Where the words do not pin the objects down (two objects without places, a count that does not
 match its places, an edit without a value), the first pass's words go to the model unchanged.
@@ -35,6 +39,8 @@ PLACE_OF = {p: cell for cell, p in shapes.POSITION_PHRASES.items()}
 COUNTS = {"a": 1, "one": 1, "two": 2, "three": 3}
 RELATIONS = ("above", "below", "to the left of", "to the right of")
 NOISE = ("the", "each", "all", "to", "into", "both", "it", "thing", "one")
+PLURAL = "<pl>"  # the first pass's mark after a plural shape noun ("the circles", "red triangles"); never shown the model
+EVERY = "every"  # an instruction's referent for all the objects a plural names ("make the circles green")
 
 
 def line_cells(token: str) -> list[tuple[int, int]]:
@@ -58,15 +64,13 @@ def lines_as_cells(out: list[str]) -> list[str]:
 
 def _split(out: list[str]) -> list[list[str]]:
     groups, cur = [], []
-    for w in out:
+    for w in out + [","]:
         if w in (",", "and"):
             if cur:
                 groups.append(cur)
             cur = []
         else:
             cur.append(w)
-    if cur:
-        groups.append(cur)
     return groups
 
 
@@ -85,6 +89,8 @@ def _record(group: list[str]) -> dict:
             rec["line"] = w
         elif w in ("two", "three"):
             rec["count"] = COUNTS[w]
+        elif w == PLURAL:
+            rec["plural"] = True
         elif w == "thing":
             rec["thing"] = True
         elif w not in ("a", "one") and w not in NOISE:
@@ -160,7 +166,7 @@ def _objects(records: list[dict]) -> list[tuple[str, str, object]] | None:
         if _places_only(rec) or rec["count"] and not rec["colours"] and rec["shape"] is None and not rec["thing"]:
             last = merged[-1] if merged else None
             if not rec["count"] and last and ((last["count"] or 1) > len(last["cells"]) > 0 or last["count"] and not
-                                              last["cells"] and not last["line"] and not rec["line"]):
+                                              last["cells"] and not rec["line"]):
                 last["cells"] = last["cells"] + rec["cells"]  # "2 green circles, top right and bottom right"
             else:
                 pending.append(rec)  # "both top corners: a red triangle in each", "top row: red, green, blue circles"
@@ -205,7 +211,7 @@ def _objects(records: list[dict]) -> list[tuple[str, str, object]] | None:
         if shape is None or not colours or places is None:
             return None
         cells, line = places
-        n = rec["count"] or max(len(colours), len(cells), 1)
+        n = rec["count"] or (3 if rec.get("plural") and line and not cells else max(len(colours), len(cells), 1))
         if line:
             cells = line_cells(line) if n == 3 else [line_cell(line)]
             if len(set(colours)) > 1:
@@ -228,8 +234,8 @@ def _objects(records: list[dict]) -> list[tuple[str, str, object]] | None:
 def _single(out: list[str]) -> list[tuple[str, str, object]] | None:
     # one object however it is said: one shape mentioned without "the" (a later "the square", "it" is the same one),
     # one colour, at most one place ("put a square in the bottom left and make it red")
-    if any(w in ("two", "three", "many") for w in out):
-        return None
+    if any(w in ("two", "three", "many") for w in out) or PLURAL in out and any(w.startswith(ROW_COL) for w in out):
+        return None  # counts, and plurals along a line ("the top row: blue squares"), are for _objects
     mentions = [k for k, w in enumerate(out) if (w in shapes.SHAPES or w == "thing")
                 and not any(out[j] == "the" for j in range(max(0, k - 2), k))]
     named = {w for w in out if w in shapes.SHAPES}
@@ -248,6 +254,9 @@ def _single(out: list[str]) -> list[tuple[str, str, object]] | None:
 def _relation(out: list[str]) -> list[str] | None:
     # two objects and one relation (or "above: A, below: B"): "<first> above <second>" / "<first> to the left of <second>"
     rels = [k for k, w in enumerate(out) if w in RELATIONS]
+    if len(rels) == 1 and rels[0] + 1 < len(out) and out[rels[0] + 1] == "it" and sum(w in PLACE_OF for w in out) == 1:
+        out = [w for w in out if w not in PLACE_OF]  # "on the left a green ball, and to its right a red ball": relative
+        rels = [k for k, w in enumerate(out) if w in RELATIONS]
     units, k = [], 0
     while k < len(out):
         if out[k] in shapes.SHAPES or out[k] == "thing":
@@ -326,24 +335,38 @@ def _referent(tokens: list[str]) -> str | None:
     if not (colours or nouns or places):
         return "it" if "it" in tokens else None
     noun = next((w for w in nouns if w != "thing"), "thing")
-    return " ".join(["the", *colours, noun, *places])
+    return " ".join([EVERY if PLURAL in tokens and noun != "thing" else "the", *colours, noun, *places])
 
 
 def _trailing_value(seg: list[str]) -> bool:
     # a colour or shape after the object's noun or place: the clause says a new value ("the triangle green")
     at = [k for k, w in enumerate(seg) if w in shapes.SHAPES or w == "thing" or w in PLACE_OF]
-    return bool(at) and any(w in shapes.COLOURS or w in shapes.SHAPES for w in seg[at[0] + 1:])
+    nouns = [k for k, w in enumerate(seg) if w in shapes.SHAPES or w == "thing"]  # a shape after a place is its noun
+    return bool(at) and any(w in shapes.COLOURS or w in shapes.SHAPES and nouns and k > nouns[0]
+                            for k, w in enumerate(seg) if k > at[0])
+
+
+def _new_object(tokens: list[str]) -> bool:
+    # "a [colour] shape <place>" with no "the" or "it": an object the instruction brings in
+    content = [w for w in tokens if w not in ("make", "and", "to", "into", "them")]
+    return len(content) == 4 and content[0] == "a" and content[1] in shapes.COLOURS and content[2] in shapes.SHAPES \
+        and content[3] in PLACE_OF
 
 
 def _clause(tokens: list[str], verb: str | None) -> str | None:
     # one edit's canonical instruction (shapes.instruction's words, the referent as the instruction named it)
     bare = [w for k, w in enumerate(tokens) if w in shapes.SHAPES and not (k and tokens[k - 1] == "the")]
+    a_value = [w for k, w in enumerate(tokens) if w in shapes.SHAPES and k > 1 and tokens[k - 1] in shapes.COLOURS
+               and tokens[k - 2] == "a"]  # "make it a red square": a new colour and shape
+    if verb in (None, "make") and _new_object(tokens):
+        verb = "add"  # "could we have a blue circle at the top as well": a new object, not a change of one
     tokens = [w for w in tokens if w not in ("a", "the", "to", "one", "two", "three")]
-    if "background" in tokens:
+    if "background" in tokens or tokens and all(w in shapes.BACKGROUNDS or w in ("make", "into") for w in tokens):
         values = [w for w in tokens if w in shapes.BACKGROUNDS]
-        if len(values) == 2 and "into" in tokens and tokens.index(values[0]) < tokens.index("into") < tokens.index(
-                values[1]):
-            values = values[1:]  # "swap the grey background for a black one"
+        if "remove" in tokens and len(values) <= 1 and all(w in ("remove", "background", *values) for w in tokens):
+            return ""  # "take the grey away and go white": a background is replaced, never removed
+        if len(values) == 2 and values[0] != values[1]:
+            values = values[1:]  # "swap the grey background for a black one", "make the grey background white"
         rest = [w for w in tokens if w not in shapes.BACKGROUNDS and w not in ("background", "make", "it", "into",
                                                                               "thing")]
         return f"make the background {values[0]}" if len(values) == 1 and not rest else None
@@ -368,6 +391,8 @@ def _clause(tokens: list[str], verb: str | None) -> str | None:
         if w in shapes.SHAPES and sum(x in shapes.SHAPES or x == "thing" for x in body) > 1:
             value_at = k
             break
+    if value_at is None and a_value and len(body) > 2 and body[-1] == a_value[-1] and body[-2] in shapes.COLOURS:
+        value_at = len(body) - 1
     if value_at is None:
         nouns = [w for w in body if w in shapes.SHAPES]
         if len(nouns) == 1 and bare and not any(w in shapes.COLOURS or w in PLACE_OF or w == "thing" for w in body):
@@ -399,9 +424,16 @@ def _merged(segments: list[list[str]]) -> list[list[str]]:
         content = [w for w in seg if w not in ("a", "the", "into", "to")]
         prev = out[-1] if out else None
         value_alone = len(content) == 1 and (content[0] in shapes.COLOURS or content[0] in shapes.SHAPES)
-        if prev is not None and value_alone and not any(w in _VERBS for w in prev) and _referent(prev) \
+        if content == ["background"]:
+            continue  # "could the white go grey? the background I mean": the clause names what the one before meant
+        if prev is not None and [w for w in prev if w not in ("a", "the")] == ["it"]:
+            out[-1] = prev + list(seg)  # "the bottom one, it, make a square": the "it" is the next clause's
+        elif prev is not None and value_alone and not any(w in _VERBS for w in prev) and _referent(prev) \
                 and not _trailing_value(prev):
             out[-1] = prev + content
+        elif prev is not None and "add" in prev and not any(w in PLACE_OF for w in prev) and len(content) == 1 \
+                and content[0] in PLACE_OF:
+            out[-1] = prev + content  # "put a yellow triangle between them, in the middle"
         elif prev is not None and all(w in PLACE_OF for w in prev) and len(prev) == 1 and "add" in seg \
                 and not any(w in PLACE_OF for w in seg):
             out[-1] = seg + prev
@@ -455,5 +487,22 @@ def arrange_instruction(out: list[str]) -> list[str] | None:
         clause = _clause(seg, verb)
         if clause is None:
             return None
-        clauses.append(clause)
-    return clauses if clauses and held is None else None
+        if clause:
+            clauses.append(clause)
+    return _anaphora(clauses) if clauses and held is None else None
+
+
+def _anaphora(clauses: list[str]) -> list[str]:
+    # a later edit's "it" is the object the edit before named ("make the triangle red and turn it into a circle"); an
+    # edit said twice is said once ("the triangle, could it be round instead? a circle?")
+    out, named = [], None
+    for clause in (c for joined in clauses for c in joined.split(CLAUSE)):
+        verb, _, rest = clause.partition(" ")
+        ref = rest.rsplit(" into a ", 1)[0] if verb == "turn" else rest.rsplit(" ", 1)[0] if verb == "make" else rest
+        if ref == "it" and named is not None and verb in ("make", "turn", "remove"):
+            clause = clause.replace(" it", " " + named, 1)
+        elif verb in ("make", "turn", "remove") and ref.startswith("the ") and ref != "the background":
+            named = ref
+        if clause not in out:
+            out.append(clause)
+    return out

@@ -68,7 +68,7 @@ def summarise(rows: list[dict]) -> dict[str, float | int]:
 def score_heldout(writer, part: str = "dev") -> dict[str, list[dict]]:
     """Return every held-out line of `part` scored: {"requests": rows, "instructions": rows} (module docstring).   [nb 09]
 
-    part: one of benchmark_set.PARTS ("final3" is the one kept unseen until the shipped writer was measured).
+    part: one of benchmark_set.PARTS (the last, PARTS[-1], is the one kept unseen until the shipped writer was measured).
 
     writer: anything with .caption(request) and .target_caption(source_caption, instruction) that
     raise WriterError to refuse (a PromptWriter).

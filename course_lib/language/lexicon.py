@@ -18,6 +18,11 @@ So "crimson" (7 of its 9 neighbours are reds) is red, "navy" (6 of 9 blues) is b
 between yellow and orange. Which names the writer's training data may use is fixed by a hash of
 the name (LEXICON_SPLIT): the rest are held out, so a measured name is one no training example used.
 
+Common English words: the word frequencies pyspellchecker ships (its English list, counted in the
+OpenSubtitles2018 corpus of film and TV subtitles; Lison and Tiedemann 2016). A word people write at
+least COMMON_RATE of the time is one a writer spelled on purpose ("team", "scratch", "seen"), so the
+reader never turns it into a word it would refuse ("teal", "stretch", "seven").
+
 Shapes, positions, counts and backgrounds: SHAPE_NOUNS, UNSUPPORTED_SHAPES, POSITION_TERMS,
 COUNT_TERMS and BACKGROUND_TERMS are written here by hand; their sources are named beside them.
 """
@@ -113,6 +118,24 @@ def _vote(name: str, rgb) -> tuple[str | None, tuple]:
     nearest = [i for i in np.argsort(d, kind="stable") if labelled[i][0] != name][:NEIGHBOURS]
     votes = tuple(collections.Counter(labelled[i][2] for i in nearest).most_common())
     return (votes[0][0] if votes[0][1] >= MAJORITY else None), votes
+
+
+COMMON_RATE = 1e-6  # once in a million words of the subtitle corpus
+
+
+@functools.cache
+def _english_frequency():
+    from spellchecker import SpellChecker  # pyspellchecker: word frequencies of the OpenSubtitles2018 corpus
+
+    return SpellChecker(language="en").word_frequency
+
+
+def common_word(word: str) -> bool:
+    """Return True when `word` is a common English word (written at least COMMON_RATE of the time in film subtitles)."""
+    if not isinstance(word, str):
+        raise CourseInputError(f"word must be a string, got {type(word).__name__}.")
+    frequency = _english_frequency()
+    return frequency[word.lower()] >= COMMON_RATE * frequency.total_words
 
 
 @functools.cache
@@ -212,6 +235,6 @@ POSITION_TERMS = {"top": "top", "upper": "top", "up": "top", "topmost": "top", "
 COUNT_TERMS = {"a": 1, "an": 1, "one": 1, "single": 1, "1": 1, "two": 2, "2": 2, "pair": 2, "couple": 2, "both": 2,
                "three": 3, "3": 3, "four": 4, "4": 4, "five": 5, "5": 5, "six": 6, "6": 6, "seven": 7, "7": 7,
                "eight": 8, "8": 8, "nine": 9, "9": 9, "ten": 10, "10": 10, "dozen": 12, "many": 10, "several": 4,
-               "lots": 10, "hundred": 100}
+               "lots": 10, "hundred": 100, "trio": 3, "checkerboard": 5, "chequerboard": 5, "chessboard": 5}
 BACKGROUND_NOUNS = ("background", "backdrop", "bg", "backgrounds", "canvas", "back")
 BACKGROUND_TERMS = {"dark": "black", "darkness": "black", "night": "black", "light": "white", "blank": "white"}

@@ -18,7 +18,11 @@ word), finds the lexicon's words in their slots and rewrites them into the world
 Every other word is a filler and passes, dropped from what the model reads ("please", "I'd like",
 "nice", "thanks"). Hex codes ("#ff0000"), clock faces ("at 3 o'clock"), rows, columns and diagonals
 ("the top row", "first row third column", "down the left side"), compass corners and chat
-abbreviations ("sq", "btm rt") are read too; a second pass (arrange) then puts the objects and
+abbreviations ("sq", "btm rt") are read too, and so are self-corrections ("the top left, no wait,
+the top right": the value after the marker replaces the last one of its kind), numbers that number
+a step ("Step 4:"), similes ("a yellow circle like a sun") and a radio call's "over". A common
+English word (lexicon.common_word: "team", "seen", "scratch") is never corrected into a word the
+reader would refuse ("teal", "seven", "stretch"). A second pass (arrange) then puts the objects and
 edits in the training captions' order where the words pin them down. A word the world lacks in a slot that matters is refused here, in one plain
 sentence (WriterError with .kind): a colour the world has not ("purple", "salmon"), a shape it does
 not draw ("hexagon"), an unknown word where a colour or shape must stand ("a glorp ball"), more
@@ -33,10 +37,10 @@ import re
 from dataclasses import dataclass, field
 
 from course_lib import shapes
-from course_lib.language.arrange import CLAUSE, ROW_COL, arrange_instruction, arrange_request, in_model_words, \
+from course_lib.language.arrange import CLAUSE, PLURAL, ROW_COL, arrange_instruction, arrange_request, in_model_words, \
     lines_as_cells
 from course_lib.language.lexicon import ACHROMATIC, BACKGROUND_NOUNS, BACKGROUND_TERMS, COLOUR_CATEGORIES, COUNT_TERMS, \
-    POSITION_TERMS, SHAPE_NOUNS, UNSUPPORTED_SHAPES, VAGUE_NOUNS, colour_lexicon, colour_of, why_not
+    POSITION_TERMS, SHAPE_NOUNS, UNSUPPORTED_SHAPES, VAGUE_NOUNS, colour_lexicon, colour_of, common_word, why_not
 from course_lib.language.refusals import WriterError
 from course_lib.language.words import SCENE
 from course_lib.validation import CourseInputError
@@ -51,8 +55,10 @@ MODIFIERS = ("dark", "light", "pale", "deep", "bright", "vivid", "pastel", "dull
 CHANGE_VERBS = ("make", "turn", "change", "paint", "colour", "color", "recolour", "recolor", "swap", "switch", "exchange",
                 "replace", "convert", "transform", "set", "should", "want", "be", "become", "tint", "dye", "fill",
                 "shade", "redo", "recolour", "have")
-REMOVE_VERBS = ("remove", "delete", "erase", "drop", "eliminate", "lose", "clear", "rid", "away", "out", "ditch")
-ADD_VERBS = ("add", "put", "place", "insert", "include", "stick", "pop", "draw", "create", "throw")
+REMOVE_VERBS = ("remove", "delete", "erase", "drop", "eliminate", "lose", "clear", "rid", "away", "out", "ditch",
+                "cancel", "scratch", "scrap", "strike", "bin", "dump", "withdraw", "withdrawn", "axe", "nix")
+ADD_VERBS = ("add", "put", "place", "insert", "include", "stick", "pop", "draw", "create", "throw", "introduce", "enter",
+             "enters", "join", "joins", "joining", "spawn")
 UNSUPPORTED_VERBS = ("move", "moving", "shift", "slide", "rotate", "spin", "turnaround", "resize", "enlarge", "shrink",
                      "scale", "grow", "bigger", "smaller", "larger", "flip", "mirror", "duplicate", "copy", "blur",
                      "sharpen", "animate", "stretch", "squash", "tilt", "zoom", "crop", "swapped", "relocate", "drag",
@@ -138,6 +144,7 @@ FILLERS = ("please", "could", "would", "can", "you", "me", "i", "d", "like", "lo
            "appear", "appears", "place", "spot", "up", "down", "over", "out", "off", "if", "possible", "thx", "pls",
            "plz", "kindly", "wish", "hope", "rather", "prefer", "also", "too", "either", "neither", "nor", "take",
            "get", "keep", "leave", "exchange", "got", "own", "has", "had", "better", "best", "look", "looks", "nicer",
+           "stay", "stays",
            "prettier", "fun", "mind", "ideally", "actually", "basically", "literally", "something", "somebody")
 
 
@@ -204,6 +211,14 @@ def correct(word: str) -> str:
     return word
 
 
+def _refused_word(word: str) -> bool:
+    # a word the reader refuses: an edit, a shape, a colour or a count the world lacks ("stretch", "star", "teal", "seven")
+    entry = colour_of(word)  # black, white and grey are refused for objects only: they are the background's colours
+    return word in UNSUPPORTED_VERBS or word in UNSUPPORTED_EDITS or _unsupported_shape(word) is not None or (
+        entry is not None and entry.world is None and entry.category not in ACHROMATIC and word not in BACKGROUND_TERMS
+    ) or COUNT_TERMS.get(word, 0) > shapes.MAX_OBJECTS
+
+
 def _drawable(word: str) -> bool:
     # a value the world draws (one of its colours, shapes or places), rather than a slot word it refuses ("grey")
     return word in shapes.COLOURS or _shape_of(word) is not None or word in POSITION_TERMS
@@ -235,7 +250,15 @@ ABBREVIATIONS = {"sq": "square", "sqr": "square", "sqs": "squares", "circ": "cir
 COMPASS = {"northeast": "north east", "northwest": "north west", "southeast": "south east", "southwest": "south west"}
 ORDINALS = {"first": 0, "second": 1, "third": 2, "last": 2, "1st": 0, "2nd": 1, "3rd": 2}
 LINE_WORDS = {"row": "row", "rows": "row", "column": "column", "columns": "column"}
-LINE_VERBS = ("along", "across", "down", "through")  # "along the top", "down the left side": a whole line
+LINE_VERBS = ("along", "across", "down", "up", "through")  # "along the top", "stacked up the left side": a whole line
+# A self-correction: the value after the marker replaces the last value of its kind ("a blue square in the top left, no
+# wait, the top right"; "make it red, sorry I meant blue").
+CORRECTIONS = (("no", "wait"), ("wait", "no"), ("sorry", "i", "meant"), ("sorry", "i", "mean"), ("i", "meant"),
+               ("i", "mean"), ("scratch", "that"), ("or", "rather"), ("correction",))
+FIX = "<fix>"  # the marker's place in the first pass's words, until the correction is made
+# Words a number follows when it numbers a step, not objects ("Recipe step 4: ...", "Exhibit 2").
+NUMBERED = ("step", "item", "rule", "point", "part", "line", "note", "exhibit", "figure", "fig", "page", "chapter",
+            "version", "option", "number", "round", "level", "lesson", "task", "question", "slide", "act", "take")
 
 
 def _words(text: str) -> list[str]:
@@ -243,7 +266,7 @@ def _words(text: str) -> list[str]:
     text = re.sub(r"\b(1[0-2]|[1-9])\s*o\s*'?\s*clock\b", lambda m: f" {CLOCK[int(m[1])]} ", text)
     text = re.sub(r"\(\s*\d\s*\)|(?:^|(?<=\s))\d\s*\)", " , ", text)  # "(1) ... (2) ...", "1) ... 2) ...": a list
     text = re.sub(r"->|=>|→|=", " : ", text).replace("+", " and ").replace("&", " and ").replace("'", " ")
-    text = re.sub(r"[|\[\]]", " , ", text)  # "bg: black | obj: ...", "[bg: black] [obj: ...]": fields
+    text = re.sub(r"(?<![a-z]\b)/|[|\[\]]", " , ", text)  # "bg: black | obj: ...", "[bg: black] [obj: ...]", "a / b": fields
     text = re.sub(r"\b(1st|2nd|3rd)\b", lambda m: {"1st": "first", "2nd": "second", "3rd": "third"}[m[1]], text)
     words = re.findall(r"#[0-9a-f]{6}(?![0-9a-z])|#[0-9a-f]{3}(?![0-9a-z])|[a-z]+|\d+|[,;:.!?]", text)
     return [part for w in words for part in COMPASS.get(w, ABBREVIATIONS.get(w, w)).split()]
@@ -349,6 +372,43 @@ def _places(terms: list[str], line: bool) -> list[str] | None:
     return out or None
 
 
+def _value_kind(word: str) -> str | None:
+    for kind, values in (("colour", shapes.COLOURS), ("shape", shapes.SHAPES), ("place", _POSITION_PHRASE.values()),
+                         ("background", shapes.BACKGROUNDS)):
+        if word in values:
+            return kind
+    return None
+
+
+def _corrected(out: list[str]) -> list[str]:
+    # each FIX marker: the first value after it takes the place of the last value of the same kind before it, and the
+    # words from the marker to that value go ("a blue square in the top left , FIX , in the top right" -> "a blue square
+    # in the top right"; "make it red , FIX blue" -> "make it blue")
+    out = list(out)
+    while FIX in out:
+        m = out.index(FIX)
+        new = next((k for k in range(m + 1, len(out)) if _value_kind(out[k])), None)
+        old = next((j for j in range(m - 1, -1, -1) if _value_kind(out[j]) == _value_kind(out[new])), None) \
+            if new is not None else None
+        if old is None:
+            del out[m]
+            continue
+        out[old] = out[new]
+        start = m
+        while start - 1 > old and out[start - 1] in (",", "and"):
+            start -= 1
+        del out[start:new + 1]
+    return out
+
+
+def _clause_names_object(words: list[str], i: int) -> bool:
+    # does the clause around words[i] (between punctuation, "and" and "then") name an object or point at one ("it")?
+    stops = (",", ".", "!", "?", ";", ":", "and", "then")
+    start = max((k for k in range(i) if words[k] in stops), default=-1) + 1
+    end = next((k for k in range(i + 1, len(words)) if words[k] in stops), len(words))
+    return any(_is_noun(w) or w in ("it", "them", "one", "ones", "they") for w in words[start:end])
+
+
 def _announcements_dropped(out: list[str]) -> list[str]:
     # "two things: a red ball ..., a blue box ...": a count of things before a list announces it; the list counts
     k = 0
@@ -401,7 +461,7 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
     if not isinstance(second_pass, bool):
         raise CourseInputError(f"second_pass must be True or False, got {second_pass!r}.")
     raw = _words(text)
-    words = [correct(w) for w in raw]
+    words = [w if c != w and _refused_word(c) and common_word(w) else c for w, c in ((w, correct(w)) for w in raw)]
     roles: list[tuple[str, str, str]] = []
     out: list[str] = []
     fail = None
@@ -418,6 +478,30 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
     negated = False  # "not", "instead of", "from ... to": the next colour or shape is the old value
     while i < n:
         w, typed = words[i], raw[i]
+        marker = next((m for m in CORRECTIONS if tuple(raw[i:i + len(m)]) == m), None)
+        if marker is not None:
+            roles.append((" ".join(raw[i:i + len(marker)]), " ".join(marker), "correction"))
+            out.append(FIX)
+            i += len(marker)
+            continue
+        if not instruction and (w in ("fill", "cover", "tile") or typed in ("fill", "cover", "tile")) and any(
+                x in PICTURE_NOUNS or x in ("grid", "everything") for x in words[i + 1:i + 4]):
+            refuse("count", f"a scene holds at most {shapes.MAX_OBJECTS} objects; {' '.join(raw[i:i + 4])!r} asks for "
+                            f"one in every cell.", typed)  # "fill the whole grid with yellow squares"
+            roles.append((typed, w, "count (refused)"))
+            i += 1
+            continue
+        skip = 2 if w in ("halfway", "midway") else 3 if w == "half" and i + 1 < n and words[i + 1] == "way" else \
+            4 if words[i:i + 3] == ["all", "the", "way"] else 0
+        if skip and i + skip - 1 < n and words[i + skip - 1] in ("up", "down", "along", "across", "over"):
+            roles.append((" ".join(raw[i:i + skip]), " ".join(words[i:i + skip]), "filler"))  # "halfway down the right"
+            i += skip
+            continue
+        if w == "like" and i + 2 < n and words[i + 1] in ("a", "an") and _shape_of(words[i + 2]) is None and any(
+                x in shapes.SHAPES for x in out[max((k for k, x in enumerate(out) if x in (",", "and")), default=-1) + 1:]):
+            roles.append((" ".join(raw[i:i + 3]), " ".join(words[i:i + 3]), "filler"))  # "a yellow circle like a sun"
+            i += 3
+            continue
         if w in (".", "!", "?", ":"):  # a sentence ends (a comma for the model, unless it would split "red. circle")
             roles.append((typed, w, "punctuation"))
             header = w == ":" and out and (out[-1] in _POSITION_PHRASE.values() or out[-1].startswith(ROW_COL))
@@ -469,8 +553,8 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
                                      or back >= 0 and _is_noun(words[back]))
             # a black, white or grey that colours no object is the background: "on a black cloth", "a grey picture
             # with ...", "upon a field of white", "Background: White"; before or after an object noun it is refused
-            background_here = nxt in BACKGROUND_NOUNS or instruction and entry.category in ACHROMATIC and any(
-                x in BACKGROUND_NOUNS for x in words) or (clause_end or nxt in ("one", "instead")) and (
+            background_here = nxt in BACKGROUND_NOUNS or instruction and entry.category in ACHROMATIC and (any(
+                x in BACKGROUND_NOUNS for x in words) or not before_noun and not _clause_names_object(words, i)) or (clause_end or nxt in ("one", "instead")) and (
                 i > 0 and words[i - 1] in ("on", "against") and entry.category in ACHROMATIC
                 or any(x in BACKGROUND_NOUNS for x in words[max(0, i - 4):i])) or not instruction \
                 and entry.category in ACHROMATIC and not before_noun and not after_vague and nxt not in ("one", "ones")
@@ -512,9 +596,17 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             negated = False
             i += 1
             continue
+        if shape is not None and instruction and i + 1 < n and words[i + 1] == "it" and (
+                i + 2 == n or words[i + 2] in (",", ".", "!", "?", ";")):
+            roles.append((" ".join(raw[i:i + 2]), f"make it a {shape}", "verb"))  # "square it": make it a square
+            out += ["make", "it", "a", shape]
+            i += 2
+            continue
         if shape is not None:
             roles.append((typed, w, "shape"))
             out.append(shape)
+            if w != shape and (_shape_of(w[:-1]) == shape or w.endswith("es") and _shape_of(w[:-2]) == shape):
+                out.append(PLURAL)
             after_colour = False
             i += 1
             continue
@@ -526,7 +618,8 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             after_colour = False
             i += 1
             continue
-        if w == "right" and (i == 0 or words[i - 1] in (".", "!", "?")) and i + 1 < n and words[i + 1] in (",", "."):
+        if w == "right" and (i == 0 or words[i - 1] in (".", "!", "?")) and i + 1 < n and words[i + 1] in (
+                ",", ".", "then", "so"):
             roles.append((typed, w, "filler"))  # "Right, everyone, draw ...": a discourse word, not the right column
             i += 1
             continue
@@ -569,6 +662,9 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
                     if k < n and words[k] in PICTURE_NOUNS:
                         j = k + 1
                         continue
+                    if terms == ["middle"] and k < n and POSITION_TERMS.get(words[k]) in ("top", "bottom", "left", "right"):
+                        terms, j = [], k  # "in the middle of the left side": the side's middle cell
+                        continue
                     break
                 if words[j] in POSITION_TERMS or words[j] in ORDINALS or words[j] in LINE_WORDS:
                     terms.append(POSITION_TERMS.get(words[j], words[j]))
@@ -610,6 +706,15 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             after_colour = False
             i = j
             continue
+        if instruction and w == "one" and i > 0 and words[i - 1] in ("that", "this"):
+            roles.append((typed, w, "structure"))  # "the red triangle, make that one blue": the object named before
+            out.append("it")
+            i += 1
+            continue
+        if w in COUNT_TERMS and w.isdigit() and i > 0 and words[i - 1] in NUMBERED:
+            roles.append((typed, w, "filler"))  # "Recipe step 4: ...": a step's number, not a count
+            i += 1
+            continue
         if w in COUNT_TERMS and (w not in ("a", "an", "one", "single") or True):
             count = COUNT_TERMS[w]
             nxt = _next_content(words, i + 1)
@@ -619,7 +724,8 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             if count > shapes.MAX_OBJECTS and plural_next:
                 refuse("count", f"a scene holds at most {shapes.MAX_OBJECTS} objects; {typed!r} asks for more.", typed)
             if instruction and w in ("one", "ones") and not (nxt is not None and (_is_noun(nxt) or colour_of(nxt))):
-                out.append("thing")  # "the bottom one", "the blue one has to go": the object, not a count
+                # "the bottom one", "the blue one has to go": the object, not a count; "that one": the object named
+                out.append("thing")
                 roles.append((typed, w, "noun"))
                 i += 1
                 continue
@@ -633,6 +739,11 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
                 out.append("many")
                 roles.append((typed, w, "count (refused)"))
             i += 1 + (i + 1 < n and words[i + 1] == "of")
+            continue
+        if w == "over" and (_next_content(words, i + 1) in (None, ",", ".", "!", "?", ";", "and") or words[
+                i + 1] in ("on", "in", "at", "there", "here")):
+            roles.append((typed, w, "filler"))  # "..., over." (a radio call's end), "over on the left": no relation
+            i += 1
             continue
         if w in RELATIONS:
             roles.append((typed, w, "relation"))
@@ -673,9 +784,15 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             out.append("into")
             i += 1
             continue
+        if instruction and w == "out" and last_verb in ("swap", "switch", "replace", "exchange", "change"):
+            roles.append((typed, w, "structure"))  # "swap the grey background out for black"
+            i += 1
+            continue
         if instruction and w in CHANGE_VERBS + REMOVE_VERBS + ADD_VERBS:
             last_verb = w
             verb = "make" if w in CHANGE_VERBS else ("remove" if w in REMOVE_VERBS else "add")
+            if w in ("drop", "throw") and i + 1 < n and words[i + 1] in ("a", "an", "in"):
+                verb = "add"  # "drop a blue triangle into the corner": an object brought in
             if w in ("draw", "put", "place") and any(r == "remove" for r in out):
                 verb = "add"
             colour_verb = colour_verb or verb == "make"
@@ -723,25 +840,28 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             roles.append((typed, w, "filler"))
         after_colour = False
         i += 1
+    out = _corrected(out)
     if not instruction:
         out = _announcements_dropped(out)
         out = _background_last(out)
-    content = set(shapes.COLOURS) | set(shapes.SHAPES) | {"thing", "one"}
+    content = set(shapes.COLOURS) | set(shapes.SHAPES) | {"thing", "one", PLURAL}
     out = [w for k, w in enumerate(out) if not (w in ("a", "one") and k + 1 < len(out) and out[k + 1] not in content)]
     out = [w for k, w in enumerate(out) if not (w in ("the", "to", "into") and (
-        k + 1 == len(out) or out[k + 1] in (",", "and", "the", "a", "to", "into")))]
+        k + 1 == len(out) or out[k + 1] in (",", "and", "the", "a", "to", "into"))) and not (
+        w == "to" and k + 1 < len(out) and out[k + 1] in _POSITION_PHRASE.values())]  # "one yellow circle, to the right"
     while out and out[-1] in (",", "and"):
         out.pop()
     while out and out[0] in (",", "and"):
         out.pop(0)
     if not second_pass:
-        out = lines_as_cells(out)
+        out = lines_as_cells([w for w in out if w != PLURAL])
     elif instruction:
         clauses = arrange_instruction(out)
         out = CLAUSE.join(in_model_words(c) for clause in clauses for c in clause.split(CLAUSE)).split(" ") \
             if clauses else lines_as_cells(out)
     else:
         out = arrange_request(out)
+    out = [w for w in out if w != PLURAL]
     if not instruction and fail is None:
         objects = 0
         for k, w in enumerate(out):

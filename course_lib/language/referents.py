@@ -7,8 +7,11 @@ referent against the scene, the way a program resolves a tool call's argument:
 
     the [colour] [shape | thing] [position phrase]    every object with those attributes
     it                                                the scene's only object
+    every [colour] shape [position phrase]            all of them, one edit each ("make the circles green")
 
-exactly one object -> the edit; none -> "not in the scene"; several -> "ambiguous"; an edit that
+where a place on an edge ("on the left", "at the bottom") also names that side of the grid when no object
+of the kind sits in its middle cell ("the triangle on the left" of two in the top row, "the lower
+circle"); exactly one object -> the edit; none -> "not in the scene"; several -> "ambiguous"; an edit that
 changes nothing, two edits of the same thing, or an object where the scene has no room are refused
 too. So the model never has to copy an object's other attributes out of the source caption (what a
 0.9 M-parameter model gets wrong), and an ambiguous "the triangle" can never silently pick one.
@@ -26,6 +29,10 @@ _COLOURS = "|".join(shapes.COLOURS)
 _SHAPES = "|".join(shapes.SHAPES)
 _PLACES = "|".join(re.escape(p) for p in shapes.POSITION_PHRASES.values())
 _CELL_OF = {p: cell for cell, p in shapes.POSITION_PHRASES.items()}
+# An edge's middle cell also names its side when no object of the kind sits in that cell: "the triangle on the left" of
+# two triangles in the top row is the top-left one, "the lower circle" the one in the bottom row (axis 0: row, 1: column).
+_SIDES = {shapes.POSITION_PHRASES[(0, 1)]: (0, 0), shapes.POSITION_PHRASES[(2, 1)]: (0, 2),
+          shapes.POSITION_PHRASES[(1, 0)]: (1, 0), shapes.POSITION_PHRASES[(1, 2)]: (1, 2)}
 REFERENT = re.compile(rf"^(?:(?P<it>it)|the(?: (?P<colour>{_COLOURS}))?(?: (?P<shape>{_SHAPES}|thing))?"
                       rf"(?: (?P<place>{_PLACES}))?)$")
 PARTS = (
@@ -72,9 +79,12 @@ def find_referent(scene: shapes.Scene, phrase: str) -> int:
             raise _refuse("ambiguous", f"'it' could be any of the {len(scene.objects)} objects; name one by colour, "
                                        f"shape or position.")
         return 0
-    found = [k for k, o in enumerate(scene.objects)
-             if (m["colour"] is None or o.colour == m["colour"]) and (m["shape"] in (None, "thing") or o.shape == m["shape"])
-             and (m["place"] is None or o.cell == _CELL_OF[m["place"]])]
+    kind = [k for k, o in enumerate(scene.objects)
+            if (m["colour"] is None or o.colour == m["colour"]) and (m["shape"] in (None, "thing") or o.shape == m["shape"])]
+    found = [k for k in kind if m["place"] is None or scene.objects[k].cell == _CELL_OF[m["place"]]]
+    if not found and m["place"] in _SIDES:  # "the left triangle", "the lower circle": the one on that side of the grid
+        axis, value = _SIDES[m["place"]]
+        found = [k for k in kind if (scene.objects[k].row, scene.objects[k].col)[axis] == value]
     thing = phrase.removeprefix("the ")
     if not found:
         raise _refuse("not_in_scene", f"there is no {thing} in the scene.")
@@ -119,15 +129,32 @@ def read_part(scene: shapes.Scene, part: str) -> shapes.Edit:
     raise _refuse("invalid", f"{part!r} is not an instruction answer the world reads.")
 
 
+def _each(scene: shapes.Scene, part: str) -> list[str]:
+    # "make every circle green" -> one part per circle, each named in full ("make the blue circle on the left green")
+    m = re.match(rf"^(make|turn|remove) every (.+?)( (?:{_COLOURS})| into a (?:{_SHAPES}))?$", part)
+    if m is None:
+        return [part]
+    ref = REFERENT.match("the " + m[2])
+    if ref is None or ref["shape"] in (None, "thing"):
+        raise _refuse("invalid", f"{part!r} is not an instruction answer the world reads.")
+    found = [k for k, o in enumerate(scene.objects) if o.shape == ref["shape"] and (
+        ref["colour"] is None or o.colour == ref["colour"]) and (ref["place"] is None or o.cell == _CELL_OF[ref["place"]])]
+    if not found:
+        raise _refuse("not_in_scene", f"there is no {m[2]} in the scene.")
+    return [f"{m[1]} {referent_phrase(scene, k, ('colour', 'shape', 'position'))}{m[3] or ''}" for k in found]
+
+
 def read_parts(scene: shapes.Scene, answer: str, joiner: str) -> list[shapes.Edit]:
     """Return the Edits of an answer's parts (split by joiner); two edits of the same thing are a contradiction."""
-    edits = [read_part(scene, part) for part in answer.split(joiner)]
+    edits = [read_part(scene, each) for part in answer.split(joiner) for each in _each(scene, part)]
     keys = [(e.kind,) if e.kind == "background" else (e.kind, e.index) for e in edits if e.kind != "add"]
     removed = {e.index for e in edits if e.kind == "remove"}
     added = [e.obj.cell for e in edits if e.kind == "add"]
     if len(keys) != len(set(keys)) or any(e.kind in ("colour", "shape") and e.index in removed for e in edits) \
             or len(added) != len(set(added)):
         raise _refuse("contradiction", "the instructions change the same thing twice; give one of them.")
+    if removed and len(removed) == len(scene.objects) and not added:
+        raise _refuse("action", "removing every object would leave an empty scene, which the world does not draw.")
     if len(scene.objects) - len(removed) + len(added) > shapes.MAX_OBJECTS:
         raise _refuse("count", f"a scene holds at most {shapes.MAX_OBJECTS} objects.")
     return edits

@@ -18,7 +18,7 @@ from course_lib.language.instruction_examples import edit_prompt
 from course_lib.language.model import MAX_ANSWER_TOKENS, MAX_NEW_TOKENS
 from course_lib.language.reader import model_input, refusal, refusal_answer
 from course_lib.language.refusals import WriterError, resolve_edit, resolve_request
-from course_lib.language.arrange import CLAUSE
+from course_lib.language.arrange import CLAUSE, EVERY
 from course_lib.language.words import EDIT_JOINER, SCENE, SEP, check_text
 from course_lib.validation import CourseInputError, check_device, check_int
 
@@ -97,10 +97,11 @@ class PromptWriter:
         texts = _check_prompts(texts)
         parts = [(k, SCENE + c if t.startswith(SCENE) and not c.startswith(SCENE) else c)
                  for k, t in enumerate(texts) for c in t.split(CLAUSE)]
-        answers = self.generate([p for _, p in parts]) if parts else []
+        every = f" {EVERY} "  # "make every circle green": the model reads "the circle", its answer names every one
+        answers = self.generate([p.replace(every, " the ", 1) for _, p in parts]) if parts else []
         joined: dict[int, list[str]] = {}
-        for (k, _), a in zip(parts, answers):
-            joined.setdefault(k, []).append(a)
+        for (k, p), a in zip(parts, answers):
+            joined.setdefault(k, []).append(a.replace(" the ", every, 1) if every in p else a)
         return [EDIT_JOINER.join(joined[k]) for k in range(len(texts))]
 
     def model_input(self, prompt: str) -> tuple[str, WriterError | None]:

@@ -64,13 +64,15 @@ def lines_as_cells(out: list[str]) -> list[str]:
 
 def _split(out: list[str]) -> list[list[str]]:
     groups, cur = [], []
-    for w in out + [","]:
+    for w in out:
         if w in (",", "and"):
             if cur:
                 groups.append(cur)
             cur = []
         else:
             cur.append(w)
+    if cur:
+        groups.append(cur)
     return groups
 
 

@@ -724,8 +724,7 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             if count > shapes.MAX_OBJECTS and plural_next:
                 refuse("count", f"a scene holds at most {shapes.MAX_OBJECTS} objects; {typed!r} asks for more.", typed)
             if instruction and w in ("one", "ones") and not (nxt is not None and (_is_noun(nxt) or colour_of(nxt))):
-                # "the bottom one", "the blue one has to go": the object, not a count; "that one": the object named
-                out.append("thing")
+                out.append("thing")  # "the bottom one", "the blue one has to go": the object, not a count
                 roles.append((typed, w, "noun"))
                 i += 1
                 continue

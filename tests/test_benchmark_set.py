@@ -92,14 +92,26 @@ FINAL5_REFERENTS = {
     "k-i210": {"colour": "red", "shape": "triangle"}, "k-i211": {"shape": "triangle"}, "k-i227": {"shape": "square"},
     "k-i244": {"shape": "circle"}, "k-i252": {"colour": "yellow"},
 }
+FINAL6_REFERENTS = {
+    "m-i016": {"shape": "triangle"}, "m-i035": {"shape": "square"}, "m-i043": {"shape": "circle"},
+    "m-i052": {"colour": "blue", "shape": "circle"}, "m-i062": {"colour": "red"},
+    "m-i071": {"colour": "yellow", "shape": "square"}, "m-i080": {"shape": "square"}, "m-i087": {"shape": "triangle"},
+    "m-i095": {"shape": "square"}, "m-i097": {"shape": "square"}, "m-i112": {"colour": "blue"},
+    "m-i114": {"colour": "blue", "shape": "square"}, "m-i121": {"colour": "blue"}, "m-i126": {"shape": "circle"},
+    "m-i138": {"colour": "yellow", "shape": "circle"}, "m-i139": {"shape": "triangle"}, "m-i148": {"shape": "circle"},
+    "m-i187": {"colour": "yellow"}, "m-i197": {"shape": "circle"}, "m-i204": {"shape": "triangle"},
+    "m-i205": {"colour": "green"}, "m-i213": {"shape": "circle"}, "m-i236": {"shape": "square"},
+    "m-i241": {"shape": "square"}, "m-i243": {"shape": "triangle"},
+}
 REFERENTS = {"dev": DEV_REFERENTS, "final": FINAL_REFERENTS, "final2": FINAL2_REFERENTS, "final3": FINAL3_REFERENTS,
-             "final4": FINAL4_REFERENTS, "final5": FINAL5_REFERENTS}
-ID_PREFIX = {"dev": "", "final": "f-", "final2": "g-", "final3": "h-", "final4": "j-", "final5": "k-"}
+             "final4": FINAL4_REFERENTS, "final5": FINAL5_REFERENTS, "final6": FINAL6_REFERENTS}
+ID_PREFIX = {"dev": "", "final": "f-", "final2": "g-", "final3": "h-", "final4": "j-", "final5": "k-", "final6": "m-"}
 FINAL_HEADING = "\n## The final set"  # README.md: the dev set's section comes before it, the final set's after
 FINAL2_HEADING = "\n## The second final set (final2)"  # README.md: the final2 set's section, after the final set's
 FINAL3_HEADING = "\n## The third final set (final3)"  # README.md: the final3 set's section, after the final2 set's
 FINAL4_HEADING = "\n## The fourth final set (final4)"  # README.md: the final4 set's section, after the final3 set's
 FINAL5_HEADING = "\n## The fifth final set (final5)"  # README.md: the final5 set's section, after the final4 set's
+FINAL6_HEADING = "\n## The sixth final set (final6)"  # README.md: the final6 set's section, after the final5 set's
 OBJECT_COUNT_TAGS = {"single": 1, "two_objects": 2, "three_objects": 3}
 
 
@@ -257,8 +269,9 @@ def test_readme_counts_match_the_tables(part):
     final2_text, final3_text = final2_text.split(FINAL3_HEADING)
     final3_text, final4_text = final3_text.split(FINAL4_HEADING)
     final4_text, final5_text = final4_text.split(FINAL5_HEADING)
+    final5_text, final6_text = final5_text.split(FINAL6_HEADING)
     part_text = {"dev": dev_text, "final": final_text, "final2": final2_text, "final3": final3_text,
-                 "final4": final4_text, "final5": final5_text}[part]
+                 "final4": final4_text, "final5": final5_text, "final6": final6_text}[part]
     requests_part, instructions_part = part_text.split("\nRequests (")[1].split("\nInstructions (")
     for section, items in ((requests_part, bench.heldout_requests(part)),
                            (instructions_part, bench.heldout_instructions(part))):

@@ -140,11 +140,31 @@ def _resolved(cells: list, lines: list[str]) -> tuple[list, str | None] | None:
     return None
 
 
+def _fields_joined(records: list[dict]) -> list[dict]:
+    # "circle, red, top left and square, blue, bottom right": fields of one value each, an object's shape, colour and
+    # place in threes, become one record per object
+    def kind(r):
+        values = [k for k, v in (("colour", r["colours"]), ("shape", r["shape"]), ("place", r["cells"])) if v]
+        return values[0] if len(values) == 1 and len(r["colours"]) <= 1 and len(r["cells"]) <= 1 and not (
+            r["count"] or r["line"] or r["thing"]) else None
+    kinds = [kind(r) for r in records]
+    if len(records) < 6 or len(records) % 3 or None in kinds or any(
+            len(set(kinds[k:k + 3])) != 3 for k in range(0, len(records), 3)):
+        return records
+    joined = []
+    for k in range(0, len(records), 3):
+        three = records[k:k + 3]
+        joined.append(dict(three[0], colours=[c for r in three for c in r["colours"]],
+                           shape=next(r["shape"] for r in three if r["shape"]), cells=[c for r in three for c in r["cells"]]))
+    return joined
+
+
 def _objects(records: list[dict]) -> list[tuple[str, str, object]] | None:
     # every record's objects as (colour, shape, cell or None), or None where the words do not pin them down
     records = [r for r in records if not _empty(r)]
     if not records or any(r["other"] for r in records):
         return None
+    records = _fields_joined(records)
     shapes_named = {r["shape"] for r in records if r["shape"]}
     colours_named = {c for r in records for c in r["colours"]}
     header_count = None
@@ -313,6 +333,13 @@ def arrange_request(out: list[str]) -> list[str]:
     arranged = None
     if any(w in RELATIONS for w in out):
         arranged = _relation([w for w in out if w not in (",", "and", "the", "a", "one")])
+        if arranged is None and sum(w in PLACE_OF for w in out) >= 2:
+            # "at the very top a golden circle, and straight below it at the very bottom a green triangle": each object
+            # has its cell, which says more than the relation does
+            cells = [w for k, w in enumerate(out) if not (w in RELATIONS or w == "it" and k and out[k - 1] in RELATIONS)]
+            objects = _objects([_record(g) for g in _split(cells)])
+            arranged = _join([_phrase(c, s, cell) for c, s, cell in objects]) if objects and all(
+                cell is not None for _, _, cell in objects) and objects[0][0] != "many" else None
     else:
         objects = _single(out) or _objects([_record(g) for g in _split(out)])
         if objects and objects[0][0] == "many":  # whole lines, more objects than a scene holds: the count refuses
@@ -430,6 +457,10 @@ def _merged(segments: list[list[str]]) -> list[list[str]]:
             continue  # "could the white go grey? the background I mean": the clause names what the one before meant
         if prev is not None and [w for w in prev if w not in ("a", "the")] == ["it"]:
             out[-1] = prev + list(seg)  # "the bottom one, it, make a square": the "it" is the next clause's
+        elif prev is not None and _apposition(prev, seg):
+            nouns = [w for w in prev + seg if w in shapes.SHAPES]  # "the lower one, the circle, ...": one object
+            out[-1] = ["the"] + [w for w in prev + seg if w in shapes.COLOURS or w in shapes.SHAPES or w in PLACE_OF] \
+                + ([] if nouns else ["thing"])
         elif prev is not None and value_alone and not any(w in _VERBS for w in prev) and _referent(prev) \
                 and not _trailing_value(prev):
             out[-1] = prev + content
@@ -442,6 +473,20 @@ def _merged(segments: list[list[str]]) -> list[list[str]]:
         else:
             out.append(list(seg))
     return out
+
+
+def _apposition(prev: list[str], seg: list[str]) -> bool:
+    # two clauses that each name an object with "the" and nothing else, and do not disagree: the same object named twice
+    # ("the lower one, the circle, should be red")
+    def named(tokens):
+        return "a" not in tokens and not any(w in _VERBS or w == "it" for w in tokens) and _referent(tokens) \
+            is not None and not _trailing_value(tokens) and all(
+                w in shapes.COLOURS or w in shapes.SHAPES or w in PLACE_OF or w in ("the", "thing") for w in tokens)
+    if not (named(prev) and named(seg) and seg[:1] == ["the"]):
+        return False
+    both = prev + seg
+    return _referent([w for w in both if w != "the"]) is not None and (
+        "thing" in prev or "thing" in seg or not any(w in shapes.SHAPES for w in seg))
 
 
 def in_model_words(clause: str) -> str:
@@ -477,13 +522,20 @@ def arrange_instruction(out: list[str]) -> list[str] | None:
             clauses.append(f"make {ref} {content[0]}")
             continue
         nxt = segments[k + 1] if k + 1 < len(segments) else []
-        if seg_verb is None and "it" in nxt and not any(w in shapes.BACKGROUNDS or w == "background" for w in seg) \
+        bare_change = "make" in nxt and "it" not in nxt and "the" not in nxt and len(
+            [w for w in nxt if w in shapes.COLOURS or w in shapes.SHAPES]) == 1 and all(
+            w in shapes.COLOURS or w in shapes.SHAPES or w in ("make", "a") for w in nxt)  # "..., should be red"
+        if seg_verb is None and ("it" in nxt or bare_change) and not any(w in shapes.BACKGROUNDS or w == "background" for w in seg) \
                 and _referent(seg) and not _trailing_value(seg):
             held = [w for w in seg if w in shapes.COLOURS or w in shapes.SHAPES or w == "thing" or w in PLACE_OF]
             continue  # "the one at the top, could it be navy?": the object the next "it" means
         if held is not None and "it" in seg:
             at = seg.index("it")
             seg = seg[:at] + ["the"] + held + seg[at + 1:]
+            held = None
+        elif held is not None and "make" in seg:
+            at = seg.index("make") + 1
+            seg = seg[:at] + ["the"] + held + seg[at:]
             held = None
         verb = seg_verb or ("make" if "background" in seg or any(w in shapes.BACKGROUNDS for w in seg) else verb)
         clause = _clause(seg, verb)

@@ -21,7 +21,10 @@ the name (LEXICON_SPLIT): the rest are held out, so a measured name is one no tr
 Common English words: the word frequencies pyspellchecker ships (its English list, counted in the
 OpenSubtitles2018 corpus of film and TV subtitles; Lison and Tiedemann 2016). A word people write at
 least COMMON_RATE of the time is one a writer spelled on purpose ("team", "scratch", "seen"), so the
-reader never turns it into a word it would refuse ("teal", "stretch", "seven").
+reader never turns it into a word it would refuse ("teal", "stretch", "seven"); one written at least
+EVERYDAY_RATE of the time and EVERYDAY_ODDS times as often as its correction is never corrected at all
+("comes" is not "cones", "miss" not "moss"), as a noisy-channel reading with the word's frequency as
+its prior would decide.
 
 Shapes, positions, counts and backgrounds: SHAPE_NOUNS, UNSUPPORTED_SHAPES, POSITION_TERMS,
 COUNT_TERMS and BACKGROUND_TERMS are written here by hand; their sources are named beside them.
@@ -121,6 +124,8 @@ def _vote(name: str, rgb) -> tuple[str | None, tuple]:
 
 
 COMMON_RATE = 1e-6  # once in a million words of the subtitle corpus
+EVERYDAY_RATE = 2e-5  # twenty times in a million words
+EVERYDAY_ODDS = 3  # ... and three times as often as its correction: meant as typed ("comes", not "cones")
 
 
 @functools.cache
@@ -130,12 +135,28 @@ def _english_frequency():
     return SpellChecker(language="en").word_frequency
 
 
-def common_word(word: str) -> bool:
-    """Return True when `word` is a common English word (written at least COMMON_RATE of the time in film subtitles)."""
+def word_rate(word: str) -> float:
+    """Return how often `word` is written in film subtitles (OpenSubtitles2018): a fraction of all words, 0 if never."""
     if not isinstance(word, str):
         raise CourseInputError(f"word must be a string, got {type(word).__name__}.")
     frequency = _english_frequency()
-    return frequency[word.lower()] >= COMMON_RATE * frequency.total_words
+    return frequency[word.lower()] / frequency.total_words
+
+
+def common_word(word: str) -> bool:
+    """Return True when `word` is a common English word (written at least COMMON_RATE of the time in film subtitles)."""
+    return word_rate(word) >= COMMON_RATE
+
+
+def meant_as_typed(word: str, correction: str) -> bool:
+    """Return True when an everyday word is far likelier typed on purpose than as a typo of `correction`.
+
+    A word written at least EVERYDAY_RATE of the time, and at least EVERYDAY_ODDS times as often as the word a
+    one-letter slip would make of it, is meant: "comes" (not "cones"), "miss" (not "moss"), "pray" (not "gray").
+    A word rarer than its correction is still corrected: "lift" (left), "went" (want), "bell" (ball).
+    """
+    rate = word_rate(word)
+    return rate >= EVERYDAY_RATE and rate >= EVERYDAY_ODDS * word_rate(correction)
 
 
 @functools.cache
@@ -235,6 +256,8 @@ POSITION_TERMS = {"top": "top", "upper": "top", "up": "top", "topmost": "top", "
 COUNT_TERMS = {"a": 1, "an": 1, "one": 1, "single": 1, "1": 1, "two": 2, "2": 2, "pair": 2, "couple": 2, "both": 2,
                "three": 3, "3": 3, "four": 4, "4": 4, "five": 5, "5": 5, "six": 6, "6": 6, "seven": 7, "7": 7,
                "eight": 8, "8": 8, "nine": 9, "9": 9, "ten": 10, "10": 10, "dozen": 12, "many": 10, "several": 4,
-               "lots": 10, "hundred": 100, "trio": 3, "checkerboard": 5, "chequerboard": 5, "chessboard": 5}
-BACKGROUND_NOUNS = ("background", "backdrop", "bg", "backgrounds", "canvas", "back")
+               "lots": 10, "hundred": 100, "trio": 3, "checkerboard": 5, "chequerboard": 5, "chessboard": 5,
+               "eleven": 11, "twelve": 12, "fifteen": 15, "twenty": 20, "fifty": 50, "dozens": 24, "hundreds": 200,
+               "thousand": 1000, **{str(k): k for k in range(11, 21)}}
+BACKGROUND_NOUNS = ("background", "backdrop", "bg", "backgrounds", "canvas", "back", "walls", "wallpaper")
 BACKGROUND_TERMS = {"dark": "black", "darkness": "black", "night": "black", "light": "white", "blank": "white"}

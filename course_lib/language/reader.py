@@ -20,10 +20,16 @@ Every other word is a filler and passes, dropped from what the model reads ("ple
 ("the top row", "first row third column", "down the left side"), compass corners and chat
 abbreviations ("sq", "btm rt") are read too, and so are self-corrections ("the top left, no wait,
 the top right": the value after the marker replaces the last one of its kind), numbers that number
-a step ("Step 4:"), similes ("a yellow circle like a sun") and a radio call's "over". A common
-English word (lexicon.common_word: "team", "seen", "scratch") is never corrected into a word the
-reader would refuse ("teal", "seven", "stretch"). A second pass (arrange) then puts the objects and
-edits in the training captions' order where the words pin them down. A word the world lacks in a slot that matters is refused here, in one plain
+a step or a label ("Step 4:", "Table 3 -", "No. 2", "Q4"), similes ("a yellow circle like a sun"), a
+radio call's "over", a purpose that names nothing drawn ("for the night shift", "For ten points"),
+what an object stands for ("the disco ball is a yellow circle"), a row and a column said apart for
+one object ("Top shelf, far right: one blue circle"), phrasal removes ("comes off", "do without")
+and an object named twice ("the lower one, the circle, should be red"). A common English word
+(lexicon.common_word: "team", "seen", "scratch") is never corrected into a word the reader would
+refuse ("teal", "seven", "stretch"), and an everyday word far commoner than its correction is never
+corrected at all (lexicon.meant_as_typed: "comes" is not "cones", "pray" not "gray"). A second
+pass (arrange) then puts the objects and edits in the training captions' order where the words pin
+them down. A word the world lacks in a slot that matters is refused here, in one plain
 sentence (WriterError with .kind): a colour the world has not ("purple", "salmon"), a shape it does
 not draw ("hexagon"), an unknown word where a colour or shape must stand ("a glorp ball"), more
 than shapes.MAX_OBJECTS objects, an edit the world cannot make ("move", "rotate").
@@ -40,7 +46,8 @@ from course_lib import shapes
 from course_lib.language.arrange import CLAUSE, PLURAL, ROW_COL, arrange_instruction, arrange_request, in_model_words, \
     lines_as_cells
 from course_lib.language.lexicon import ACHROMATIC, BACKGROUND_NOUNS, BACKGROUND_TERMS, COLOUR_CATEGORIES, COUNT_TERMS, \
-    POSITION_TERMS, SHAPE_NOUNS, UNSUPPORTED_SHAPES, VAGUE_NOUNS, colour_lexicon, colour_of, common_word, why_not
+    POSITION_TERMS, SHAPE_NOUNS, UNSUPPORTED_SHAPES, VAGUE_NOUNS, colour_lexicon, colour_of, common_word, \
+    meant_as_typed, why_not
 from course_lib.language.refusals import WriterError
 from course_lib.language.words import SCENE
 from course_lib.validation import CourseInputError
@@ -254,14 +261,94 @@ LINE_VERBS = ("along", "across", "down", "up", "through")  # "along the top", "s
 # A self-correction: the value after the marker replaces the last value of its kind ("a blue square in the top left, no
 # wait, the top right"; "make it red, sorry I meant blue").
 CORRECTIONS = (("no", "wait"), ("wait", "no"), ("sorry", "i", "meant"), ("sorry", "i", "mean"), ("i", "meant"),
-               ("i", "mean"), ("scratch", "that"), ("or", "rather"), ("correction",))
+               ("i", "mean"), ("scratch", "that"), ("or", "rather"), ("correction",), ("changed", "my", "mind"),
+               ("change", "of", "mind"), ("on", "second", "thought"), ("on", "second", "thoughts"))
 FIX = "<fix>"  # the marker's place in the first pass's words, until the correction is made
 # Words a number follows when it numbers a step, not objects ("Recipe step 4: ...", "Exhibit 2").
 NUMBERED = ("step", "item", "rule", "point", "part", "line", "note", "exhibit", "figure", "fig", "page", "chapter",
-            "version", "option", "number", "round", "level", "lesson", "task", "question", "slide", "act", "take")
+            "version", "option", "number", "round", "level", "lesson", "task", "question", "slide", "act", "take",
+            # and labels, a numbered thing that is not an object ("Table 3:", "Bed 4 -", "Q2:", "No. 1", "Room 12")
+            "table", "bed", "room", "seat", "gate", "lane", "platform", "q", "ex", "exercise", "ward", "bay",
+            "desk", "unit", "player", "patient", "case", "shot", "episode", "track", "floor", "zone", "stage", "hole",
+            "court", "group", "team", "class", "grade", "year", "day", "week", "door", "flat", "apartment", "bus",
+            "panel", "sheet", "tab", "draft", "test", "trial", "run", "sample", "ticket", "order", "ref", "section",
+            "problem", "puzzle", "card", "slot", "photo", "plate", "scene")
+
+
+def _labels_a_number(words: list[str], i: int) -> bool:
+    # is words[i], a count word, the number of a step or a label ("Step 4", "Table 3", "No. 2", "question two")?
+    before = words[i - 1] if i > 0 else ""
+    if before == "." and i > 1 and words[i - 2] in ("no", "nr"):
+        before = "number"
+    if before not in NUMBERED:
+        return False
+    return words[i].isdigit() or words[i] not in ("a", "an", "one", "single", "pair", "couple", "both", "trio") and (
+        before not in ("take", "run", "test", "order", "act", "note", "point", "line", "part"))
+
+
+def _purpose_phrase(words: list[str], i: int) -> int:
+    # the length of a phrase "for ..." (words[i] == "for", up to the clause's end) that names no colour, shape, place or
+    # background but does name something ("for the away game", "for ten points", "for table 6"); 0: none
+    end = i + 1
+    while end < len(words) and end - i <= 5 and words[end] not in (",", ".", "!", "?", ";", ":", "and", "then"):
+        end += 1
+    span = words[i + 1:end]
+    if not span or end - i > 5 and end < len(words) and words[end] not in (",", ".", "!", "?", ";", ":", "and", "then"):
+        return 0
+    slot = any(_is_noun(w) or w in POSITION_TERMS or w in BACKGROUND_NOUNS or w in RELATIONS or w in shapes.COLOURS
+               or w in shapes.BACKGROUNDS or w in ("gray", "it", "them") for w in span)
+    names = any(w.isalpha() and w not in COUNT_TERMS and w not in MODIFIERS and w not in STRUCTURE
+                and w not in FILLERS and w not in _stop_words() for w in span)
+    return 1 + len(span) if names and not slot else 0
+
+
+def _onto_background(words: list[str], i: int) -> int:
+    # "put it on a grey background", "place the circle against black": the length of the words from the verb to the
+    # preposition when what follows it is a background colour (0: no such phrase)
+    if i + 1 >= len(words) or words[i + 1] not in ("it", "them", "everything", "the", "this", "that", "all"):
+        return 0
+    j = i + 1
+    while j < len(words) and words[j] not in (",", ".", "!", "?", ";", "and", "then", "on", "onto", "against"):
+        j += 1
+    k = j + 1
+    while k < len(words) and words[k] in ("a", "an", "the") + MODIFIERS:
+        k += 1
+    entry = colour_of(words[k]) if j < len(words) and words[j] in ("on", "onto", "against") and k < len(words) else None
+    return j + 1 - i if entry is not None and entry.category in ACHROMATIC else 0
+
+
+def _phrasal_remove(words: list[str], i: int) -> bool:
+    # an object taken away by a phrasal verb: "comes off", "take the square off", "knock it off", "do without the red one"
+    if words[i] == "without":
+        return i > 0 and words[i - 1] in ("do", "go", "manage", "live")
+    if words[i] != "off" or i == 0:
+        return False
+    if words[i - 1] in ("come", "comes", "coming", "came", "go", "goes", "going"):
+        return True
+    start = max((k for k in range(i) if words[k] in (",", ".", "!", "?", ";", ":", "and", "then")), default=-1) + 1
+    return any(x in ("take", "takes", "taking", "took", "knock", "knocks", "send", "sends", "cut", "rub", "wipe")
+               for x in words[start:i])
+
+
+def _named_as(words: list[str], i: int) -> int:
+    # "the disco ball is a yellow circle", "the sun's a yellow ball": the length of "the ... is" (0: no such words) when
+    # what follows is an object with a shape, and the name before it has no colour
+    for k in range(i + 2, min(i + 5, len(words) - 1)):
+        if words[k] in ("is", "s") and words[k + 1] in ("a", "an"):
+            j = k + 2
+            while j < len(words) and (words[j] in MODIFIERS or colour_of(words[j]) is not None):
+                j += 1
+            if j < len(words) and _shape_of(words[j]) and not any(
+                    colour_of(x) is not None or not x.isalpha() or x in POSITION_TERMS or x in STRUCTURE
+                    or x in ("there", "here", "this", "that", "where") for x in words[i + 1:k]):
+                return k + 1 - i
+            return 0
+    return 0
 
 
 def _words(text: str) -> list[str]:
+    text = re.sub(r"\bSTOP\b(?!\s+SIGN)", " . ", text)  # a telegram's full stop ("RED CIRCLE TOP LEFT STOP")
+    text = re.sub(r"\s[-–—]+\s(?=[a-z]+\s*[.!?]*$)", " , ", text)  # "the left one - cobalt": a last word set apart
     text = text.lower().replace("’", "'")
     text = re.sub(r"\b(1[0-2]|[1-9])\s*o\s*'?\s*clock\b", lambda m: f" {CLOCK[int(m[1])]} ", text)
     text = re.sub(r"\(\s*\d\s*\)|(?:^|(?<=\s))\d\s*\)", " , ", text)  # "(1) ... (2) ...", "1) ... 2) ...": a list
@@ -312,6 +399,7 @@ def _next_content(words: list[str], j: int) -> str | None:
 
 
 _POSITION_PHRASE = {(r, c): p for (r, c), p in shapes.POSITION_PHRASES.items()}
+_PHRASE_CELL = {p: cell for cell, p in _POSITION_PHRASE.items()}
 
 
 def _cell(terms: list[str]) -> tuple[int, int] | None:
@@ -409,6 +497,33 @@ def _clause_names_object(words: list[str], i: int) -> bool:
     return any(_is_noun(w) or w in ("it", "them", "one", "ones", "they") for w in words[start:end])
 
 
+def _row_and_column_joined(out: list[str]) -> list[str]:
+    # one object and two places, a row and a column ("Top shelf, far right: one blue circle", "in the lower half, in
+    # the middle"): the object's cell is where they cross
+    objects = [k for k, w in enumerate(out) if w in shapes.COLOURS and (k + 1 == len(out) or out[k + 1] not in
+                                                                        shapes.COLOURS)
+               or (w in shapes.SHAPES or w == "thing" or _unsupported_shape(w)) and not (
+                   k > 0 and out[k - 1] in shapes.COLOURS)]
+    places = [k for k, w in enumerate(out) if w in _POSITION_PHRASE.values()]
+    if len(objects) != 1 or len(places) != 2 or sum(w in ("a", "one") for w in out) > 1 or any(
+            w in ("two", "three", "many", PLURAL) or w in RELATIONS.values() or w.startswith(("to the",) + ROW_COL)
+            for w in out):
+        return out
+    cells = [_PHRASE_CELL[out[k]] for k in places]
+    rows = [r for r, c in cells if c == 1 and r != 1]
+    cols = [c for r, c in cells if r == 1 and c != 1]
+    if len(rows) > 1 or len(cols) > 1 or not all(r == 1 or c == 1 for r, c in cells):
+        return out
+    out = list(out)
+    out[places[0]] = _POSITION_PHRASE[(rows[0] if rows else 1, cols[0] if cols else 1)]
+    k = places[1]
+    del out[k]
+    while k - 1 > places[0] and out[k - 1] in (",", "and"):
+        del out[k - 1]
+        k -= 1
+    return out
+
+
 def _announcements_dropped(out: list[str]) -> list[str]:
     # "two things: a red ball ..., a blue box ...": a count of things before a list announces it; the list counts
     k = 0
@@ -461,7 +576,8 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
     if not isinstance(second_pass, bool):
         raise CourseInputError(f"second_pass must be True or False, got {second_pass!r}.")
     raw = _words(text)
-    words = [w if c != w and _refused_word(c) and common_word(w) else c for w, c in ((w, correct(w)) for w in raw)]
+    words = [w if c != w and (_refused_word(c) and common_word(w) or meant_as_typed(w, c)) else c
+             for w, c in ((w, correct(w)) for w in raw)]
     roles: list[tuple[str, str, str]] = []
     out: list[str] = []
     fail = None
@@ -491,6 +607,11 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             roles.append((typed, w, "count (refused)"))
             i += 1
             continue
+        name = _named_as(words, i) if not instruction and w == "the" else 0
+        if name:
+            roles.append((" ".join(raw[i:i + name]), " ".join(words[i:i + name]), "filler"))
+            i += name  # "the disco ball is a yellow circle": what the object stands for, not a second object
+            continue
         skip = 2 if w in ("halfway", "midway") else 3 if w == "half" and i + 1 < n and words[i + 1] == "way" else \
             4 if words[i:i + 3] == ["all", "the", "way"] else 0
         if skip and i + skip - 1 < n and words[i + skip - 1] in ("up", "down", "along", "across", "over"):
@@ -509,6 +630,16 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
                     and out[-1] not in (",", "and"):
                 out.append(",")
             after_colour = False
+            i += 1
+            continue
+        if instruction and w in ("slide", "slides", "shift", "shifts") and i > 0 and words[i - 1] in (
+                "the", "this", "that", "my", "our", "your", "next", "last", "night", "day", "morning", "late", "early"):
+            roles.append((typed, w, "filler"))  # "cluttering the slide", "the night shift": a noun, not a move
+            i += 1
+            continue
+        if instruction and w in ("lighter", "darker", "brighter", "paler", "deeper") and i + 1 < n and (
+                colour_of(words[i + 1]) is not None or _is_noun(words[i + 1])):
+            roles.append((typed, w, "filler"))  # "a lighter green wedge": a shade of the colour, not an edit of light
             i += 1
             continue
         if instruction and (w in UNSUPPORTED_VERBS or w in UNSUPPORTED_EDITS or w == "around" and last_verb in (
@@ -559,8 +690,10 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
                 or any(x in BACKGROUND_NOUNS for x in words[max(0, i - 4):i])) or not instruction \
                 and entry.category in ACHROMATIC and not before_noun and not after_vague and nxt not in ("one", "ones")
             as_noun = nxt in ("colour", "color", "shade", "tone", "hue")  # "a ruby colour", "more of an emerald shade"
+            named = instruction and not last_verb and clause_end and i > 0 and words[i - 1] in (",", ":") and any(
+                x in ("the", "it", "thing") for x in out)  # "the one on the right, cobalt": the named object's colour
             slot = basic or before_noun or after_vague or (instruction and colour_verb and (clause_end or as_noun)) \
-                or background_here
+                or background_here or named
             if slot and w not in MODIFIERS or slot and size > 1:
                 if negated:
                     roles.append((" ".join(raw[i:i + size]), phrase, "old value (dropped)"))
@@ -674,6 +807,17 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             # "to the left of X", "to the right of X": a relation, not a cell
             while j > i and words[j - 1] in ("the", "at", "in", "on"):
                 j -= 1
+            if j < n and words[j] == "of" and terms in (["left"], ["right"]) and any(
+                    x in ("side", "hand") for x in words[i:j]):
+                k = j + 1 + (j + 1 < n and words[j + 1] in ("the", "this", "that"))
+                what = _next_content(words, k)
+                if k > j + 1 and what is not None and what.isalpha() and not (
+                        _is_noun(what) or colour_of(what) is not None or what in STRUCTURE):
+                    roles.append((" ".join(raw[i:k + 1]), " ".join(words[i:k + 1]), "position"))
+                    out.append(_POSITION_PHRASE[(1, 0 if terms == ["left"] else 2)])  # "the left side of the bus"
+                    after_colour = False
+                    i = k + 1
+                    continue
             if j < n and words[j] == "of" and terms in (["left"], ["right"]):
                 if out and out[-1] == "to":
                     out.pop()
@@ -693,6 +837,11 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
                 roles.append((" ".join(raw[i:j + 1]), " ".join(words[i:j + 1]), "relation"))
                 i = j + 1
                 continue
+            b = i - 1
+            while b >= 0 and words[b] in ("the", "in", "at", "on", "into", "to"):
+                b -= 1
+            if terms in (["left"], ["right"]) and "corner" in words[i:j] and b >= 0 and words[b] in ("up", "down"):
+                terms = [POSITION_TERMS[words[b]]] + terms  # "up in the left corner": a corner needs its row
             line = i > 0 and words[i - 1] in LINE_VERBS or i > 1 and words[i - 1] == "the" and words[i - 2] in LINE_VERBS
             places = _places(terms, line)
             if places is None:
@@ -711,8 +860,14 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             out.append("it")
             i += 1
             continue
-        if w in COUNT_TERMS and w.isdigit() and i > 0 and words[i - 1] in NUMBERED:
-            roles.append((typed, w, "filler"))  # "Recipe step 4: ...": a step's number, not a count
+        purpose = _purpose_phrase(words, i) if w == "for" and last_verb not in ("replace", "swap", "switch",
+                                                                                "exchange") else 0
+        if purpose:
+            roles.append((" ".join(raw[i:i + purpose]), " ".join(words[i:i + purpose]), "filler"))
+            i += purpose  # "for the night shift", "For ten points": a purpose or an occasion, which names nothing drawn
+            continue
+        if w in COUNT_TERMS and _labels_a_number(words, i):
+            roles.append((typed, w, "filler"))  # "Recipe step 4: ...", "Table 3: ...": a label's number, not a count
             i += 1
             continue
         if w in COUNT_TERMS and (w not in ("a", "an", "one", "single") or True):
@@ -778,6 +933,11 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             out.append("remove")
             i += 1
             continue
+        if instruction and _phrasal_remove(words, i):
+            roles.append((typed, w, "verb"))  # "the circle comes off", "take the square off", "do without the red one"
+            out.append("remove")
+            i += 1
+            continue
         if instruction and w in ("with", "for", "by") and last_verb in ("replace", "swap", "switch", "exchange"):
             roles.append((typed, w, "structure"))
             out.append("into")
@@ -785,6 +945,17 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             continue
         if instruction and w == "out" and last_verb in ("swap", "switch", "replace", "exchange", "change"):
             roles.append((typed, w, "structure"))  # "swap the grey background out for black"
+            i += 1
+            continue
+        onto = _onto_background(words, i) if instruction and w in ("put", "place", "set", "stick", "pop") else 0
+        if onto:
+            roles.append((" ".join(raw[i:i + onto]), " ".join(words[i:i + onto]), "verb"))
+            i += onto  # "put it on a grey background": the background changes, nothing is added
+            continue
+        if instruction and w in ("be", "get", "gets") and i + 1 < n and words[i + 1] in REMOVE_VERBS + ADD_VERBS:
+            roles.append((typed, w, "filler"))  # "is to be removed", "gets deleted": the verb after it says the edit
+            if out and out[-1] == "to":
+                out.pop()
             i += 1
             continue
         if instruction and w in CHANGE_VERBS + REMOVE_VERBS + ADD_VERBS:
@@ -800,6 +971,14 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
                 out.append(verb)
             i += 1
             continue
+        if w in ("all", "every", "each") and i + 1 < n and words[i + 1].isalpha() and not (
+                _is_noun(words[i + 1]) or colour_of(words[i + 1]) is not None or words[i + 1] in MODIFIERS
+                or words[i + 1] in COUNT_TERMS or words[i + 1] in POSITION_TERMS or words[i + 1] in BACKGROUND_NOUNS
+                or words[i + 1] in STRUCTURE + ("these", "those", "my", "our", "your", "his", "her", "their", "over",
+                                                "around", "along", "across", "round", "together", "at", "in", "on")):
+            roles.append((typed, w, "filler"))  # "all units", "every time": not the objects
+            i += 1
+            continue
         if w in (",", ";"):
             after_colour = False
         if w in (",", ";", "then", "and", "with", "plus", "also") or w in ("it", "them", "the", "one", "ones",
@@ -810,7 +989,8 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
                     "things": "thing", "something": "thing", "shapes": "thing", "shape": "thing", "object": "thing",
                     "objects": "thing", "items": "thing", "item": "thing", "figure": "thing", "figures": "thing",
                     "form": "thing", "forms": "thing"}.get(w, w)
-            if word == "the" and i + 1 < n and (words[i + 1] in POSITION_TERMS or words[i + 1] in BACKGROUND_NOUNS):
+            if word == "the" and i + 1 < n and (_next_content(words, i + 1) in POSITION_TERMS
+                                                 or words[i + 1] in BACKGROUND_NOUNS):
                 pass
             elif not (word in (",", "and") and (not out or out[-1] in (",", "and"))):
                 out.append(word)
@@ -841,6 +1021,7 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
         i += 1
     out = _corrected(out)
     if not instruction:
+        out = _row_and_column_joined(out)
         out = _announcements_dropped(out)
         out = _background_last(out)
     content = set(shapes.COLOURS) | set(shapes.SHAPES) | {"thing", "one", PLURAL}

@@ -103,15 +103,32 @@ FINAL6_REFERENTS = {
     "m-i205": {"colour": "green"}, "m-i213": {"shape": "circle"}, "m-i236": {"shape": "square"},
     "m-i241": {"shape": "square"}, "m-i243": {"shape": "triangle"},
 }
+FINAL7_REFERENTS = {
+    "n-i025": {"shape": "circle"}, "n-i042": {"shape": "square"}, "n-i061": {"shape": "triangle"},
+    "n-i078": {"shape": "circle"}, "n-i097": {"shape": "triangle"}, "n-i099": {"colour": "blue"},
+    "n-i108": {"shape": "circle"}, "n-i123": {"shape": "circle"}, "n-i132": {"colour": "green", "shape": "square"},
+    "n-i135": {"colour": "green"}, "n-i150": {"shape": "triangle"}, "n-i153": {"colour": "red", "shape": "circle"},
+    "n-i159": {"shape": "circle"}, "n-i169": {"colour": "red", "shape": "square"},
+    "n-i178": {"colour": "yellow", "shape": "triangle"}, "n-i180": {"shape": "triangle"},
+    "n-i195": {"colour": "green", "shape": "triangle"}, "n-i198": {"shape": "circle"}, "n-i199": {"colour": "green"},
+    "n-i206": {"shape": "triangle"}, "n-i207": {"colour": "red"}, "n-i214": {"colour": "yellow"},
+    "n-i220": {"colour": "blue", "shape": "circle"}, "n-i223": {"shape": "square"},
+    "n-i237": {"colour": "yellow", "shape": "square"}, "n-i240": {"shape": "circle"}, "n-i241": {"colour": "blue"},
+    "n-i249": {"shape": "triangle"}, "n-i250": {"colour": "yellow"},
+    "n-i262": {"colour": "yellow", "shape": "triangle"},
+}
 REFERENTS = {"dev": DEV_REFERENTS, "final": FINAL_REFERENTS, "final2": FINAL2_REFERENTS, "final3": FINAL3_REFERENTS,
-             "final4": FINAL4_REFERENTS, "final5": FINAL5_REFERENTS, "final6": FINAL6_REFERENTS}
-ID_PREFIX = {"dev": "", "final": "f-", "final2": "g-", "final3": "h-", "final4": "j-", "final5": "k-", "final6": "m-"}
+             "final4": FINAL4_REFERENTS, "final5": FINAL5_REFERENTS, "final6": FINAL6_REFERENTS,
+             "final7": FINAL7_REFERENTS}
+ID_PREFIX = {"dev": "", "final": "f-", "final2": "g-", "final3": "h-", "final4": "j-", "final5": "k-", "final6": "m-",
+             "final7": "n-"}
 FINAL_HEADING = "\n## The final set"  # README.md: the dev set's section comes before it, the final set's after
 FINAL2_HEADING = "\n## The second final set (final2)"  # README.md: the final2 set's section, after the final set's
 FINAL3_HEADING = "\n## The third final set (final3)"  # README.md: the final3 set's section, after the final2 set's
 FINAL4_HEADING = "\n## The fourth final set (final4)"  # README.md: the final4 set's section, after the final3 set's
 FINAL5_HEADING = "\n## The fifth final set (final5)"  # README.md: the final5 set's section, after the final4 set's
 FINAL6_HEADING = "\n## The sixth final set (final6)"  # README.md: the final6 set's section, after the final5 set's
+FINAL7_HEADING = "\n## The seventh final set (final7)"  # README.md: the final7 set's section, after the final6 set's
 OBJECT_COUNT_TAGS = {"single": 1, "two_objects": 2, "three_objects": 3}
 
 
@@ -270,8 +287,9 @@ def test_readme_counts_match_the_tables(part):
     final3_text, final4_text = final3_text.split(FINAL4_HEADING)
     final4_text, final5_text = final4_text.split(FINAL5_HEADING)
     final5_text, final6_text = final5_text.split(FINAL6_HEADING)
+    final6_text, final7_text = final6_text.split(FINAL7_HEADING)
     part_text = {"dev": dev_text, "final": final_text, "final2": final2_text, "final3": final3_text,
-                 "final4": final4_text, "final5": final5_text, "final6": final6_text}[part]
+                 "final4": final4_text, "final5": final5_text, "final6": final6_text, "final7": final7_text}[part]
     requests_part, instructions_part = part_text.split("\nRequests (")[1].split("\nInstructions (")
     for section, items in ((requests_part, bench.heldout_requests(part)),
                            (instructions_part, bench.heldout_instructions(part))):

@@ -159,6 +159,29 @@ def _fields_joined(records: list[dict]) -> list[dict]:
     return joined
 
 
+def _along_a_line(records: list[dict]) -> list[tuple[str, str, object]] | None:
+    # three objects along one named line, in reading order: "a trio of squares across the top row: red, green, blue",
+    # "the bottom row holds a blue ball, a red ball and a yellow ball", "Three triangles, all blue, along the bottom row"
+    lines = [r["line"] for r in records if r["line"]]
+    if len(lines) != 1 or lines[0].startswith("diag") or any(r["cells"] or r["thing"] for r in records):
+        return None
+    cells = line_cells(lines[0])
+    head, rest = records[0], records[1:]
+    if head["count"] == 3 and head["shape"] and not head["colours"] and head["line"] and len(rest) == 3 and all(
+            len(r["colours"]) == 1 and r["shape"] is None and not r["count"] for r in rest):
+        return [(r["colours"][0], head["shape"], cell) for r, cell in zip(rest, cells)]
+    if _places_only(head) and len(rest) == 3 and all(len(r["colours"]) == 1 and r["shape"] and not r["count"]
+                                                      for r in rest):
+        return [(r["colours"][0], r["shape"], cell) for r, cell in zip(rest, cells)]
+    counts = [r["count"] for r in records if r["count"]]
+    named = {r["shape"] for r in records if r["shape"]}
+    colours = {c for r in records for c in r["colours"]}
+    if counts == [3] and len(named) == 1 and len(colours) == 1 and sum(bool(r["shape"]) for r in records) == 1 and all(
+            len(r["colours"]) <= 1 for r in records):
+        return [(next(iter(colours)), next(iter(named)), cell) for cell in cells]
+    return None
+
+
 def _objects(records: list[dict]) -> list[tuple[str, str, object]] | None:
     # every record's objects as (colour, shape, cell or None), or None where the words do not pin them down
     records = [r for r in records if not _empty(r)]
@@ -167,8 +190,22 @@ def _objects(records: list[dict]) -> list[tuple[str, str, object]] | None:
     records = _fields_joined(records)
     shapes_named = {r["shape"] for r in records if r["shape"]}
     colours_named = {c for r in records for c in r["colours"]}
+    lead = next((k for k, r in enumerate(records) if not (r["colours"] and r["shape"] is None and not (
+        r["thing"] or r["cells"] or r["line"] or r["count"]))), len(records))
+    named_later = {c for r in records[lead:] for c in r["colours"]}
+    if 0 < lead and sum(bool(r["colours"] and r["shape"]) for r in records[lead:]) >= 2 and all(
+            r["colours"] and r["shape"] or _places_only(r) for r in records[lead:]) and all(
+            c in named_later for r in records[:lead] for c in r["colours"]):
+        records = records[lead:]  # "Study in Blue and Yellow: a blue triangle ..., a yellow circle ...": a title
+    along = _along_a_line(records)
+    if along is not None:
+        return along
     header_count = None
     first = records[0]
+    if len(records) > 1 and first["count"] and not (first["colours"] or first["shape"] or first["thing"] or first["cells"]
+                                                    or first["line"]):
+        header_count, records = first["count"], records[1:]  # "three friends: a red circle ..., ...": the count's list
+        first = records[0]
     if first["count"] and first["shape"] and len(first["colours"]) <= 1 and len(records) == first["count"] and all(
             r["shape"] is None and not r["count"] and r["colours"] for r in records[1:]):
         header_count = first["count"]  # "3 dots: yellow at the top, yellow on the left, red on the right"
@@ -190,12 +227,23 @@ def _objects(records: list[dict]) -> list[tuple[str, str, object]] | None:
             if not rec["count"] and last and ((last["count"] or 1) > len(last["cells"]) > 0 or last["count"] and not
                                               last["cells"] and not rec["line"]):
                 last["cells"] = last["cells"] + rec["cells"]  # "2 green circles, top right and bottom right"
+            elif not rec["count"] and last and not pending and not _places_only(records[0]) and not (
+                    last["cells"] or last["line"] or last["count"] or last.get("colour_list")):
+                last["cells"], last["line"] = rec["cells"], [rec["line"]] if rec["line"] else []
+                # "Yellow triangle, top right. Green circle, middle.": a list that names each object first
             else:
                 pending.append(rec)  # "both top corners: a red triangle in each", "top row: red, green, blue circles"
             continue
         rec = dict(rec)
         own_places = bool(rec["cells"] or rec["line"])
         rec["line"] = [rec["line"]] if rec["line"] else []
+        if pending and own_places and len(pending) == 1 and pending[0]["line"] and not pending[0]["cells"] \
+                and len(rec["cells"]) == 1 and not rec["line"][0:1] and not rec["count"]:
+            axis, k = pending[0]["line"][:3], int(pending[0]["line"][-1])  # "top row: blue circle on the left. middle
+            r, c = rec["cells"][0]  # row: red square on the right.": each row's header and the object's column meet
+            if (r if axis == "row" else c) != 1:
+                return None
+            rec["cells"], pending = [(k, c) if axis == "row" else (r, k)], []
         if pending:
             if own_places:
                 return None
@@ -308,8 +356,9 @@ def _relation(out: list[str]) -> list[str] | None:
             a, b = second, first
         elif k1 < r < k2 and not pronoun:  # "a red circle above a green circle"
             a, b = first, second
-        elif k1 < r < k2 or r > k2 and pronoun:  # "a blue triangle and, above it, a yellow square"; "... a square to its right"
-            a, b = second, first
+        elif k1 < r < k2 or r > k2 and (pronoun or r == len(out) - 1):
+            a, b = second, first  # "a blue triangle and, above it, a yellow square"; "... a square to its right";
+            # "Picture a blue square. Now put a yellow circle underneath.": the last object stands <rel> the one before
         else:
             return None
     else:
@@ -467,6 +516,9 @@ def _merged(segments: list[list[str]]) -> list[list[str]]:
         elif prev is not None and "add" in prev and not any(w in PLACE_OF for w in prev) and len(content) == 1 \
                 and content[0] in PLACE_OF:
             out[-1] = prev + content  # "put a yellow triangle between them, in the middle"
+        elif prev is not None and len(prev) == 2 and prev[0] == "add" and prev[1] in PLACE_OF and "a" in seg and not any(
+                w in PLACE_OF or w in _VERBS for w in seg):
+            out[-1] = prev[:1] + seg + prev[1:]  # "look what popped up in the top left: a blue triangle"
         elif prev is not None and all(w in PLACE_OF for w in prev) and len(prev) == 1 and "add" in seg \
                 and not any(w in PLACE_OF for w in seg):
             out[-1] = seg + prev
@@ -524,8 +576,9 @@ def arrange_instruction(out: list[str]) -> list[str] | None:
         nxt = segments[k + 1] if k + 1 < len(segments) else []
         bare_change = "make" in nxt and "it" not in nxt and "the" not in nxt and len(
             [w for w in nxt if w in shapes.COLOURS or w in shapes.SHAPES]) == 1 and all(
-            w in shapes.COLOURS or w in shapes.SHAPES or w in ("make", "a") for w in nxt)  # "..., should be red"
-        if seg_verb is None and ("it" in nxt or bare_change) and not any(w in shapes.BACKGROUNDS or w == "background" for w in seg) \
+            w in shapes.COLOURS or w in shapes.SHAPES or w in ("make", "a", "to") for w in nxt)  # "..., should be red"
+        bare_remove = [w for w in nxt if w not in ("a", "the", "to")] == ["remove"]  # "yellow circle, you may leave"
+        if seg_verb is None and ("it" in nxt or bare_change or bare_remove) and not any(w in shapes.BACKGROUNDS or w == "background" for w in seg) \
                 and _referent(seg) and not _trailing_value(seg):
             held = [w for w in seg if w in shapes.COLOURS or w in shapes.SHAPES or w == "thing" or w in PLACE_OF]
             continue  # "the one at the top, could it be navy?": the object the next "it" means
@@ -533,10 +586,12 @@ def arrange_instruction(out: list[str]) -> list[str] | None:
             at = seg.index("it")
             seg = seg[:at] + ["the"] + held + seg[at + 1:]
             held = None
-        elif held is not None and "make" in seg:
-            at = seg.index("make") + 1
+        elif held is not None and ("make" in seg or seg_verb == "remove"):
+            at = seg.index(seg_verb if seg_verb == "remove" else "make") + 1
             seg = seg[:at] + ["the"] + held + seg[at:]
             held = None
+        if seg_verb is None and len(seg) > 2 and seg[0] in shapes.COLOURS and seg[1] == "the" and _referent(seg[2:]):
+            seg, seg_verb = ["make", *seg[1:], seg[0]], "make"  # "Ladybird red for the circle, if you please"
         verb = seg_verb or ("make" if "background" in seg or any(w in shapes.BACKGROUNDS for w in seg) else verb)
         clause = _clause(seg, verb)
         if clause is None:

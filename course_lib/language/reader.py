@@ -24,10 +24,16 @@ a step or a label ("Step 4:", "Table 3 -", "No. 2", "Q4"), similes ("a yellow ci
 radio call's "over", a purpose that names nothing drawn ("for the night shift", "For ten points"),
 what an object stands for ("the disco ball is a yellow circle"), a row and a column said apart for
 one object ("Top shelf, far right: one blue circle"), phrasal removes ("comes off", "do without")
-and an object named twice ("the lower one, the circle, should be red"). A common English word
-(lexicon.common_word: "team", "seen", "scratch") is never corrected into a word the reader would
-refuse ("teal", "seven", "stretch"), and an everyday word far commoner than its correction is never
-corrected at all (lexicon.meant_as_typed: "comes" is not "cones", "pray" not "gray"). A second
+and an object named twice ("the lower one, the circle, should be red"), numbers no object follows
+("Homework 5", "10/10", "#12", "stardate 4102.7"), a count before a list of that many objects ("three
+friends: a red circle ..., ..."), a colour a thing goes ("goes green", "must go golden"), a paint's
+coat or finish, a field left empty ("Background: N/A") and more removes ("evict", "has left the
+building", "you may leave", "is sent off"). A common English word (lexicon.common_word: "team",
+"seen", "scratch") is never corrected into a word the reader would refuse ("teal", "seven",
+"stretch"), and is corrected at all only when its correction is lexicon.TYPO_ODDS (30) times commoner
+(lexicon.meant_as_typed, a noisy channel: "comes" is not "cones", "tower" not "lower"), unless it is
+an inflection of it ("removed", "wants"). An unknown English word right after a colour name is where
+the shape stands ("an emerald zigzag"), and a reading that names no object is refused. A second
 pass (arrange) then puts the objects and edits in the training captions' order where the words pin
 them down. A word the world lacks in a slot that matters is refused here, in one plain
 sentence (WriterError with .kind): a colour the world has not ("purple", "salmon"), a shape it does
@@ -46,7 +52,7 @@ from course_lib import shapes
 from course_lib.language.arrange import CLAUSE, PLURAL, ROW_COL, arrange_instruction, arrange_request, in_model_words, \
     lines_as_cells
 from course_lib.language.lexicon import ACHROMATIC, BACKGROUND_NOUNS, BACKGROUND_TERMS, COLOUR_CATEGORIES, COUNT_TERMS, \
-    POSITION_TERMS, SHAPE_NOUNS, UNSUPPORTED_SHAPES, VAGUE_NOUNS, colour_lexicon, colour_of, common_word, \
+    POSITION_TERMS, SHAPE_NOUNS, UNSUPPORTED_SHAPES, VAGUE_NOUNS, colour_lexicon, colour_of, common_word, english_word, \
     meant_as_typed, why_not
 from course_lib.language.refusals import WriterError
 from course_lib.language.words import SCENE
@@ -63,9 +69,10 @@ CHANGE_VERBS = ("make", "turn", "change", "paint", "colour", "color", "recolour"
                 "replace", "convert", "transform", "set", "should", "want", "be", "become", "tint", "dye", "fill",
                 "shade", "redo", "recolour", "have")
 REMOVE_VERBS = ("remove", "delete", "erase", "drop", "eliminate", "lose", "clear", "rid", "away", "out", "ditch",
-                "cancel", "scratch", "scrap", "strike", "bin", "dump", "withdraw", "withdrawn", "axe", "nix")
+                "cancel", "scratch", "scrap", "strike", "bin", "dump", "withdraw", "withdrawn", "axe", "nix", "evict",
+                "expel", "banish", "excise", "oust", "vanish", "vanishes", "disappear", "disappears", "discard", "purge")
 ADD_VERBS = ("add", "put", "place", "insert", "include", "stick", "pop", "draw", "create", "throw", "introduce", "enter",
-             "enters", "join", "joins", "joining", "spawn")
+             "enters", "join", "joins", "joining", "spawn", "spawns", "popped", "pops", "arrive", "arrives", "arrived")
 UNSUPPORTED_VERBS = ("move", "moving", "shift", "slide", "rotate", "spin", "turnaround", "resize", "enlarge", "shrink",
                      "scale", "grow", "bigger", "smaller", "larger", "flip", "mirror", "duplicate", "copy", "blur",
                      "sharpen", "animate", "stretch", "squash", "tilt", "zoom", "crop", "swapped", "relocate", "drag",
@@ -152,7 +159,8 @@ FILLERS = ("please", "could", "would", "can", "you", "me", "i", "d", "like", "lo
            "plz", "kindly", "wish", "hope", "rather", "prefer", "also", "too", "either", "neither", "nor", "take",
            "get", "keep", "leave", "exchange", "got", "own", "has", "had", "better", "best", "look", "looks", "nicer",
            "stay", "stays",
-           "prettier", "fun", "mind", "ideally", "actually", "basically", "literally", "something", "somebody")
+           "prettier", "fun", "mind", "ideally", "actually", "basically", "literally", "something", "somebody",
+           "today", "tonight", "tomorrow", "later", "soon", "dawn", "dusk", "noon", "midnight", "finish", "coat", "coating", "varnish", "lacquer", "glaze")
 
 
 def _one_or_two_apart(a: str, b: str, budget: int) -> int | None:
@@ -275,11 +283,25 @@ NUMBERED = ("step", "item", "rule", "point", "part", "line", "note", "exhibit", 
             "problem", "puzzle", "card", "slot", "photo", "plate", "scene")
 
 
+def _counts_something(words: list[str], i: int) -> bool:
+    # does an object's noun follow the number words[i] ("2 yellow squares", "3 more", "10 big circles", "2x")?
+    j = i + 1
+    while j < len(words) and j - i <= 4 and (words[j] in MODIFIERS or words[j] in ("more", "of", "them")
+                                             or colour_of(words[j]) is not None):
+        if words[j] in ("more", "them"):
+            return True
+        j += 1
+    return j < len(words) and (_is_noun(words[j]) or words[j] in ("x", "times") or words[j].isalpha()
+                               and words[j] not in vocabulary() and not common_word(words[j]))
+
+
 def _labels_a_number(words: list[str], i: int) -> bool:
     # is words[i], a count word, the number of a step or a label ("Step 4", "Table 3", "No. 2", "question two")?
     before = words[i - 1] if i > 0 else ""
     if before == "." and i > 1 and words[i - 2] in ("no", "nr"):
         before = "number"
+    if words[i].isdigit() and before not in ("x", "times") and not _counts_something(words, i):
+        return True  # "Homework 5, part b", "10/10", "Gallery 4.", "stardate 4102.7", "#12:", "a d20": no object follows
     if before not in NUMBERED:
         return False
     return words[i].isdigit() or words[i] not in ("a", "an", "one", "single", "pair", "couple", "both", "trio") and (
@@ -321,12 +343,16 @@ def _phrasal_remove(words: list[str], i: int) -> bool:
     # an object taken away by a phrasal verb: "comes off", "take the square off", "knock it off", "do without the red one"
     if words[i] == "without":
         return i > 0 and words[i - 1] in ("do", "go", "manage", "live")
+    if words[i] == "left" and 0 < i < len(words) - 2 and words[i - 1] in ("has", "have", "had", "s", "just") \
+            and words[i + 1] == "the" and words[i + 2] not in POSITION_TERMS and words[i + 2] not in FILLERS:
+        return True  # "the yellow one has left the building": gone, not the left column
     if words[i] != "off" or i == 0:
         return False
     if words[i - 1] in ("come", "comes", "coming", "came", "go", "goes", "going"):
         return True
     start = max((k for k in range(i) if words[k] in (",", ".", "!", "?", ";", ":", "and", "then")), default=-1) + 1
-    return any(x in ("take", "takes", "taking", "took", "knock", "knocks", "send", "sends", "cut", "rub", "wipe")
+    return any(x in ("take", "takes", "taking", "took", "knock", "knocks", "send", "sends", "sent", "cut", "rub", "wipe",
+                     "kick", "kicks", "kicked")
                for x in words[start:i])
 
 
@@ -352,6 +378,9 @@ def _words(text: str) -> list[str]:
     text = text.lower().replace("’", "'")
     text = re.sub(r"\b(1[0-2]|[1-9])\s*o\s*'?\s*clock\b", lambda m: f" {CLOCK[int(m[1])]} ", text)
     text = re.sub(r"\(\s*\d\s*\)|(?:^|(?<=\s))\d\s*\)", " , ", text)  # "(1) ... (2) ...", "1) ... 2) ...": a list
+    text = re.sub(r"\b(?:background|backdrop|bg)\s*:\s*(?:n\s*/\s*a|none|nil|n\.a\.|-+)(?![a-z])", " , ", text)
+    text = re.sub(r"\bn\s*/\s*a\b", " none ", text)  # "Background: N/A": a field left empty names nothing
+    text = re.sub(r"\b\d+\s*/\s*\d+\b", " , ", text)  # "10/10", "3/4", "12/05": a score or a date, not a count
     text = re.sub(r"->|=>|→|=", " : ", text).replace("+", " and ").replace("&", " and ").replace("'", " ")
     text = re.sub(r"(?<![a-z]\b)/|[|\[\]]", " , ", text)  # "bg: black | obj: ...", "[bg: black] [obj: ...]", "a / b": fields
     text = re.sub(r"\b(1st|2nd|3rd)\b", lambda m: {"1st": "first", "2nd": "second", "3rd": "third"}[m[1]], text)
@@ -625,7 +654,8 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             continue
         if w in (".", "!", "?", ":"):  # a sentence ends (a comma for the model, unless it would split "red. circle")
             roles.append((typed, w, "punctuation"))
-            header = w == ":" and out and (out[-1] in _POSITION_PHRASE.values() or out[-1].startswith(ROW_COL))
+            header = w == ":" and out and (out[-1] in _POSITION_PHRASE.values() or out[-1].startswith(ROW_COL)
+                                           or i + 1 < n and words[i + 1] in ("a", "an"))  # "Blue and Yellow: a ..."
             if (w != ":" and (instruction or out and out[-1] not in shapes.COLOURS) or header) and out \
                     and out[-1] not in (",", "and"):
                 out.append(",")
@@ -675,8 +705,13 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             basic = entry.name in COLOUR_CATEGORIES or entry.name.split()[-1] in COLOUR_CATEGORIES or entry.source == "hex"
             before_noun = nxt is not None and (_is_noun(nxt) or nxt in BACKGROUND_NOUNS or nxt == "and"
                                                and colour_of(_next_content(words, i + size + 1) or "") is not None)
+            then = words[i + size + 1] if i + size + 1 < n else None
+            before_unknown = i + size < n and words[i + size] == nxt and nxt.isalpha() and nxt not in vocabulary() \
+                and english_word(nxt) \
+                and (then is None or then in (",", ".", "!", "?", ";", "in", "on", "at", "along", "across", "up", "down")
+                     or then in POSITION_TERMS)  # "an emerald zigzag along the top": the unknown word is the shape
             clause_end = nxt is None or nxt in (",", ".", "!", "?", ";", ":", "and", "then", "please", "too", "instead",
-                                                "now", "thanks", "also")
+                                                "now", "thanks", "also", "for", "by", "if", "today", "tonight")
             back = i - 1
             while back >= 0 and words[back] in (",", ":", "in", "coloured", "colored", "painted", "all", "entirely"):
                 back -= 1
@@ -684,15 +719,17 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
                                      or back >= 0 and _is_noun(words[back]))
             # a black, white or grey that colours no object is the background: "on a black cloth", "a grey picture
             # with ...", "upon a field of white", "Background: White"; before or after an object noun it is refused
-            background_here = nxt in BACKGROUND_NOUNS or instruction and entry.category in ACHROMATIC and (any(
+            background_here = nxt in BACKGROUND_NOUNS or entry.category in ACHROMATIC and nxt == "behind" or instruction and entry.category in ACHROMATIC and (any(
                 x in BACKGROUND_NOUNS for x in words) or not before_noun and not _clause_names_object(words, i)) or (clause_end or nxt in ("one", "instead")) and (
                 i > 0 and words[i - 1] in ("on", "against") and entry.category in ACHROMATIC
                 or any(x in BACKGROUND_NOUNS for x in words[max(0, i - 4):i])) or not instruction \
                 and entry.category in ACHROMATIC and not before_noun and not after_vague and nxt not in ("one", "ones")
-            as_noun = nxt in ("colour", "color", "shade", "tone", "hue")  # "a ruby colour", "more of an emerald shade"
+            as_noun = nxt in ("colour", "color", "shade", "tone", "hue", "finish", "coat", "glaze", "varnish", "lacquer",
+                              "paint", "dye")
+            # "a ruby colour", "more of an emerald shade", "a royal blue finish": the colour itself
             named = instruction and not last_verb and clause_end and i > 0 and words[i - 1] in (",", ":") and any(
                 x in ("the", "it", "thing") for x in out)  # "the one on the right, cobalt": the named object's colour
-            slot = basic or before_noun or after_vague or (instruction and colour_verb and (clause_end or as_noun)) \
+            slot = basic or before_noun or before_unknown or after_vague or (instruction and (colour_verb and clause_end or as_noun)) \
                 or background_here or named
             if slot and w not in MODIFIERS or slot and size > 1:
                 if negated:
@@ -775,8 +812,15 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             roles.append((" ".join(raw[i:j]), " ".join(words[i:j]), "position"))
             i = j
             continue
-        if w in ("down", "up") and i + 1 < n and words[i + 1] in ("the", "in", "at", "on", "to", "along"):
-            roles.append((typed, w, "filler"))  # "down the left side", "up in the top right"
+        if w in ("down", "up") and i + 1 < n and words[i + 1] in ("the", "in", "at", "on", "to", "along") or w == "up" and (
+                i > 0 and words[i - 1] in ("is", "s", "are", "time") and _next_content(words, i + 1) in (
+                    None, ",", ".", "!", "?", ";", "and", "so") or i + 1 < n and words[i + 1] in ("a", "an", "some")):
+            roles.append((typed, w, "filler"))  # "down the left side", "up in the top right", "the lease is up",
+            i += 1  # "fix me up a blue square": a particle, not the top row
+            continue
+        if instruction and w == "left" and _phrasal_remove(words, i):
+            roles.append((typed, w, "verb"))  # "the yellow one has left the building": gone, not the left column
+            out.append("remove")
             i += 1
             continue
         if w in POSITION_TERMS and i + 2 < n and words[i + 1] == "to" and {POSITION_TERMS[w], POSITION_TERMS.get(
@@ -881,7 +925,14 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             if instruction and w in ("one", "ones") and not (nxt is not None and (_is_noun(nxt) or colour_of(nxt))):
                 out.append("thing")  # "the bottom one", "the blue one has to go": the object, not a count
                 roles.append((typed, w, "noun"))
+                after_colour = False  # "the blue one shimmers and goes green": the noun is said
                 i += 1
+                continue
+            if not instruction and 2 <= count <= shapes.MAX_OBJECTS and i + 2 < n and words[i + 2] in (":", ",", ".") \
+                    and words[i + 1].isalpha() and words[i + 1] not in vocabulary() and not _is_noun(words[i + 1]):
+                out += [{2: "two", 3: "three"}[count], ","]  # "three friends: a red circle ..., a green ...": a header
+                roles.append((" ".join(raw[i:i + 2]), " ".join(words[i:i + 2]), "count"))
+                i += 2
                 continue
             if w in ("a", "an", "one", "single"):
                 out.append("a" if w != "one" or nxt is None or _is_noun(nxt) is False else "one")
@@ -918,18 +969,36 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             continue
         after = _next_content(words, i + 1 + (w == "instead"))
         after = _next_content(words, i + 2 + (w == "instead")) if after in ("the", "a", "an") else after
-        if instruction and (w in ("not", "than") or w == "instead" and i + 1 < n and words[i + 1] == "of"
-                            or w == "from" and "to" in words[i + 2:i + 5]) and after is not None and (
+        if (instruction and (w in ("not", "than") or w == "instead" and i + 1 < n and words[i + 1] == "of"
+                             or w == "from" and "to" in words[i + 2:i + 5])
+                or w == "not" and i > 0 and words[i - 1] == ","
+                or instruction and w in ("was", "formerly", "previously") and i > 0 and (
+                    words[i - 1] == "," or colour_of(words[i - 1]) is not None)  # "Background: white (was grey)"
+                ) and after is not None and (
                 colour_of(after) is not None or _shape_of(after) is not None):
             negated = True  # "black, not grey", "grey instead of white", "from white to grey": the old value
             roles.append((typed, w, "structure"))
             i += 1 + (w == "instead")
             continue
-        if instruction and (w == "go" and i > 0 and words[i - 1] in ("to", "must", "can", "should", "gotta", "will")
+        if instruction and w in ("go", "goes", "going", "went") and _colour_at(words, i + 1) is not None:
+            last_verb, colour_verb = w, True  # "the triangle must go golden", "the blue one goes green": a change
+            roles.append((typed, w, "verb"))
+            if not out or out[-1] != "make":
+                out.append("make")
+            i += 1
+            continue
+        if w == "no" and i + 1 < n and words[i + 1] in ("one", "body"):
+            roles.append((" ".join(raw[i:i + 2]), "no " + words[i + 1], "filler"))  # "tell no one": nobody, no object
+            i += 2
+            continue
+        if instruction and (w in ("go", "leave") and i > 0 and words[i - 1] in ("to", "must", "can", "should", "gotta",
+                                                                                "will", "may")
                             and _next_content(words, i + 1) in (None, ",", ".", "!", "?", "please", "sorry", "thanks")
                             or w == "no" and _next_content(words, i + 1) is not None and (
                                 _is_noun(_next_content(words, i + 1)) or colour_of(_next_content(words, i + 1)))):
             roles.append((typed, w, "verb"))
+            if out and out[-1] == "to":
+                out.pop()  # "you are cleared to leave"
             out.append("remove")
             i += 1
             continue
@@ -956,6 +1025,10 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             roles.append((typed, w, "filler"))  # "is to be removed", "gets deleted": the verb after it says the edit
             if out and out[-1] == "to":
                 out.pop()
+            i += 1
+            continue
+        if instruction and w in ("paint", "dye") and out and out[-1] in shapes.COLOURS:
+            roles.append((typed, w, "filler"))  # "a coat of emerald paint": the colour's noun, not a verb
             i += 1
             continue
         if instruction and w in CHANGE_VERBS + REMOVE_VERBS + ADD_VERBS:
@@ -988,7 +1061,7 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             word = {";": ",", "plus": "and", "with": "and", "also": "and", "then": "and", "ones": "one",
                     "things": "thing", "something": "thing", "shapes": "thing", "shape": "thing", "object": "thing",
                     "objects": "thing", "items": "thing", "item": "thing", "figure": "thing", "figures": "thing",
-                    "form": "thing", "forms": "thing"}.get(w, w)
+                    "form": "thing", "forms": "thing"}.get(w, "thing" if w in VAGUE_NOUNS[15:] else w)  # "thingy"
             if word == "the" and i + 1 < n and (_next_content(words, i + 1) in POSITION_TERMS
                                                  or words[i + 1] in BACKGROUND_NOUNS):
                 pass
@@ -1006,12 +1079,18 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             refuse("slot", f"{typed!r} stands where a colour goes, and the writer does not know it as a colour; "
                            f"objects can be red, green, blue or yellow.", typed)
             roles.append((typed, w, "colour slot (unknown)"))
+        elif not known and instruction and i > 0 and words[i - 1] in ("one", "ones") and (
+                nxt is None or nxt in (",", ".", "!", "?")):
+            refuse("slot", f"{typed!r} stands where the new colour or shape goes, and the writer does not know it; "
+                           f"objects can be red, green, blue or yellow circles, squares or triangles.", typed)
+            roles.append((typed, w, "value slot (unknown)"))  # "paint the golden one blse"
         elif not known and after_colour and nxt is not None and nxt not in vocabulary() and nxt.isalpha():
             roles.append((typed, w, "filler"))  # "a green lightning bolt": the shape's noun is the last unknown word
             i += 1
             continue
         elif not known and after_colour and (nxt is None or nxt in (",", ".", "and", "with") or nxt in POSITION_TERMS
-                                             or nxt in ("in", "on", "at")):
+                                             or nxt in ("in", "on", "at", "along", "across")) \
+                or after_colour and nxt in ("shape", "shaped") and w.isalpha() and w not in MODIFIERS:
             refuse("shape", f"{typed!r} stands where a shape goes, and the shapes world has no {typed}; "
                             f"it draws circles, squares and triangles.", typed)
             roles.append((typed, w, "shape slot (unknown)"))
@@ -1056,6 +1135,19 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
     return Reading(text, " ".join(out).replace(" ,", ","), roles, fail)
 
 
+def slip_kept(text: str) -> bool:
+    """Return True when `text` holds an English word the reader keeps as typed (meant_as_typed) although one slip away
+    from it lies a slot word ("bell" for "ball", "lift" for "left"): the typo data's slips that spell another word."""
+    if not isinstance(text, str):
+        raise CourseInputError(f"text must be a string, got {type(text).__name__}.")
+    for w in _words(text.rpartition(SCENE)[2]):
+        c = correct(w)
+        if c != w and meant_as_typed(w, c) and (_basic(c) or colour_of(c) is not None or c in CHANGE_VERBS
+                                                 or c in REMOVE_VERBS or c in ADD_VERBS):
+            return True
+    return False
+
+
 def model_input(prompt: str, *, second_pass: bool = True) -> tuple[str, WriterError | None]:
     """Return (what the writer's model reads, the reader's refusal or None) for a writer input.   [nb 09]
 
@@ -1066,6 +1158,24 @@ def model_input(prompt: str, *, second_pass: bool = True) -> tuple[str, WriterEr
     """
     if not isinstance(prompt, str):
         raise CourseInputError(f"prompt must be a string, got {type(prompt).__name__}.")
-    _, sep, text = prompt.rpartition(SCENE)
+    source, sep, text = prompt.rpartition(SCENE)
     reading = read(text, instruction=bool(sep), second_pass=second_pass)
+    if sep and second_pass and reading.refusal is None:
+        return sep + reading.model_text, _too_many_added(source, reading.model_text)
     return sep + reading.model_text, reading.refusal
+
+
+def _too_many_added(source: str, model_text: str) -> WriterError | None:
+    # "add three more triangles" to a scene of two: more objects than a scene holds (None when they fit, or when the
+    # source is no caption, which the caller checks)
+    words = model_text.replace(",", " ,").split()
+    added = sum({"two": 2, "three": 3, "many": shapes.MAX_OBJECTS + 1}.get(words[k + 1], 1)
+                for k, w in enumerate(words[:-1]) if w == "add")
+    try:
+        held = len(shapes.parse_caption(source)["objects"])
+    except (CourseInputError, ValueError):
+        return None
+    if added > 1 and held + added > shapes.MAX_OBJECTS:
+        return refusal("count", f"a scene holds at most {shapes.MAX_OBJECTS} objects; this one holds {held} and the "
+                                f"instruction adds {added}.", str(added))
+    return None

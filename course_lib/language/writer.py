@@ -130,7 +130,8 @@ class PromptWriter:
         self._check_lengths([text])
         if refused is not None:
             raise refused
-        if not text.strip():
+        if not any(w in shapes.COLOURS or w in shapes.SHAPES or w == "thing" for w in text.replace(",", " ").split()):
+            # nothing the reader left names an object ("a navy squiggle" once read as a bare place): never guessed
             raise refusal("slot", f"{request!r} names no object the shapes world can draw; name a colour "
                                   f"(red, green, blue, yellow) and a shape (circle, square, triangle).")
         return resolve_request(self.generate_read([text])[0], request)

@@ -25,7 +25,7 @@ reader never turns it into a word it would refuse ("teal", "stretch", "seven"), 
 only when its correction is written at least TYPO_ODDS times as often (a noisy-channel reading with
 the words' frequencies as the prior: a slip that happens to spell another real word is rare, so the
 word typed must be far rarer than the word meant). "comes" is not "cones", "tower" not "lower",
-"bed" not "red"; "dawn" (88 times rarer than "down") and "lest" (200 times rarer than "left") are.
+"bed" not "red"; "wed" (47 times rarer than "red") and "lest" (200 times rarer than "left") are.
 
 Shapes, positions, counts and backgrounds: SHAPE_NOUNS, UNSUPPORTED_SHAPES, POSITION_TERMS,
 COUNT_TERMS and BACKGROUND_TERMS are written here by hand; their sources are named beside them.
@@ -165,7 +165,7 @@ def meant_as_typed(word: str, correction: str) -> bool:
     """Return True when a common English word is likelier typed on purpose than as a slip for `correction`.
 
     A common word (common_word) is meant unless `correction` is written at least TYPO_ODDS times as often:
-    "comes" (not "cones"), "tower" (not "lower"), "bell" (not "ball"); "dawn" is read as "down" (88 times
+    "comes" (not "cones"), "tower" (not "lower"), "bell" (not "ball"); "wed" is read as "red" (47 times
     as common) and "lest" as "left". A word that is no common word ("lfet", "bleu") is always corrected.
     """
     for value, name in ((word, "word"), (correction, "correction")):
@@ -273,9 +273,9 @@ UNSUPPORTED_SHAPES = ("hexagon", "pentagon", "octagon", "heptagon", "polygon", "
                       "diamond", "rhombus", "trapezoid", "trapezium", "parallelogram", "rectangle", "crescent", "moon",
                       "arrow", "line", "spiral", "ring", "donut", "doughnut", "cylinder", "kite", "semicircle", "lozenge",
                       "cloud", "letter", "number", "flower", "tree", "house", "car", "cat", "dog", "person")
+MADE_UP_NOUNS = ("thingy", "thingie", "thingamajig", "thingummy", "whatsit", "doodad", "doohickey")  # read as "thing"
 VAGUE_NOUNS = ("thing", "things", "shape", "shapes", "object", "objects", "item", "items", "something", "one", "ones",
-               "figure", "figures", "form", "forms", "thingy", "thingie", "thingamajig", "thingummy", "whatsit",
-               "doodad", "doohickey")
+               "figure", "figures", "form", "forms") + MADE_UP_NOUNS
 # The grid's words: rows and columns (shapes.ROWS, shapes.COLS) and their everyday synonyms.
 POSITION_TERMS = {"top": "top", "upper": "top", "up": "top", "topmost": "top", "bottom": "bottom", "lower": "bottom",
                   "down": "bottom", "bottommost": "bottom", "base": "bottom", "left": "left", "leftmost": "left",

@@ -52,7 +52,7 @@ from course_lib import shapes
 from course_lib.language.arrange import CLAUSE, PLURAL, ROW_COL, arrange_instruction, arrange_request, in_model_words, \
     lines_as_cells
 from course_lib.language.lexicon import ACHROMATIC, BACKGROUND_NOUNS, BACKGROUND_TERMS, COLOUR_CATEGORIES, COUNT_TERMS, \
-    POSITION_TERMS, SHAPE_NOUNS, UNSUPPORTED_SHAPES, VAGUE_NOUNS, colour_lexicon, colour_of, common_word, english_word, \
+    MADE_UP_NOUNS, POSITION_TERMS, SHAPE_NOUNS, UNSUPPORTED_SHAPES, VAGUE_NOUNS, colour_lexicon, colour_of, common_word, english_word, \
     meant_as_typed, why_not
 from course_lib.language.refusals import WriterError
 from course_lib.language.words import SCENE
@@ -1061,7 +1061,7 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             word = {";": ",", "plus": "and", "with": "and", "also": "and", "then": "and", "ones": "one",
                     "things": "thing", "something": "thing", "shapes": "thing", "shape": "thing", "object": "thing",
                     "objects": "thing", "items": "thing", "item": "thing", "figure": "thing", "figures": "thing",
-                    "form": "thing", "forms": "thing"}.get(w, "thing" if w in VAGUE_NOUNS[15:] else w)  # "thingy"
+                    "form": "thing", "forms": "thing"}.get(w, "thing" if w in MADE_UP_NOUNS else w)  # "thingy"
             if word == "the" and i + 1 < n and (_next_content(words, i + 1) in POSITION_TERMS
                                                  or words[i + 1] in BACKGROUND_NOUNS):
                 pass
@@ -1173,7 +1173,7 @@ def _too_many_added(source: str, model_text: str) -> WriterError | None:
                 for k, w in enumerate(words[:-1]) if w == "add")
     try:
         held = len(shapes.parse_caption(source)["objects"])
-    except (CourseInputError, ValueError):
+    except CourseInputError:
         return None
     if added > 1 and held + added > shapes.MAX_OBJECTS:
         return refusal("count", f"a scene holds at most {shapes.MAX_OBJECTS} objects; this one holds {held} and the "

@@ -512,3 +512,80 @@ def test_a_reading_that_names_no_object_is_refused_not_guessed():
     with pytest.raises(language.WriterError) as error:
         writer.caption("just the top left corner please")
     assert "names no object" in str(error.value)
+
+
+@pytest.mark.parametrize("text,meant", [
+    ("a blew square in the top right", "a blue square in the top right"),
+    ("a read circle at the top", "a red circle at the top"),
+    ("a green circle in the top write corner", "a green circle in the top right"),
+    ("a G-R-E-E-N circle on the left", "a green circle on the left"),
+    ("HEY, LISTEN UP: A RED SQUARE, TOP RIGHT", "a red square in the top right"),
+    ("Heads down! a yellow circle on the left", "a yellow circle on the left"),
+    ("tonight's warm-up act: a blue circle in the middle", "a blue circle in the middle"),
+    ("a yellow circle at the top of a grey sky", "a yellow circle at the top, on a grey background"),
+    ("a red square and a blue circle, the square on the left and the circle on the right",
+     "a red square on the left and a blue circle on the right"),
+    ("A red circle? Yes, a red circle. A red circle at the bottom.", "a red circle at the bottom"),
+    ("both bottom corners get a yellow triangle",
+     "a yellow triangle in the bottom left and a yellow triangle in the bottom right"),
+    ("Lucky seven, and a green square in the middle", "a green square in the middle"),
+    ("two guests on stage: a red circle on the left and a blue square on the right",
+     "a red circle on the left and a blue square on the right"),
+    ("three objects: a red circle at the top, a blue square in the middle and a green triangle at the bottom",
+     "a red circle at the top, a blue square in the middle and a green triangle at the bottom"),
+    ("<picture bg='grey'><square colour='red' at='top'/></picture>", "a red square at the top, on a grey background"),
+    ("a yellow square in the lowermost left corner", "a yellow square in the bottom left"),
+    ("picture a blue triangle in the bottom right, something calm", "a blue triangle in the bottom right"),
+])
+def test_seventh_round_requests_are_read(text, meant):
+    test_sixth_round_requests_are_read(text, meant)
+
+
+@pytest.mark.parametrize("text,meant", [
+    ("a green triangle sitting on a red square", "a green triangle above a red square"),
+    ("a blue square, then a red one to its left", "a red square to the left of a blue square"),
+    ("green ball. red box under ball.", "a green circle above a red square"),
+    ("a pair of circles, the blue one above the red one", "a blue circle above a red circle"),
+])
+def test_a_resting_place_a_colour_with_the_shape_named_before_and_a_bare_noun_after_a_relation(text, meant):
+    assert language.read(text).model_text == meant
+
+
+@pytest.mark.parametrize("text,kind", [
+    ("green squares in all 4 corners", "count"), ("red circles in all four corners", "count"),
+    ("a blue star in the middle", "shape"), ("a red satr in the middle", "shape"),
+])
+def test_a_number_of_corners_counts_and_a_shape_slot_still_refuses(text, kind):
+    assert language.read(text).refusal.kind == kind
+
+
+def test_a_typo_as_near_an_everyday_word_as_a_refused_one_is_not_refused():
+    assert language.read("coud you make it red", instruction=True).refusal is None  # could, not cloud
+    assert language.read("clour the square blue", instruction=True).refusal is None  # colour, not cloud
+    assert language.read("a green clod in the middle").refusal.kind == "shape"  # a shape slot: cloud
+
+
+@pytest.mark.parametrize("source,instruction,canonical", [
+    (SCENE_4, "make both green", "make the yellow triangle in the top left green ; "
+                                 "make the yellow triangle in the top right green"),
+    (SCENE_2, "make them all yellow", "make the blue circle at the top yellow ; make the red circle at the bottom yellow"),
+    (SCENE_2, "Base to unit: the red circle is now green, copy?", "make the red circle at the bottom green"),
+    (SCENE_1, "tattoo touch-up: go over it in cobalt", "make the green triangle in the top left blue"),
+    (SCENE_1, "fill the triangle in with scarlet", "make the green triangle in the top left red"),
+    (SCENE_2, "Stage addition: yellow square in the top left", "add a yellow square in the top left"),
+    (SCENE_3, "he pots the yellow circle", "remove the yellow circle on the right"),
+    (SCENE_3, "the square is out. off it goes", "remove the green square at the bottom"),
+    (SCENE_3, "the circle - remove, remove, remove", "remove the yellow circle on the right"),
+    (SCENE_2, "swap the backdrop over to black", "make the background black"),
+    (SCENE_3, "uproot the green square", "remove the green square at the bottom"),
+    (SCENE_2, "and just like that the blue circle is gone", "remove the blue circle at the top"),
+])
+def test_seventh_round_instructions_are_read(source, instruction, canonical):
+    test_instructions_are_split_into_edits_the_world_reads(source, instruction, canonical)
+
+
+def test_a_telegram_stop_ends_a_sentence_after_the_writer_lowers_its_case():
+    for text in ("make square blue stop", "red circle top left stop blue square bottom right stop"):
+        reading = language.read(text, instruction=text.startswith("make"))
+        assert reading.refusal is None and "stop" not in reading.model_text
+    assert language.read("a red circle at the bus stop").refusal is None

@@ -117,11 +117,23 @@ FINAL7_REFERENTS = {
     "n-i249": {"shape": "triangle"}, "n-i250": {"colour": "yellow"},
     "n-i262": {"colour": "yellow", "shape": "triangle"},
 }
+FINAL8_REFERENTS = {
+    "o-i016": {"shape": "square"}, "o-i027": {"shape": "circle"}, "o-i044": {"colour": "blue"},
+    "o-i062": {"colour": "blue", "shape": "circle"}, "o-i082": {"colour": "yellow"}, "o-i099": {"shape": "triangle"},
+    "o-i107": {"shape": "triangle"}, "o-i108": {"shape": "triangle"}, "o-i110": {"colour": "red", "shape": "triangle"},
+    "o-i116": {"colour": "blue"}, "o-i126": {"shape": "triangle"}, "o-i136": {"colour": "blue", "shape": "circle"},
+    "o-i144": {"shape": "circle"}, "o-i145": {"colour": "green", "shape": "circle"},
+    "o-i163": {"colour": "green", "shape": "square"}, "o-i172": {"colour": "red"}, "o-i173": {"colour": "red"},
+    "o-i181": {"colour": "red"}, "o-i200": {"colour": "yellow", "shape": "square"}, "o-i207": {"shape": "square"},
+    "o-i208": {"colour": "yellow", "shape": "square"}, "o-i216": {"shape": "circle"}, "o-i217": {"shape": "circle"},
+    "o-i235": {"colour": "red"}, "o-i237": {"colour": "blue", "shape": "triangle"}, "o-i244": {"shape": "triangle"},
+    "o-i253": {"shape": "square"}, "o-i255": {"shape": "triangle"}, "o-i262": {"shape": "triangle"},
+}
 REFERENTS = {"dev": DEV_REFERENTS, "final": FINAL_REFERENTS, "final2": FINAL2_REFERENTS, "final3": FINAL3_REFERENTS,
              "final4": FINAL4_REFERENTS, "final5": FINAL5_REFERENTS, "final6": FINAL6_REFERENTS,
-             "final7": FINAL7_REFERENTS}
+             "final7": FINAL7_REFERENTS, "final8": FINAL8_REFERENTS}
 ID_PREFIX = {"dev": "", "final": "f-", "final2": "g-", "final3": "h-", "final4": "j-", "final5": "k-", "final6": "m-",
-             "final7": "n-"}
+             "final7": "n-", "final8": "o-"}
 FINAL_HEADING = "\n## The final set"  # README.md: the dev set's section comes before it, the final set's after
 FINAL2_HEADING = "\n## The second final set (final2)"  # README.md: the final2 set's section, after the final set's
 FINAL3_HEADING = "\n## The third final set (final3)"  # README.md: the final3 set's section, after the final2 set's
@@ -129,6 +141,7 @@ FINAL4_HEADING = "\n## The fourth final set (final4)"  # README.md: the final4 s
 FINAL5_HEADING = "\n## The fifth final set (final5)"  # README.md: the final5 set's section, after the final4 set's
 FINAL6_HEADING = "\n## The sixth final set (final6)"  # README.md: the final6 set's section, after the final5 set's
 FINAL7_HEADING = "\n## The seventh final set (final7)"  # README.md: the final7 set's section, after the final6 set's
+FINAL8_HEADING = "\n## The eighth final set (final8)"  # README.md: the final8 set's section, after the final7 set's
 OBJECT_COUNT_TAGS = {"single": 1, "two_objects": 2, "three_objects": 3}
 
 
@@ -288,8 +301,10 @@ def test_readme_counts_match_the_tables(part):
     final4_text, final5_text = final4_text.split(FINAL5_HEADING)
     final5_text, final6_text = final5_text.split(FINAL6_HEADING)
     final6_text, final7_text = final6_text.split(FINAL7_HEADING)
+    final7_text, final8_text = final7_text.split(FINAL8_HEADING)
     part_text = {"dev": dev_text, "final": final_text, "final2": final2_text, "final3": final3_text,
-                 "final4": final4_text, "final5": final5_text, "final6": final6_text, "final7": final7_text}[part]
+                 "final4": final4_text, "final5": final5_text, "final6": final6_text, "final7": final7_text,
+                 "final8": final8_text}[part]
     requests_part, instructions_part = part_text.split("\nRequests (")[1].split("\nInstructions (")
     for section, items in ((requests_part, bench.heldout_requests(part)),
                            (instructions_part, bench.heldout_instructions(part))):

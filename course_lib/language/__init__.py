@@ -49,8 +49,8 @@ phrasing and its canonical answer. Every word list holds training entries and he
 orders and joiners, made of words the training phrasings use, plus unseen typos and unseen
 unsupported words). The lexicon's colour names are split too (lexicon.lexicon_split): training draws only its "train"
 names. The honest test is benchmark_set: requests and instructions written by hand for testing only
-(eight parts, PARTS, each by another author: "dev" to "final6" were looked at while the writer was
-tuned, the last, "final7", was kept unseen until the shipped writer's measurement), scored by heldout. Scenes come from shapes split "train" for training and "test"/"heldout" for
+(nine parts, PARTS, each by another author: "dev" to "final7" were looked at while the writer was
+tuned, the last, "final8", was kept unseen until the shipped writer's measurement), scored by heldout. Scenes come from shapes split "train" for training and "test"/"heldout" for
 measuring, so no measured request describes a training scene; requests naming a held-out
 colour-shape pair (shapes.HELDOUT_PAIRS) are never in training. What the writer leaves open it
 fills the same way every time: an object without a shape is a square (DEFAULT_SHAPE), a lone
@@ -69,7 +69,7 @@ The package, one module per section (`from course_lib import language`, then `la
     arrange               the reader's second pass: objects and edits put in the training captions' order (CLAUSE)
     referents             read_part, find_referent, apply_edits: the world finds the objects an answer names
     guard                 describes: does a request ask for a caption's scene (exercise C's oracle)
-    benchmark_set         the hand-written held-out requests and instructions (PARTS: dev, final, final2 ... final7)
+    benchmark_set         the hand-written held-out requests and instructions (PARTS: dev, final, final2 ... final8)
     heldout               score_heldout, heldout_table, score_typos: the writer on them
     writer                PromptWriter, save_writer, load_writer
     instruction_edit      edit_from_instruction: the writer, then an editing method

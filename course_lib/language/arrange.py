@@ -16,15 +16,27 @@ rewrites them into the phrasing of the training captions, so the model composes 
                colour them in reading order
     relations  "a red square, and under that a blue triangle", "below a red circle there is a
                green circle", "a blue box and a yellow box to its right": two objects and one
-               relation, written "<first> above <second>" or "<first> to the left of <second>"
+               relation, written "<first> above <second>" or "<first> to the left of <second>";
+               a colour alone takes the one shape named ("blue triangle, then a yellow one to
+               its right"), a bare noun after the relation is the object named before ("red
+               ball. blue box under ball."), and a pair's shape is said once ("a pair of
+               squares, the yellow one to the left of the green one")
+    again      objects named first, then each placed by its shape or colour ("a yellow circle and
+               a blue square, the circle in the top left and the square in the bottom right"),
+               one object said again and placed once ("A green circle. A green circle who? A
+               green circle in the top right"), a count's places before its object ("both top
+               corners get a green square"), and a vague word after placed objects ("...,
+               something subtle") naming no object of its own
 
     edits      an instruction split at commas and "and" into its edits, each written as the world's
                canonical instruction ("triangle -> cherry red": "make the triangle red"; "the one
                at the top, could it be navy?": "make the thing at the top blue"), joined by CLAUSE;
                the writer's model answers each edit alone. A later edit's "it" is the object the
                edit before named, an edit said twice is said once, an object brought in with "a"
-               and a place is an add ("could we have a blue circle at the top"), and a plural names
-               every object of its kind ("make the circles green": EVERY, one edit each)
+               and a place is an add ("could we have a blue circle at the top"), a plural names
+               every object of its kind ("make the circles green": EVERY, one edit each), "both"
+               or "them" alone every object of the scene ("make both blue": EVERY thing), and an
+               edit said again is said once ("the square - delete, delete, delete")
 
 Where the words do not pin the objects down (two objects without places, a count that does not
 match its places, an edit without a value), the first pass's words go to the model unchanged.
@@ -159,6 +171,39 @@ def _fields_joined(records: list[dict]) -> list[dict]:
     return joined
 
 
+def _object_unplaced(r: dict) -> bool:
+    return len(r["colours"]) == 1 and r["shape"] is not None and not (r["cells"] or r["line"] or r["count"] or r["thing"])
+
+
+def _named_again(records: list[dict]) -> list[dict]:
+    # objects named first, then each again with its place: "a yellow circle and a blue square, the circle in the top
+    # left and the square in the bottom right" (by shape or colour, each naming one of them); "A green circle. A green
+    # circle who? A green circle in the top right" (one object said three times, placed once)
+    same = {(tuple(r["colours"]), r["shape"]) for r in records}
+    placed = [r for r in records if r["cells"] or r["line"]]
+    if len(records) > 1 and len(same) == 1 and len(placed) == 1 and not any(r["count"] or r["thing"] for r in records) \
+            and len(records[0]["colours"]) == 1 and records[0]["shape"]:
+        return placed
+    lead = 0
+    while lead < len(records) and _object_unplaced(records[lead]):
+        lead += 1
+    rest = records[lead:]
+    if lead < 2 or len(rest) != lead:
+        return records
+    placed_objects, used = [], set()
+    for r in rest:
+        if r["count"] or r["thing"] or len(r["colours"]) > 1 or not (r["cells"] or r["line"]) or len(r["cells"]) > 1 \
+                or not (r["colours"] or r["shape"]):
+            return records
+        match = [k for k, o in enumerate(records[:lead]) if (r["shape"] in (None, o["shape"]))
+                 and (not r["colours"] or r["colours"] == o["colours"])]
+        if len(match) != 1 or match[0] in used:
+            return records
+        used.add(match[0])
+        placed_objects.append(dict(records[match[0]], cells=r["cells"], line=r["line"]))
+    return placed_objects
+
+
 def _along_a_line(records: list[dict]) -> list[tuple[str, str, object]] | None:
     # three objects along one named line, in reading order: "a trio of squares across the top row: red, green, blue",
     # "the bottom row holds a blue ball, a red ball and a yellow ball", "Three triangles, all blue, along the bottom row"
@@ -187,7 +232,10 @@ def _objects(records: list[dict]) -> list[tuple[str, str, object]] | None:
     records = [r for r in records if not _empty(r)]
     if not records or any(r["other"] for r in records):
         return None
-    records = _fields_joined(records)
+    records = _named_again(_fields_joined(records))
+    if len(records) > 1 and records[-1]["thing"] and _empty(dict(records[-1], thing=False)) and all(
+            r["colours"] and r["shape"] and (r["cells"] or r["line"]) for r in records[:-1]):
+        records = records[:-1]  # "a navy square in the top right, something subtle": a word for it, not an object
     shapes_named = {r["shape"] for r in records if r["shape"]}
     colours_named = {c for r in records for c in r["colours"]}
     lead = next((k for k, r in enumerate(records) if not (r["colours"] and r["shape"] is None and not (
@@ -244,6 +292,10 @@ def _objects(records: list[dict]) -> list[tuple[str, str, object]] | None:
             if (r if axis == "row" else c) != 1:
                 return None
             rec["cells"], pending = [(k, c) if axis == "row" else (r, k)], []
+        if len(pending) == 1 and pending[0]["count"] and pending[0]["cells"] and own_places and not rec["count"] \
+                and not rec["line"] and pending[0]["count"] == len(pending[0]["cells"]) + len(rec["cells"]):
+            rec["cells"], rec["count"], pending = pending[0]["cells"] + rec["cells"], pending[0]["count"], []
+            # "both top corners get a green square": the count's places, then the object with the last of them
         if pending:
             if own_places:
                 return None
@@ -327,9 +379,18 @@ def _relation(out: list[str]) -> list[str] | None:
     if len(rels) == 1 and rels[0] + 1 < len(out) and out[rels[0] + 1] == "it" and sum(w in PLACE_OF for w in out) == 1:
         out = [w for w in out if w not in PLACE_OF]  # "on the left a green ball, and to its right a red ball": relative
         rels = [k for k, w in enumerate(out) if w in RELATIONS]
+    out = ["it" if w in shapes.SHAPES and k and out[k - 1] in RELATIONS and w in out[:k - 1] else w
+           for k, w in enumerate(out)]  # "red ball. blue box under ball.": the ball named before
+    named = {w for w in out if w in shapes.SHAPES}
+    if len(out) > 2 and out[0] == "two" and out[1] in shapes.SHAPES and out[1] not in out[2:]:
+        out = out[2:]  # "a pair of squares, the yellow one to the left of the green one": the pair's shape, named once
+        rels = [k for k, w in enumerate(out) if w in RELATIONS]
     units, k = [], 0
     while k < len(out):
-        if out[k] in shapes.SHAPES or out[k] == "thing":
+        if out[k] in shapes.COLOURS and len(named) == 1 and (k + 1 == len(out) or out[k + 1] in RELATIONS) and (
+                k == 0 or out[k - 1] not in shapes.COLOURS):
+            units.append((k, out[k], next(iter(named))))  # "blue triangle, then a yellow one to its right"
+        elif out[k] in shapes.SHAPES or out[k] == "thing":
             j = k - 1
             colours = []
             while j >= 0 and out[j] in shapes.COLOURS:
@@ -411,6 +472,8 @@ def _referent(tokens: list[str]) -> str | None:
     if len(colours) > 1 or len(set(nouns) - {"thing"}) > 1 or len(places) > 1:
         return None
     if not (colours or nouns or places):
+        if any(w in ("both", "them", "all") for w in tokens) and "it" not in tokens:
+            return f"{EVERY} thing"  # "make both blue", "make them all blue": every object of the scene
         return "it" if "it" in tokens else None
     noun = next((w for w in nouns if w != "thing"), "thing")
     return " ".join([EVERY if PLURAL in tokens and noun != "thing" else "the", *colours, noun, *places])
@@ -566,6 +629,8 @@ def arrange_instruction(out: list[str]) -> list[str] | None:
     for k, seg in enumerate(segments):
         seg_verb = next((w for w in seg if w in _VERBS), None)
         content = [w for w in seg if w not in ("a", "the", "it", "to", "one")]
+        if content == [verb] and seg_verb == verb and clauses:
+            continue  # "the square - delete, delete, delete": the edit said again
         if seg_verb is None and not any(w in shapes.COLOURS or w in shapes.SHAPES or w in shapes.BACKGROUNDS
                                         or w == "background" for w in content) and not content:
             continue
@@ -608,9 +673,10 @@ def _anaphora(clauses: list[str]) -> list[str]:
     for clause in (c for joined in clauses for c in joined.split(CLAUSE)):
         verb, _, rest = clause.partition(" ")
         ref = rest.rsplit(" into a ", 1)[0] if verb == "turn" else rest.rsplit(" ", 1)[0] if verb == "make" else rest
-        if ref == "it" and named is not None and verb in ("make", "turn", "remove"):
-            clause = clause.replace(" it", " " + named, 1)
-        elif verb in ("make", "turn", "remove") and ref.startswith("the ") and ref != "the background":
+        if ref in ("it", f"{EVERY} thing") and named is not None and verb in ("make", "turn", "remove"):
+            clause = clause.replace(" " + ref, " " + named, 1)  # "take the circles and make them blue": those named
+        elif verb in ("make", "turn", "remove") and ref.startswith(("the ", EVERY + " ")) and ref != "the background" \
+                and ref != f"{EVERY} thing":
             named = ref
         if clause not in out:
             out.append(clause)

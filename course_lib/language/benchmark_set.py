@@ -1,6 +1,6 @@
 """The writer's held-out benchmark: requests and instructions written by hand for testing only.   [nb 09]
 
-Eight parts (PARTS), each a requests table and an instructions table in data/writer_benchmark/: "dev"
+Nine parts (PARTS), each a requests table and an instructions table in data/writer_benchmark/: "dev"
 (requests.tsv, instructions.tsv; its failures were looked at while the writer was improved, so it is the
 development set), "final" (final_requests.tsv, final_instructions.tsv; written later by another author,
 scored once on the first rebuilt writer and then looked at while the writer was improved again),
@@ -14,11 +14,12 @@ it is no longer held out either), "final5" (final5_requests.tsv, final5_instruct
 another author, scored once on the fourth round's writer, then looked at while the writer was improved again, so it
 is no longer held out either), "final6" (final6_requests.tsv, final6_instructions.tsv; written later by another
 author, scored once on the fifth round's writer, then looked at while the writer was improved again, so it is no
-longer held out either) and "final7" (final7_requests.tsv, final7_instructions.tsv; written later by another author,
-kept unseen until the next measurement). All hold phrasings a person wrote as people type
-them (fillers, new word orders, colour names beyond the four basic words, synonyms, typos, impossible
-asks), never produced by a training template and never used for training; README.md there says who
-wrote them, how, and the conventions of the expected answers. Each line carries its tags (TAGS) and
+longer held out either), "final7" (final7_requests.tsv, final7_instructions.tsv; written later by another author,
+looked at while the writer was improved, so it is no longer held out either) and "final8" (final8_requests.tsv,
+final8_instructions.tsv; written later by another author, kept unseen until the next measurement). All hold
+phrasings a person wrote as people type them (fillers, new word orders, colour names beyond the four basic words,
+synonyms, typos, impossible asks), never produced by a training template and never used for training; README.md
+there says who wrote them, how, and the conventions of the expected answers. Each line carries its tags (TAGS) and
 its one expected answer: a canonical caption (a request), the target caption (an instruction, the
 world's execution of its canonical instruction(s) joined by " ; "), or "refuse:<kind>" (REFUSAL_KINDS).
 """
@@ -43,15 +44,17 @@ REFUSAL_PREFIX = "refuse:"
 # so it is no longer held out either; final5: written later by another author, scored once on the fourth round's writer,
 # then looked at while the writer was improved again, so it is no longer held out either; final6: written later by
 # another author, scored once on the fifth round's writer, then looked at while the writer was improved again, so it
-# is no longer held out either; final7: written later by another author, kept unseen until the next measurement
-PARTS = ("dev", "final", "final2", "final3", "final4", "final5", "final6", "final7")
+# is no longer held out either; final7: written later by another author, looked at while the writer was improved, so
+# it is no longer held out either; final8: written later by another author, kept unseen until the next measurement
+PARTS = ("dev", "final", "final2", "final3", "final4", "final5", "final6", "final7", "final8")
 _FILES = {"dev": ("requests.tsv", "instructions.tsv"), "final": ("final_requests.tsv", "final_instructions.tsv"),
           "final2": ("final2_requests.tsv", "final2_instructions.tsv"),
           "final3": ("final3_requests.tsv", "final3_instructions.tsv"),
           "final4": ("final4_requests.tsv", "final4_instructions.tsv"),
           "final5": ("final5_requests.tsv", "final5_instructions.tsv"),
           "final6": ("final6_requests.tsv", "final6_instructions.tsv"),
-          "final7": ("final7_requests.tsv", "final7_instructions.tsv")}
+          "final7": ("final7_requests.tsv", "final7_instructions.tsv"),
+          "final8": ("final8_requests.tsv", "final8_instructions.tsv")}
 # What a refusal is about: a colour, shape or count the world lacks, an edit the editor cannot do (move,
 # rotate, resize...), an object the scene lacks, a referent two objects fit, contradicting edits, or
 # an edit that would change nothing.
@@ -124,14 +127,14 @@ def _rows(name: str, columns: tuple[str, ...]) -> list[dict]:
 
 @functools.cache
 def heldout_requests(part: str = "dev") -> tuple[HeldoutRequest, ...]:
-    """Return the hand-written held-out requests of one part (PARTS: "dev", "final", "final2", "final3", "final4", "final5", "final6" or "final7"), in file order (read once).   [nb 09]"""
+    """Return the hand-written held-out requests of one part (PARTS: "dev", "final", "final2", "final3", "final4", "final5", "final6", "final7" or "final8"), in file order (read once).   [nb 09]"""
     check_choice(part, PARTS, "part")
     return tuple(HeldoutRequest(**row) for row in _rows(_FILES[part][0], _REQUEST_COLUMNS))
 
 
 @functools.cache
 def heldout_instructions(part: str = "dev") -> tuple[HeldoutInstruction, ...]:
-    """Return the hand-written held-out instructions of one part (PARTS: "dev", "final", "final2", "final3", "final4", "final5", "final6" or "final7"), in file order (read once).   [nb 09]"""
+    """Return the hand-written held-out instructions of one part (PARTS: "dev", "final", "final2", "final3", "final4", "final5", "final6", "final7" or "final8"), in file order (read once).   [nb 09]"""
     check_choice(part, PARTS, "part")
     return tuple(HeldoutInstruction(**row) for row in _rows(_FILES[part][1], _INSTRUCTION_COLUMNS))
 

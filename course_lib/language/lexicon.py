@@ -273,12 +273,15 @@ UNSUPPORTED_SHAPES = ("hexagon", "pentagon", "octagon", "heptagon", "polygon", "
                       "diamond", "rhombus", "trapezoid", "trapezium", "parallelogram", "rectangle", "crescent", "moon",
                       "arrow", "line", "spiral", "ring", "donut", "doughnut", "cylinder", "kite", "semicircle", "lozenge",
                       "cloud", "letter", "number", "flower", "tree", "house", "car", "cat", "dog", "person")
+# Homophones of the slot words, as voice dictation mishears them (the reader reads one as its slot word only where
+# that slot alone fits: "a blew circle", "the bottom write corner").
+SOUND_ALIKE = {"blew": "blue", "read": "red", "write": "right", "rite": "right", "wright": "right"}
 MADE_UP_NOUNS = ("thingy", "thingie", "thingamajig", "thingummy", "whatsit", "doodad", "doohickey")  # read as "thing"
 VAGUE_NOUNS = ("thing", "things", "shape", "shapes", "object", "objects", "item", "items", "something", "one", "ones",
                "figure", "figures", "form", "forms") + MADE_UP_NOUNS
 # The grid's words: rows and columns (shapes.ROWS, shapes.COLS) and their everyday synonyms.
-POSITION_TERMS = {"top": "top", "upper": "top", "up": "top", "topmost": "top", "bottom": "bottom", "lower": "bottom",
-                  "down": "bottom", "bottommost": "bottom", "base": "bottom", "left": "left", "leftmost": "left",
+POSITION_TERMS = {"top": "top", "upper": "top", "up": "top", "topmost": "top", "uppermost": "top", "bottom": "bottom", "lower": "bottom",
+                  "down": "bottom", "bottommost": "bottom", "lowermost": "bottom", "nethermost": "bottom", "base": "bottom", "left": "left", "leftmost": "left",
                   "lefthand": "left", "right": "right", "rightmost": "right", "righthand": "right", "middle": "middle",
                   "centre": "middle", "center": "middle", "central": "middle", "centred": "middle",
                   "centered": "middle", "mid": "middle",

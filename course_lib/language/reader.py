@@ -32,7 +32,15 @@ building", "you may leave", "is sent off"). A common English word (lexicon.commo
 "seen", "scratch") is never corrected into a word the reader would refuse ("teal", "seven",
 "stretch"), and is corrected at all only when its correction is lexicon.TYPO_ODDS (30) times commoner
 (lexicon.meant_as_typed, a noisy channel: "comes" is not "cones", "tower" not "lower"), unless it is
-an inflection of it ("removed", "wants"). An unknown English word right after a colour name is where
+an inflection of it ("removed", "wants"). A typo as near an everyday word as a refused one, where no
+shape or colour slot opens before it, is not refused ("coud you", "clour the square": could, colour,
+not cloud). A dictated homophone of a slot word is that word where only its slot fits ("a blew
+circle", "the bottom write corner": lexicon.SOUND_ALIKE); a word spelled out is joined ("B-L-U-E");
+"up" and "down" after a phrasal verb or an idiom name no place ("listen up", "eyes down", "set up");
+a compound of "-up" is one word ("line-up", "touch-up"); "perched on" or "sitting on" another
+object is above it; the top of a sky or of the canvas is the top row, not a relation; a big number
+nothing follows is said, not counted ("Legs eleven"); "in all 4 corners" counts; a telegram's
+"stop" ends a sentence. An unknown English word right after a colour name is where
 the shape stands ("an emerald zigzag"), and a reading that names no object is refused. A second
 pass (arrange) then puts the objects and edits in the training captions' order where the words pin
 them down. A word the world lacks in a slot that matters is refused here, in one plain
@@ -53,7 +61,7 @@ from course_lib.language.arrange import CLAUSE, PLURAL, ROW_COL, arrange_instruc
     lines_as_cells
 from course_lib.language.lexicon import ACHROMATIC, BACKGROUND_NOUNS, BACKGROUND_TERMS, COLOUR_CATEGORIES, COUNT_TERMS, \
     MADE_UP_NOUNS, POSITION_TERMS, SHAPE_NOUNS, UNSUPPORTED_SHAPES, VAGUE_NOUNS, colour_lexicon, colour_of, common_word, english_word, \
-    meant_as_typed, why_not
+    meant_as_typed, SOUND_ALIKE, why_not
 from course_lib.language.refusals import WriterError
 from course_lib.language.words import SCENE
 from course_lib.validation import CourseInputError
@@ -70,9 +78,11 @@ CHANGE_VERBS = ("make", "turn", "change", "paint", "colour", "color", "recolour"
                 "shade", "redo", "recolour", "have")
 REMOVE_VERBS = ("remove", "delete", "erase", "drop", "eliminate", "lose", "clear", "rid", "away", "out", "ditch",
                 "cancel", "scratch", "scrap", "strike", "bin", "dump", "withdraw", "withdrawn", "axe", "nix", "evict",
-                "expel", "banish", "excise", "oust", "vanish", "vanishes", "disappear", "disappears", "discard", "purge")
+                "expel", "banish", "excise", "oust", "vanish", "vanishes", "disappear", "disappears", "discard", "purge",
+             "pot", "pots", "potted", "bowled", "uproot", "dismiss", "scrub", "kill", "exits", "gone")  # potted: snooker
 ADD_VERBS = ("add", "put", "place", "insert", "include", "stick", "pop", "draw", "create", "throw", "introduce", "enter",
-             "enters", "join", "joins", "joining", "spawn", "spawns", "popped", "pops", "arrive", "arrives", "arrived")
+             "enters", "join", "joins", "joining", "spawn", "spawns", "popped", "pops", "arrive", "arrives", "arrived",
+             "arriving", "addition")
 UNSUPPORTED_VERBS = ("move", "moving", "shift", "slide", "rotate", "spin", "turnaround", "resize", "enlarge", "shrink",
                      "scale", "grow", "bigger", "smaller", "larger", "flip", "mirror", "duplicate", "copy", "blur",
                      "sharpen", "animate", "stretch", "squash", "tilt", "zoom", "crop", "swapped", "relocate", "drag",
@@ -221,9 +231,29 @@ def correct(word: str) -> str:
                  lambda k: k[0] == word[0] and k not in FILLERS and _basic(k) and _drawable(k)):
         narrowed = {k for k in found if keep(k)}
         if len({_meaning(k) for k in narrowed}) == 1:  # one meaning left (ties: same first letter, then slot words)
+            # "coud" is as near "could" as "cloud": a refusal is not built on a guess against an everyday word
             return min(narrowed)
         found = narrowed or found
     return word
+
+
+@functools.cache
+def _near_everyday(word: str) -> bool:
+    # is an everyday word (FILLERS) as near the typed word as its correction ("coud": "could" and "cloud")?
+    fix = correct(word)
+    if fix == word:
+        return False
+    d = _one_or_two_apart(word, fix, typo_budget(word))
+    return d is not None and any(_one_or_two_apart(word, k, d) is not None for k in FILLERS if len(k) >= 3)
+
+
+def _guessed_refusal(raw: list[str], words: list[str], k: int) -> bool:
+    # a typo corrected into a word the world refuses, where an everyday word is as near and no shape or colour slot
+    # opens before it ("coud you make it blue", "clour the block yellow"): a refusal is not built on that guess
+    before = raw[k - 1] if k else ""
+    return words[k] != raw[k] and _refused_word(words[k]) and words[k] not in COUNT_TERMS and _near_everyday(raw[k]) \
+        and not (before in ("a", "an", "the", "one", "some", "this", "that") or before in MODIFIERS
+                 or colour_of(before) is not None)
 
 
 def _refused_word(word: str) -> bool:
@@ -266,6 +296,13 @@ COMPASS = {"northeast": "north east", "northwest": "north west", "southeast": "s
 ORDINALS = {"first": 0, "second": 1, "third": 2, "last": 2, "1st": 0, "2nd": 1, "3rd": 2}
 LINE_WORDS = {"row": "row", "rows": "row", "column": "column", "columns": "column"}
 LINE_VERBS = ("along", "across", "down", "up", "through")  # "along the top", "stacked up the left side": a whole line
+# Words after which "up" or "down" ends a phrasal verb or an idiom, not a place ("listen up", "eyes down", "set up").
+PHRASAL_HEADS = ("listen", "hurry", "shut", "speak", "cheer", "wake", "calm", "settle", "slow", "eyes", "heads", "set",
+                 "tidy", "buck", "sum", "wrap", "warm", "cool", "sign", "show", "turn", "shape", "man", "suit", "gear",
+                 "hands", "thumbs", "chin", "step", "back", "sit", "stand", "pipe", "own", "fess", "grow", "cheers")
+# Words before "on" that stand one object on another ("a yellow square perched on a green square"): above it.
+RESTING = ("perched", "perches", "resting", "rests", "sitting", "sits", "sat", "balanced", "balancing", "balances",
+           "stacked", "standing", "stands", "lying", "lies", "seated", "parked", "propped", "riding", "rides", "mounted")
 # A self-correction: the value after the marker replaces the last value of its kind ("a blue square in the top left, no
 # wait, the top right"; "make it red, sorry I meant blue").
 CORRECTIONS = (("no", "wait"), ("wait", "no"), ("sorry", "i", "meant"), ("sorry", "i", "mean"), ("i", "meant"),
@@ -291,7 +328,7 @@ def _counts_something(words: list[str], i: int) -> bool:
         if words[j] in ("more", "them"):
             return True
         j += 1
-    return j < len(words) and (_is_noun(words[j]) or words[j] in ("x", "times") or words[j].isalpha()
+    return j < len(words) and (_is_noun(words[j]) or words[j] in ("x", "times", "corners", "cells") or words[j].isalpha()
                                and words[j] not in vocabulary() and not common_word(words[j]))
 
 
@@ -348,8 +385,9 @@ def _phrasal_remove(words: list[str], i: int) -> bool:
         return True  # "the yellow one has left the building": gone, not the left column
     if words[i] != "off" or i == 0:
         return False
-    if words[i - 1] in ("come", "comes", "coming", "came", "go", "goes", "going"):
-        return True
+    if words[i - 1] in ("come", "comes", "coming", "came", "go", "goes", "going") or i + 2 < len(words) and words[
+            i + 1] in ("it", "he", "she", "they") and words[i + 2] in ("goes", "go", "went", "comes", "come"):
+        return True  # "the circle comes off", "off it goes": gone
     start = max((k for k in range(i) if words[k] in (",", ".", "!", "?", ";", ":", "and", "then")), default=-1) + 1
     return any(x in ("take", "takes", "taking", "took", "knock", "knocks", "send", "sends", "sent", "cut", "rub", "wipe",
                      "kick", "kicks", "kicked")
@@ -376,13 +414,18 @@ def _words(text: str) -> list[str]:
     text = re.sub(r"\bSTOP\b(?!\s+SIGN)", " . ", text)  # a telegram's full stop ("RED CIRCLE TOP LEFT STOP")
     text = re.sub(r"\s[-–—]+\s(?=[a-z]+\s*[.!?]*$)", " , ", text)  # "the left one - cobalt": a last word set apart
     text = text.lower().replace("’", "'")
+    if len(re.findall(r"\bstop\b(?!\s+sign)", text)) > 1 or re.search(r"(?<!\bbus)(?<!\bfull)\s+stop\W*$", text):
+        text = re.sub(r"\bstop\b(?!\s+sign)", " . ", text)  # a telegram's stop, once the writer has lowered its case
+    text = re.sub(r"\b[a-z](?:-[a-z]){2,}\b", lambda m: m[0].replace("-", ""), text)  # "a B-L-U-E square": spelled out
+    text = re.sub(r"\b(?!upside\b)([a-z]{3,})-(up|down|ups)\b", lambda m: m[0] if m[1] in POSITION_TERMS else m[1] + m[2],
+                  text)  # "line-up", "touch-up", "cover-up": one noun, not a place (not "top-down", "upside-down")
     text = re.sub(r"\b(1[0-2]|[1-9])\s*o\s*'?\s*clock\b", lambda m: f" {CLOCK[int(m[1])]} ", text)
     text = re.sub(r"\(\s*\d\s*\)|(?:^|(?<=\s))\d\s*\)", " , ", text)  # "(1) ... (2) ...", "1) ... 2) ...": a list
     text = re.sub(r"\b(?:background|backdrop|bg)\s*:\s*(?:n\s*/\s*a|none|nil|n\.a\.|-+)(?![a-z])", " , ", text)
     text = re.sub(r"\bn\s*/\s*a\b", " none ", text)  # "Background: N/A": a field left empty names nothing
     text = re.sub(r"\b\d+\s*/\s*\d+\b", " , ", text)  # "10/10", "3/4", "12/05": a score or a date, not a count
     text = re.sub(r"->|=>|→|=", " : ", text).replace("+", " and ").replace("&", " and ").replace("'", " ")
-    text = re.sub(r"(?<![a-z]\b)/|[|\[\]]", " , ", text)  # "bg: black | obj: ...", "[bg: black] [obj: ...]", "a / b": fields
+    text = re.sub(r"(?<![a-z]\b)/|[|\[\]<>]", " , ", text)  # "bg: black | obj: ...", "[bg: black] [obj: ...]", "a / b": fields
     text = re.sub(r"\b(1st|2nd|3rd)\b", lambda m: {"1st": "first", "2nd": "second", "3rd": "third"}[m[1]], text)
     words = re.findall(r"#[0-9a-f]{6}(?![0-9a-z])|#[0-9a-f]{3}(?![0-9a-z])|[a-z]+|\d+|[,;:.!?]", text)
     return [part for w in words for part in COMPASS.get(w, ABBREVIATIONS.get(w, w)).split()]
@@ -594,6 +637,52 @@ def _background_last(out: list[str]) -> list[str]:
     return rest + [",", colour, "background"] if rest else [colour, "background"]
 
 
+def _sound_alikes_in_their_slot(words: list[str]) -> list[str]:
+    # a dictated homophone of a slot word, where only that slot fits: "a blew circle", "a read triangle" (before a
+    # shape noun), "the bottom write corner" (after a row or before "corner"); elsewhere the word is what it says
+    out = list(words)
+    for k, w in enumerate(words):
+        meant = SOUND_ALIKE.get(w)
+        if meant is None:
+            continue
+        nxt = _next_content(words, k + 1)
+        before = words[k - 1] if k else ""
+        if meant in shapes.COLOURS and nxt is not None and _is_noun(nxt) and before in ("a", "an", "the", "one") \
+                or meant in POSITION_TERMS and (before in ("top", "bottom", "upper", "lower", "far")
+                                                or nxt in ("corner", "side", "hand", "column")):
+            out[k] = meant
+    return out
+
+
+def _count_header(words: list[str], i: int) -> int:
+    # "three friends: a red circle ...", "three bogeys on screen: red circle upper left, ...": a count of a noun the
+    # world does not know, ended by a colon (or a comma or full stop right after the noun); the header's length, or 0
+    if not (i + 2 < len(words) and words[i + 1].isalpha() and (
+            words[i + 1] not in vocabulary() and not _is_noun(words[i + 1])
+            or words[i + 1] in ("objects", "things", "shapes", "items", "figures") and words[i + 2] == ":")):
+        return 0  # (a count of the world's own plural before a colon heads its list too: "three objects: ...")
+    if words[i + 2] in (":", ",", "."):
+        return 2
+    for k in range(i + 2, min(i + 5, len(words))):
+        if words[k] == ":":
+            return k - i
+        if not words[k].isalpha() or _is_noun(words[k]) or colour_of(words[k]) is not None or words[k] in POSITION_TERMS:
+            return 0
+    return 0
+
+
+def _of_the_picture(words: list[str], j: int) -> bool:
+    # words[j] is "of": does the picture or its ground follow ("at the top of a black sky", "the top of the canvas")?
+    k = j + 1 + (j + 1 < len(words) and words[j + 1] in ("a", "an", "the", "this", "my", "our", "your"))
+    while k < len(words) and _shape_of(words[k]) is None:
+        if words[k] in BACKGROUND_NOUNS or words[k] in PICTURE_NOUNS or words[k] in ("sky", "paper", "wall", "sheet"):
+            return True
+        if colour_of(words[k]) is None:
+            return False
+        k += 1  # "of a black sky": the ground's colour first
+    return False
+
+
 def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> Reading:
     """Read a request (or, with instruction=True, an instruction) against the lexicon: see the module's docstring.   [nb 09]
 
@@ -607,6 +696,8 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
     raw = _words(text)
     words = [w if c != w and (_refused_word(c) and common_word(w) or meant_as_typed(w, c)) else c
              for w, c in ((w, correct(w)) for w in raw)]
+    words = [raw[k] if _guessed_refusal(raw, words, k) else w for k, w in enumerate(words)]
+    words = _sound_alikes_in_their_slot(words)
     roles: list[tuple[str, str, str]] = []
     out: list[str] = []
     fail = None
@@ -671,6 +762,12 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
                 colour_of(words[i + 1]) is not None or _is_noun(words[i + 1])):
             roles.append((typed, w, "filler"))  # "a lighter green wedge": a shade of the colour, not an edit of light
             i += 1
+            continue
+        if w == "copy" and (i == 0 or words[i - 1] in (",", ".", "!", "?", "you", "u")) and (
+                _next_content(words, i + 1) in (None, ".", "!", "?", ",") or words[i + 1:i + 2] == ["that"]
+                and _next_content(words, i + 2) in (None, ".", "!", "?", ",")):
+            roles.append((typed, w, "filler"))  # "Houston, the circle is now red, copy?": a radio call's question
+            i += 1 + (i + 1 < n and words[i + 1] == "that")
             continue
         if instruction and (w in UNSUPPORTED_VERBS or w in UNSUPPORTED_EDITS or w == "around" and last_verb in (
                 "swap", "switch", "exchange")):
@@ -781,6 +878,10 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             i += 1
             continue
         bad_shape = _unsupported_shape(w)
+        if bad_shape is not None and (i == 0 or words[i - 1] in (".", "!", "?")) and i + 1 < n and words[i + 1] == "!":
+            roles.append((typed, w, "filler"))  # "House!" (a bingo win), "Star!": a word exclaimed, no object asked for
+            i += 1
+            continue
         if bad_shape is not None:
             refuse("shape", f"the shapes world has no {bad_shape}; it draws circles, squares and triangles.", bad_shape)
             roles.append((typed, w, "shape (refused)"))
@@ -811,6 +912,11 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             out.append("diag:1" if set(corners) in ({"top", "right"}, {"bottom", "left"}) else "diag:0")
             roles.append((" ".join(raw[i:j]), " ".join(words[i:j]), "position"))
             i = j
+            continue
+        if w in ("down", "up") and i > 0 and words[i - 1] in PHRASAL_HEADS and _next_content(words, i + 1) in (
+                None, ",", ".", "!", "?", ";", ":", "and", "for", "then", "please"):
+            roles.append((typed, w, "filler"))  # "LISTEN UP!", "Eyes down!", "nicely set up for the next shot"
+            i += 1
             continue
         if w in ("down", "up") and i + 1 < n and words[i + 1] in ("the", "in", "at", "on", "to", "along") or w == "up" and (
                 i > 0 and words[i - 1] in ("is", "s", "are", "time") and _next_content(words, i + 1) in (
@@ -876,7 +982,7 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
                 roles.append((" ".join(raw[i - 1:j]), " ".join(words[i - 1:j]), "relation"))
                 i = j
                 continue
-            if terms == ["top"] and j < n and words[j] == "of":  # "on top of"
+            if terms == ["top"] and j < n and words[j] == "of" and not _of_the_picture(words, j):  # "on top of"
                 out.append("above")
                 roles.append((" ".join(raw[i:j + 1]), " ".join(words[i:j + 1]), "relation"))
                 i = j + 1
@@ -920,19 +1026,29 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             if nxt == "of":
                 nxt = _next_content(words, i + 2)
             plural_next = nxt is not None and nxt not in ("of",)
+            if count > shapes.MAX_OBJECTS and nxt in (None, ",", ".", "!", "?", ";", ":", "and") and w.isalpha():
+                roles.append((typed, w, "filler"))  # "Legs eleven - and a blue triangle": a number said, nothing counted
+                i += 1
+                continue
             if count > shapes.MAX_OBJECTS and plural_next:
                 refuse("count", f"a scene holds at most {shapes.MAX_OBJECTS} objects; {typed!r} asks for more.", typed)
+            if instruction and w == "both" and not (nxt is not None and (_is_noun(nxt) or colour_of(nxt) is not None and (
+                    _next_content(words, i + 2) is not None and _is_noun(_next_content(words, i + 2))))):
+                out.append("both")  # "make both blue": the two objects, a pronoun here (not "both circles")
+                roles.append((typed, w, "structure"))
+                i += 1
+                continue
             if instruction and w in ("one", "ones") and not (nxt is not None and (_is_noun(nxt) or colour_of(nxt))):
                 out.append("thing")  # "the bottom one", "the blue one has to go": the object, not a count
                 roles.append((typed, w, "noun"))
                 after_colour = False  # "the blue one shimmers and goes green": the noun is said
                 i += 1
                 continue
-            if not instruction and 2 <= count <= shapes.MAX_OBJECTS and i + 2 < n and words[i + 2] in (":", ",", ".") \
-                    and words[i + 1].isalpha() and words[i + 1] not in vocabulary() and not _is_noun(words[i + 1]):
+            head = _count_header(words, i) if not instruction and 2 <= count <= shapes.MAX_OBJECTS else 0
+            if head:
                 out += [{2: "two", 3: "three"}[count], ","]  # "three friends: a red circle ..., a green ...": a header
-                roles.append((" ".join(raw[i:i + 2]), " ".join(words[i:i + 2]), "count"))
-                i += 2
+                roles.append((" ".join(raw[i:i + head]), " ".join(words[i:i + head]), "count"))
+                i += head
                 continue
             if w in ("a", "an", "one", "single"):
                 out.append("a" if w != "one" or nxt is None or _is_noun(nxt) is False else "one")
@@ -946,9 +1062,17 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             i += 1 + (i + 1 < n and words[i + 1] == "of")
             continue
         if w == "over" and (_next_content(words, i + 1) in (None, ",", ".", "!", "?", ";", "and") or words[
-                i + 1] in ("on", "in", "at", "there", "here")):
+                i + 1] in ("on", "in", "at", "there", "here", "to")):
             roles.append((typed, w, "filler"))  # "..., over." (a radio call's end), "over on the left": no relation
             i += 1
+            continue
+        if w in RESTING and i + 2 < n and words[i + 1] in ("on", "upon") and (
+                words[i + 2] in ("a", "an", "the", "another") or colour_of(words[i + 2]) is not None) and any(
+                _is_noun(x) for x in words[i + 2:i + 6]) and not any(
+                x in POSITION_TERMS or x in BACKGROUND_NOUNS or x in (",", ".", "!", "?", ";") for x in words[i + 2:i + 4]):
+            roles.append((" ".join(raw[i:i + 2]), " ".join(words[i:i + 2]), "relation"))
+            out.append("above")  # "a yellow square perched on a green square": the first stands on the second
+            i += 2
             continue
         if w in RELATIONS:
             roles.append((typed, w, "relation"))
@@ -980,7 +1104,20 @@ def read(text: str, *, instruction: bool = False, second_pass: bool = True) -> R
             roles.append((typed, w, "structure"))
             i += 1 + (w == "instead")
             continue
-        if instruction and w in ("go", "goes", "going", "went") and _colour_at(words, i + 1) is not None:
+        if instruction and w in ("go", "goes") and i + 1 < n and words[i + 1] == "over" and (
+                _next_content(words, i + 2) in ("it", "the", "that", "this", "them")):
+            last_verb, colour_verb = "redo", True  # "go over it in navy blue": a tattooist's recolouring
+            roles.append((" ".join(raw[i:i + 2]), " ".join(words[i:i + 2]), "verb"))
+            if not out or out[-1] != "make":
+                out.append("make")
+            i += 2
+            continue
+        if instruction and w == "with" and last_verb in ("fill", "paint", "colour", "color", "shade", "dye", "tint",
+                                                         "redo", "make") and _colour_at(words, i + 1) is not None:
+            roles.append((typed, w, "filler"))  # "fill the triangle in with navy": the new colour follows
+            i += 1
+            continue
+        if instruction and w in ("go", "goes", "going", "went", "gone") and _colour_at(words, i + 1) is not None:
             last_verb, colour_verb = w, True  # "the triangle must go golden", "the blue one goes green": a change
             roles.append((typed, w, "verb"))
             if not out or out[-1] != "make":

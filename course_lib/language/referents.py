@@ -8,6 +8,7 @@ referent against the scene, the way a program resolves a tool call's argument:
     the [colour] [shape | thing] [position phrase]    every object with those attributes
     it                                                the scene's only object
     every [colour] shape [position phrase]            all of them, one edit each ("make the circles green")
+    every thing                                       every object of the scene ("make both blue")
 
 where a place on an edge ("on the left", "at the bottom") also names that side of the grid when no object
 of the kind sits in its middle cell ("the triangle on the left" of two in the top row, "the lower
@@ -135,9 +136,9 @@ def _each(scene: shapes.Scene, part: str) -> list[str]:
     if m is None:
         return [part]
     ref = REFERENT.match("the " + m[2])
-    if ref is None or ref["shape"] in (None, "thing"):
+    if ref is None or ref["shape"] is None:
         raise _refuse("invalid", f"{part!r} is not an instruction answer the world reads.")
-    found = [k for k, o in enumerate(scene.objects) if o.shape == ref["shape"] and (
+    found = [k for k, o in enumerate(scene.objects) if ref["shape"] in ("thing", o.shape) and (
         ref["colour"] is None or o.colour == ref["colour"]) and (ref["place"] is None or o.cell == _CELL_OF[ref["place"]])]
     if not found:
         raise _refuse("not_in_scene", f"there is no {m[2]} in the scene.")

@@ -231,7 +231,6 @@ def correct(word: str) -> str:
                  lambda k: k[0] == word[0] and k not in FILLERS and _basic(k) and _drawable(k)):
         narrowed = {k for k in found if keep(k)}
         if len({_meaning(k) for k in narrowed}) == 1:  # one meaning left (ties: same first letter, then slot words)
-            # "coud" is as near "could" as "cloud": a refusal is not built on a guess against an everyday word
             return min(narrowed)
         found = narrowed or found
     return word
